@@ -193,6 +193,16 @@ func (j *Journal) Sync(seq uint64) error {
 	return j.flushLocked()
 }
 
+// Flush writes every buffered record.
+func (j *Journal) Flush() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return ErrClosed
+	}
+	return j.flushLocked()
+}
+
 func (j *Journal) flushLocked() error {
 	if len(j.buf) == 0 {
 		j.written = j.appended

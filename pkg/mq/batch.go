@@ -1,0 +1,114 @@
+package mq
+
+import (
+	"errors"
+	"slices"
+
+	"github.com/podipc/podipc/internal/mqjournal"
+	"github.com/podipc/podipc/internal/mqwire"
+)
+
+// batch collects the side effects of a run of queue operations so that they
+// happen once, outside the queue locks: journal writes (group commit), send
+// confirmations that wait for them, dead letters, and writer wake-ups. A
+// connection's reader finishes its batch when it has no more buffered input.
+type batch struct {
+	b           *Broker
+	wakes       []*bconn
+	journals    []*mqjournal.Journal
+	confirms    []confirm
+	deadLetters []deadLetter
+}
+
+// confirm is a SEND_OK waiting for its journal record.
+type confirm struct {
+	conn    *bconn
+	req     uint32
+	id      uint64
+	bodyLen int
+	journal *mqjournal.Journal
+	seq     uint64
+}
+
+// deadLetter is a message on its way from one queue to its dead-letter queue.
+type deadLetter struct {
+	from *queue
+	to   string
+	id   uint64 // id in the source queue
+	msg  *message
+}
+
+// maxBatch bounds how many operations a reader batches before finishing.
+const maxBatch = 256
+
+func (bt *batch) full() bool { return len(bt.confirms)+len(bt.deadLetters) >= maxBatch }
+
+func (bt *batch) wake(c *bconn) {
+	if !slices.Contains(bt.wakes, c) {
+		bt.wakes = append(bt.wakes, c)
+	}
+}
+
+func (bt *batch) touch(j *mqjournal.Journal) {
+	if !slices.Contains(bt.journals, j) {
+		bt.journals = append(bt.journals, j)
+	}
+}
+
+// ok confirms a send, at once or after its journal record is written.
+func (bt *batch) ok(c *bconn, req uint32, id uint64, bodyLen int, j *mqjournal.Journal, seq uint64) {
+	if j == nil {
+		c.sendOK(req, id, bodyLen)
+		bt.wake(c)
+		return
+	}
+	bt.confirms = append(bt.confirms, confirm{conn: c, req: req, id: id, bodyLen: bodyLen, journal: j, seq: seq})
+}
+
+// fail answers a send or request with an error.
+func (bt *batch) fail(c *bconn, req uint32, bodyLen int, code mqwire.Code, text string) {
+	c.sendError(req, code, text, bodyLen)
+	bt.wake(c)
+}
+
+// finish performs the collected side effects.
+func (bt *batch) finish() {
+	for i := 0; i < len(bt.deadLetters); i++ {
+		dl := bt.deadLetters[i]
+		bodyLen := len(dl.msg.body)
+		if to := bt.b.lookup(dl.to); to != nil {
+			if j, seq := to.acceptDeadLetter(bt, dl.msg); j != nil {
+				if err := j.Sync(seq); err != nil && !errors.Is(err, mqjournal.ErrClosed) {
+					bt.b.log.Error("journal dead letter", "queue", dl.to, "err", err)
+				}
+			}
+		} else {
+			dl.from.log.Warn("dead-letter queue does not exist, dropping message", "deadLetterQueue", dl.to)
+		}
+		// Only now that the dead-letter queue holds the message may the
+		// source journal forget it.
+		dl.from.journalRemove(bt, dl.id, bodyLen)
+	}
+	for _, j := range bt.journals {
+		if err := j.Flush(); err != nil && !errors.Is(err, mqjournal.ErrClosed) {
+			bt.b.log.Error("write journal", "err", err)
+		}
+	}
+	for _, cf := range bt.confirms {
+		err := cf.journal.Sync(cf.seq)
+		if err != nil && !errors.Is(err, mqjournal.ErrClosed) {
+			cf.conn.sendError(cf.req, mqwire.CodeInternal, "journal write failed", cf.bodyLen)
+		} else {
+			cf.conn.sendOK(cf.req, cf.id, cf.bodyLen)
+		}
+		bt.wake(cf.conn)
+	}
+	for _, c := range bt.wakes {
+		c.signal()
+	}
+	clear(bt.wakes)
+	clear(bt.confirms)
+	clear(bt.deadLetters)
+	clear(bt.journals)
+	bt.wakes, bt.confirms, bt.deadLetters, bt.journals = bt.wakes[:0], bt.confirms[:0], bt.deadLetters[:0], bt.journals[:0]
+}

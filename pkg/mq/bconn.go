@@ -1,0 +1,402 @@
+package mq
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/podipc/podipc/internal/mqwire"
+)
+
+const (
+	readBufferSize = 64 << 10
+	// outboxLimit is the size of unsent responses at which a connection's
+	// reader stops reading until its writer catches up.
+	outboxLimit = 1 << 20
+)
+
+// errViolation marks a protocol violation by the client.
+var errViolation = errors.New("protocol violation")
+
+// bconn is the broker's side of one client connection: a reader goroutine
+// that decodes and executes frames, and a writer goroutine that sends what
+// the reader and the queues append to the outbox.
+type bconn struct {
+	b   *Broker
+	nc  net.Conn
+	id  uint64
+	log *slog.Logger
+	rd  *mqwire.Reader
+
+	outMu   sync.Mutex
+	out     []byte
+	closing bool // no more appends; the writer flushes and closes
+	dead    bool // the writer failed; appends are dropped
+
+	wakeCh     chan struct{}
+	drained    chan struct{}
+	writerDone chan struct{}
+
+	pendingSends atomic.Int64
+	pendingBytes atomic.Int64
+	parked       atomic.Int32
+
+	mu        sync.Mutex
+	consumers map[uint32]*consumer
+}
+
+func newBconn(b *Broker, nc net.Conn, id uint64) *bconn {
+	return &bconn{
+		b:          b,
+		nc:         nc,
+		id:         id,
+		log:        b.log.With("conn", id),
+		rd:         mqwire.NewReader(nc, readBufferSize, int(b.welcome.MaxFrame)),
+		wakeCh:     make(chan struct{}, 1),
+		drained:    make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
+		consumers:  make(map[uint32]*consumer),
+	}
+}
+
+// serve runs the connection until it ends.
+func (c *bconn) serve() {
+	go c.writeLoop()
+	bt := c.b.getBatch()
+	err := c.readLoop(bt)
+	code, text := c.classify(err)
+	c.teardown(bt)
+	bt.finish()
+	c.b.putBatch(bt)
+	c.closeOutbox(code, text)
+	<-c.writerDone
+}
+
+func (c *bconn) classify(err error) (mqwire.Code, string) {
+	switch {
+	case errors.Is(err, io.EOF):
+		c.log.Debug("client closed connection")
+		return mqwire.CodeOK, ""
+	case errors.Is(err, mqwire.ErrMalformed), errors.Is(err, mqwire.ErrFrameTooLarge), errors.Is(err, errViolation):
+		c.log.Warn("closing connection after protocol violation", "err", err)
+		return mqwire.CodeBadRequest, err.Error()
+	case c.b.shuttingDown():
+		return mqwire.CodeShuttingDown, "broker shutting down"
+	default:
+		c.log.Debug("connection ended", "err", err)
+		return mqwire.CodeOK, ""
+	}
+}
+
+func (c *bconn) readLoop(bt *batch) error {
+	for {
+		typ, p, err := c.rd.Next()
+		if err != nil {
+			return err
+		}
+		if err := c.handle(bt, typ, p); err != nil {
+			return err
+		}
+		if c.rd.Buffered() == 0 || bt.full() {
+			bt.finish()
+			c.waitForWriter()
+		}
+	}
+}
+
+// waitForWriter applies backpressure: a client that does not read its
+// responses stops being read.
+func (c *bconn) waitForWriter() {
+	for {
+		c.outMu.Lock()
+		over := len(c.out) > outboxLimit && !c.dead
+		c.outMu.Unlock()
+		if !over {
+			return
+		}
+		select {
+		case <-c.drained:
+		case <-c.writerDone:
+			return
+		case <-c.b.done:
+			return
+		}
+	}
+}
+
+func (c *bconn) handle(bt *batch, typ mqwire.FrameType, p []byte) error {
+	switch typ {
+	case mqwire.TypeSend:
+		s, err := mqwire.ParseSend(p)
+		if err != nil {
+			return err
+		}
+		c.handleSend(bt, s)
+	case mqwire.TypeAck, mqwire.TypeNack:
+		var s mqwire.Settle
+		var err error
+		if typ == mqwire.TypeAck {
+			s, err = mqwire.ParseAck(p)
+		} else {
+			s, err = mqwire.ParseNack(p)
+		}
+		if err != nil {
+			return err
+		}
+		if cons := c.consumer(s.Consumer); cons != nil {
+			cons.q.settle(bt, cons, s, typ == mqwire.TypeAck)
+		}
+	case mqwire.TypeCredit:
+		cr, err := mqwire.ParseCredit(p)
+		if err != nil {
+			return err
+		}
+		if cons := c.consumer(cr.Consumer); cons != nil {
+			cons.q.addCredit(bt, cons, cr.N)
+		}
+	case mqwire.TypeConsume:
+		cm, err := mqwire.ParseConsume(p)
+		if err != nil {
+			return err
+		}
+		c.handleConsume(bt, cm)
+	case mqwire.TypeCancel:
+		cn, err := mqwire.ParseCancel(p)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		cons := c.consumers[cn.Consumer]
+		delete(c.consumers, cn.Consumer)
+		c.mu.Unlock()
+		if cons != nil {
+			cons.q.removeConsumer(bt, cons)
+		}
+		c.append(func(b []byte) []byte { return mqwire.AppendCancelOK(b, cn.Req) })
+		bt.wake(c)
+	case mqwire.TypePing:
+		tok, err := mqwire.ParsePing(p)
+		if err != nil {
+			return err
+		}
+		c.append(func(b []byte) []byte { return mqwire.AppendPing(b, mqwire.TypePong, tok) })
+		bt.wake(c)
+	default:
+		return fmt.Errorf("%w: unexpected frame type %v", errViolation, typ)
+	}
+	return nil
+}
+
+func (c *bconn) handleSend(bt *batch, s mqwire.Send) {
+	n := len(s.Body)
+	w := &c.b.welcome
+	if pending := c.pendingSends.Load(); pending >= int64(w.MaxPendingSends) ||
+		(pending > 0 && c.pendingBytes.Load()+int64(n) > int64(w.MaxPendingBytes)) {
+		c.appendError(s.Req, mqwire.CodeTooManyPending, "unconfirmed-send window exceeded")
+		bt.wake(c)
+		return
+	}
+	c.pendingSends.Add(1)
+	c.pendingBytes.Add(int64(n))
+	if n > int(w.MaxMessage) {
+		bt.fail(c, s.Req, n, mqwire.CodeMessageTooLarge, "broker limit exceeded")
+		return
+	}
+	q := c.b.lookupBytes(s.Queue)
+	if q == nil {
+		bt.fail(c, s.Req, n, mqwire.CodeUnknownQueue, string(s.Queue))
+		return
+	}
+	m := &message{body: append(make([]byte, 0, n), s.Body...), priority: s.Priority}
+	q.send(bt, c, s.Req, m, time.Duration(s.TTLMillis)*time.Millisecond, time.Duration(s.TimeoutMillis)*time.Millisecond)
+}
+
+func (c *bconn) handleConsume(bt *batch, cm mqwire.Consume) {
+	q := c.b.lookupBytes(cm.Queue)
+	if q == nil {
+		c.appendError(cm.Req, mqwire.CodeUnknownQueue, string(cm.Queue))
+		bt.wake(c)
+		return
+	}
+	c.mu.Lock()
+	code := mqwire.CodeOK
+	switch {
+	case c.consumers[cm.Consumer] != nil:
+		code = mqwire.CodeDuplicateID
+	case len(c.consumers) >= int(c.b.welcome.MaxConsumers):
+		code = mqwire.CodeTooManyConsumers
+	}
+	var cons *consumer
+	if code == mqwire.CodeOK {
+		prefetch := min(cm.Prefetch, c.b.welcome.MaxPrefetch)
+		cons = &consumer{conn: c, id: cm.Consumer, q: q, autoAck: q.mode() == AtMostOnce, prefetch: int(prefetch), credit: int(prefetch)}
+		c.consumers[cm.Consumer] = cons
+	}
+	c.mu.Unlock()
+	if code != mqwire.CodeOK {
+		c.appendError(cm.Req, code, "")
+		bt.wake(c)
+		return
+	}
+	mode := mqwire.ModeAtLeastOnce
+	if cons.autoAck {
+		mode = mqwire.ModeAtMostOnce
+	}
+	// CONSUME_OK goes out before any delivery to the new consumer.
+	c.append(func(b []byte) []byte { return mqwire.AppendConsumeOK(b, cm.Req, mode, uint32(cons.prefetch)) })
+	bt.wake(c)
+	if !q.addConsumer(bt, cons) {
+		c.consumerClosed(cons.id, mqwire.CodeQueueDeleted, q.name)
+	}
+}
+
+func (c *bconn) consumer(id uint32) *consumer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.consumers[id]
+}
+
+// teardown detaches the connection from the queues: its consumers' unacked
+// messages are requeued and its blocked sends forgotten.
+func (c *bconn) teardown(bt *batch) {
+	c.mu.Lock()
+	consumers := c.consumers
+	c.consumers = map[uint32]*consumer{}
+	c.mu.Unlock()
+	for _, cons := range consumers {
+		cons.q.removeConsumer(bt, cons)
+	}
+	if c.parked.Load() > 0 {
+		for _, q := range c.b.queueList() {
+			q.dropParked(c)
+		}
+	}
+}
+
+// append adds a frame to the outbox unless the connection is closing.
+func (c *bconn) append(enc func([]byte) []byte) {
+	c.outMu.Lock()
+	if !c.closing && !c.dead {
+		c.out = enc(c.out)
+	}
+	c.outMu.Unlock()
+}
+
+func (c *bconn) appendError(req uint32, code mqwire.Code, text string) {
+	c.outMu.Lock()
+	if !c.closing && !c.dead {
+		c.out = mqwire.AppendError(c.out, mqwire.TypeError, req, code, text)
+	}
+	c.outMu.Unlock()
+}
+
+func (c *bconn) releasePending(bodyLen int) {
+	c.pendingSends.Add(-1)
+	c.pendingBytes.Add(-int64(bodyLen))
+}
+
+func (c *bconn) sendOK(req uint32, id uint64, bodyLen int) {
+	c.outMu.Lock()
+	if !c.closing && !c.dead {
+		c.out = mqwire.AppendSendOK(c.out, req, id)
+	}
+	c.outMu.Unlock()
+	c.releasePending(bodyLen)
+}
+
+func (c *bconn) sendError(req uint32, code mqwire.Code, text string, bodyLen int) {
+	c.appendError(req, code, text)
+	c.releasePending(bodyLen)
+}
+
+func (c *bconn) deliver(consumerID uint32, tag uint64, m *message) {
+	c.outMu.Lock()
+	if !c.closing && !c.dead {
+		c.out = mqwire.AppendDeliver(c.out, mqwire.Deliver{
+			Consumer: consumerID, Tag: tag, ID: m.id, EnqueuedAt: m.enqueuedAt,
+			Deliveries: m.deliveries, Priority: m.priority, Body: m.body,
+		})
+	}
+	c.outMu.Unlock()
+}
+
+// consumerClosed tells the client that the broker ended one of its consumers.
+func (c *bconn) consumerClosed(id uint32, code mqwire.Code, text string) {
+	c.mu.Lock()
+	delete(c.consumers, id)
+	c.mu.Unlock()
+	c.append(func(b []byte) []byte { return mqwire.AppendError(b, mqwire.TypeConsumerClosed, id, code, text) })
+}
+
+// signal wakes the writer.
+func (c *bconn) signal() {
+	select {
+	case c.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// closeOutbox queues a GOAWAY (unless code is CodeOK) and tells the writer to
+// flush and close the connection.
+func (c *bconn) closeOutbox(code mqwire.Code, text string) {
+	c.outMu.Lock()
+	if code != mqwire.CodeOK && !c.closing && !c.dead {
+		c.out = mqwire.AppendGoAway(c.out, code, text)
+	}
+	c.closing = true
+	c.outMu.Unlock()
+	c.signal()
+}
+
+func (c *bconn) writeLoop() {
+	defer close(c.writerDone)
+	defer c.nc.Close()
+	var spare []byte
+	timeout := c.b.opts.WriteTimeout
+	for range c.wakeCh {
+		c.outMu.Lock()
+		buf, closing := c.out, c.closing
+		c.out = spare[:0]
+		c.outMu.Unlock()
+		if len(buf) > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(timeout))
+			if _, err := c.nc.Write(buf); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					c.log.Warn("client stopped reading; closing connection", "timeout", timeout)
+				}
+				c.outMu.Lock()
+				c.dead = true
+				c.out = nil
+				c.outMu.Unlock()
+				return // closing nc ends the reader too
+			}
+			select {
+			case c.drained <- struct{}{}:
+			default:
+			}
+		}
+		if cap(buf) <= 4*outboxLimit {
+			spare = buf
+		}
+		if closing {
+			c.outMu.Lock()
+			more := len(c.out) > 0
+			c.outMu.Unlock()
+			if !more {
+				return
+			}
+			c.signal()
+		}
+	}
+}
+
+// stop makes the reader finish at the next frame boundary (shutdown).
+func (c *bconn) stop() {
+	c.nc.SetReadDeadline(time.Now())
+}

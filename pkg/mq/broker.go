@@ -1,0 +1,489 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/podipc/podipc/internal/mqjournal"
+	"github.com/podipc/podipc/internal/mqwire"
+)
+
+// BrokerOptions configure a Broker. Zero fields take the documented defaults.
+type BrokerOptions struct {
+	// JournalDir holds the journals of queues with Persistence Volume
+	// (normally a directory on the pod's tmpfs). Required for such queues.
+	JournalDir string
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// MaxConnections bounds concurrent connections, including those still
+	// in their handshake (default 1024).
+	MaxConnections int
+	// HandshakeTimeout bounds how long a new connection may take to send
+	// its handshake (default 5s).
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds how long a client may leave the broker's writes
+	// blocked before it is disconnected (default 30s).
+	WriteTimeout time.Duration
+	// MaxMessageSize bounds every queue's MaxMessageSize (default 16 MiB).
+	MaxMessageSize int
+	// MaxPendingSends and MaxPendingBytes bound a connection's unconfirmed
+	// sends (defaults 1024 and 16 MiB).
+	MaxPendingSends int
+	MaxPendingBytes int
+	// MaxPrefetch bounds one consumer's prefetch (default 8192).
+	MaxPrefetch int
+	// MaxConsumersPerConn bounds the consumers of one connection (default 256).
+	MaxConsumersPerConn int
+	// JournalCompactBytes is the journal size below which it is never
+	// compacted (default 1 MiB).
+	JournalCompactBytes int64
+}
+
+func (o BrokerOptions) defaulted() BrokerOptions {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	setDefault(&o.MaxConnections, 1024)
+	setDefault(&o.HandshakeTimeout, 5*time.Second)
+	setDefault(&o.WriteTimeout, 30*time.Second)
+	setDefault(&o.MaxMessageSize, 16<<20)
+	setDefault(&o.MaxPendingSends, 1024)
+	setDefault(&o.MaxPendingBytes, 16<<20)
+	setDefault(&o.MaxPrefetch, 8192)
+	setDefault(&o.MaxConsumersPerConn, 256)
+	setDefault(&o.JournalCompactBytes, 1<<20)
+	return o
+}
+
+func setDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Broker serves queues to clients over Unix domain sockets.
+type Broker struct {
+	opts    BrokerOptions
+	log     *slog.Logger
+	epoch   time.Time
+	welcome mqwire.Welcome
+	nextTag atomic.Uint64
+	batches sync.Pool
+
+	applyMu sync.Mutex
+	queues  atomic.Pointer[map[string]*queue]
+
+	mu          sync.Mutex
+	listeners   map[net.Listener]struct{}
+	conns       map[*bconn]struct{}
+	handshaking map[net.Conn]struct{}
+	nextConnID  uint64
+	closing     bool
+	done        chan struct{}
+	wg          sync.WaitGroup
+}
+
+// NewBroker returns a broker with no queues; call Apply to declare them and
+// Serve to accept clients.
+func NewBroker(opts BrokerOptions) (*Broker, error) {
+	opts = opts.defaulted()
+	maxFrame := opts.MaxMessageSize + mqwire.SendOverhead + mqwire.MaxQueueName
+	if opts.MaxMessageSize > 1<<30 {
+		return nil, fmt.Errorf("%w: MaxMessageSize %d exceeds 1 GiB", ErrInvalidArgument, opts.MaxMessageSize)
+	}
+	b := &Broker{
+		opts:  opts,
+		log:   opts.Logger,
+		epoch: time.Now(),
+		welcome: mqwire.Welcome{
+			Version:         mqwire.Version1,
+			MaxFrame:        uint32(max(maxFrame, mqwire.MinFrameLimit)),
+			MaxMessage:      uint32(opts.MaxMessageSize),
+			MaxPendingSends: uint32(opts.MaxPendingSends),
+			MaxPendingBytes: uint32(min(opts.MaxPendingBytes, 1<<31)),
+			MaxPrefetch:     uint32(opts.MaxPrefetch),
+			MaxConsumers:    uint32(opts.MaxConsumersPerConn),
+		},
+		listeners:   map[net.Listener]struct{}{},
+		conns:       map[*bconn]struct{}{},
+		handshaking: map[net.Conn]struct{}{},
+		done:        make(chan struct{}),
+	}
+	b.queues.Store(&map[string]*queue{})
+	b.batches.New = func() any { return &batch{b: b} }
+	return b, nil
+}
+
+type instant struct{ mono, wall int64 }
+
+func (b *Broker) now() instant {
+	t := time.Now()
+	return instant{mono: int64(t.Sub(b.epoch)), wall: t.UnixNano()}
+}
+
+func (b *Broker) getBatch() *batch  { return b.batches.Get().(*batch) }
+func (b *Broker) putBatch(bt *batch) { b.batches.Put(bt) }
+
+func (b *Broker) lookup(name string) *queue { return (*b.queues.Load())[name] }
+
+func (b *Broker) lookupBytes(name []byte) *queue { return (*b.queues.Load())[string(name)] }
+
+func (b *Broker) queueList() []*queue { return slices.Collect(maps.Values(*b.queues.Load())) }
+
+func (b *Broker) journalPath(queue string) string {
+	return filepath.Join(b.opts.JournalDir, queue+".journal")
+}
+
+func (b *Broker) journalOptions() mqjournal.Options {
+	return mqjournal.Options{
+		MaxRecord:       mqjournal.RecordOverhead + b.opts.MaxMessageSize,
+		CompactMinBytes: b.opts.JournalCompactBytes,
+	}
+}
+
+func (q *queue) mode() DeliveryMode {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.cfg.Delivery
+}
+
+// Apply makes the broker's queues match cfgs: it creates the queues that are
+// new (restoring their journals), reconfigures those that changed, and
+// deletes those no longer declared (their consumers are told, their messages
+// and journals discarded). A configuration that does not validate changes
+// nothing. Errors opening or switching a journal are reported after the rest
+// of the configuration has been applied.
+func (b *Broker) Apply(ctx context.Context, cfgs []QueueConfig) error {
+	cfgs, err := validateSet(cfgs)
+	if err != nil {
+		return err
+	}
+	needJournal := false
+	for _, c := range cfgs {
+		if c.MaxMessageSize > b.opts.MaxMessageSize {
+			return fmt.Errorf("%w: queue %q: MaxMessageSize %d exceeds the broker's %d", ErrInvalidConfig, c.Name, c.MaxMessageSize, b.opts.MaxMessageSize)
+		}
+		needJournal = needJournal || c.Persistence == Volume
+	}
+	if needJournal {
+		if b.opts.JournalDir == "" {
+			return fmt.Errorf("%w: Persistence Volume needs BrokerOptions.JournalDir", ErrInvalidConfig)
+		}
+		if err := os.MkdirAll(b.opts.JournalDir, 0o700); err != nil {
+			return fmt.Errorf("create journal directory: %w", err)
+		}
+	}
+	b.applyMu.Lock()
+	defer b.applyMu.Unlock()
+	if b.shuttingDown() {
+		return ErrBrokerShutdown
+	}
+	old := *b.queues.Load()
+	next := make(map[string]*queue, len(cfgs))
+	bt := b.getBatch()
+	defer b.putBatch(bt)
+	var errs []error
+	for _, cfg := range cfgs {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if q, ok := old[cfg.Name]; ok {
+			if err := q.update(bt, cfg); err != nil {
+				errs = append(errs, fmt.Errorf("queue %q: %w", cfg.Name, err))
+			}
+			next[cfg.Name] = q
+			continue
+		}
+		q := newQueue(b, cfg)
+		if cfg.Persistence == Volume {
+			if err := q.openJournal(); err != nil {
+				errs = append(errs, fmt.Errorf("queue %q: %w", cfg.Name, err))
+				continue
+			}
+		}
+		next[cfg.Name] = q
+		b.log.Info("queue created", "queue", cfg.Name, "delivery", cfg.Delivery, "persistence", cfg.Persistence)
+	}
+	if len(errs) > 0 && ctx.Err() != nil {
+		// Keep the queues that were not reached rather than deleting them.
+		for name, q := range old {
+			if _, ok := next[name]; !ok {
+				next[name] = q
+			}
+		}
+	}
+	b.queues.Store(&next)
+	for name, q := range old {
+		if _, ok := next[name]; !ok {
+			q.remove(bt)
+			b.log.Info("queue deleted", "queue", name)
+		}
+	}
+	bt.finish()
+	return errors.Join(errs...)
+}
+
+// Stats returns a snapshot of every queue's statistics, sorted by name.
+func (b *Broker) Stats() []QueueStats {
+	qs := b.queueList()
+	out := make([]QueueStats, 0, len(qs))
+	for _, q := range qs {
+		out = append(out, q.stats())
+	}
+	slices.SortFunc(out, func(a, b QueueStats) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Listen creates a Unix socket listener at path with the given file mode
+// (0660 if zero). A stale socket file left by a dead broker is replaced; a
+// live one is an error. The socket file is removed when the listener closes.
+func Listen(path string, mode os.FileMode) (net.Listener, error) {
+	if mode == 0 {
+		mode = 0o660
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("listen %s: file exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("listen %s: another broker is serving it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	ln.SetUnlinkOnClose(true)
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("set socket mode: %w", err)
+	}
+	return ln, nil
+}
+
+// ListenAndServe listens on path (see Listen) and serves until Shutdown.
+func (b *Broker) ListenAndServe(path string, mode os.FileMode) error {
+	ln, err := Listen(path, mode)
+	if err != nil {
+		return err
+	}
+	return b.Serve(ln)
+}
+
+// Serve accepts connections on ln until Shutdown, which makes it return nil.
+// It closes ln when it returns.
+func (b *Broker) Serve(ln net.Listener) error {
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		ln.Close()
+		return ErrBrokerShutdown
+	}
+	b.listeners[ln] = struct{}{}
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.listeners, ln)
+		b.mu.Unlock()
+		ln.Close()
+	}()
+	b.log.Info("broker serving", "addr", ln.Addr().String())
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if b.shuttingDown() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
+				// Out of file descriptors or similar: wait and retry.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				b.log.Warn("accept failed, retrying", "err", err, "backoff", backoff)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-b.done:
+					t.Stop()
+					return nil
+				}
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		backoff = 0
+		b.admitConn(nc)
+	}
+}
+
+// refusalSlack is how many connections beyond MaxConnections are still
+// answered with a refusal rather than closed at once.
+const refusalSlack = 64
+
+func (b *Broker) admitConn(nc net.Conn) {
+	b.mu.Lock()
+	total := len(b.conns) + len(b.handshaking)
+	if b.closing || total >= b.opts.MaxConnections+refusalSlack {
+		b.mu.Unlock()
+		nc.Close()
+		return
+	}
+	b.handshaking[nc] = struct{}{}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	go b.handshake(nc, total >= b.opts.MaxConnections)
+}
+
+func (b *Broker) handshake(nc net.Conn, refuse bool) {
+	defer b.wg.Done()
+	registered := false
+	defer func() {
+		if !registered {
+			b.mu.Lock()
+			delete(b.handshaking, nc)
+			b.mu.Unlock()
+			nc.Close()
+		}
+	}()
+	timeout := b.opts.HandshakeTimeout
+	if refuse {
+		timeout = min(timeout, time.Second)
+	}
+	nc.SetDeadline(time.Now().Add(timeout))
+	var buf [mqwire.HelloSize]byte
+	if _, err := io.ReadFull(nc, buf[:]); err != nil {
+		b.log.Debug("handshake failed", "err", err)
+		return
+	}
+	w := b.welcome
+	hello, err := mqwire.ParseHello(buf[:])
+	switch {
+	case err != nil:
+		b.log.Debug("bad handshake", "err", err)
+		return
+	case hello.MinVersion > mqwire.Version1 || hello.MaxVersion < mqwire.Version1:
+		w = mqwire.Welcome{Version: mqwire.Version1, Status: mqwire.CodeVersion}
+	case refuse:
+		w = mqwire.Welcome{Version: mqwire.Version1, Status: mqwire.CodeTooManyConns}
+		b.log.Warn("refused connection: too many connections", "max", b.opts.MaxConnections)
+	case b.shuttingDown():
+		w = mqwire.Welcome{Version: mqwire.Version1, Status: mqwire.CodeShuttingDown}
+	}
+	if _, err := nc.Write(mqwire.AppendWelcome(nil, w)); err != nil || w.Status != mqwire.CodeOK {
+		return
+	}
+	nc.SetDeadline(time.Time{})
+	b.mu.Lock()
+	delete(b.handshaking, nc)
+	if b.closing {
+		b.mu.Unlock()
+		return
+	}
+	b.nextConnID++
+	c := newBconn(b, nc, b.nextConnID)
+	b.conns[c] = struct{}{}
+	registered = true
+	b.mu.Unlock()
+	c.log.Debug("client connected")
+	c.serve()
+	b.mu.Lock()
+	delete(b.conns, c)
+	b.mu.Unlock()
+}
+
+func (b *Broker) shuttingDown() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Shutdown stops accepting connections, lets every connection finish the
+// frames it has already received (their confirmations are sent), tells the
+// clients with a GOAWAY frame, and flushes and closes the journals. Messages
+// delivered but not acknowledged stay in the journal. If ctx ends first,
+// connections are closed abruptly and ctx's error is returned.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	first := !b.closing
+	if first {
+		b.closing = true
+		close(b.done)
+	}
+	for ln := range b.listeners {
+		ln.Close()
+	}
+	for nc := range b.handshaking {
+		nc.Close()
+	}
+	for c := range b.conns {
+		c.stop()
+	}
+	b.mu.Unlock()
+
+	finished := make(chan struct{})
+	go func() {
+		b.wg.Wait()
+		close(finished)
+	}()
+	var err error
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		err = ctx.Err()
+		b.mu.Lock()
+		for c := range b.conns {
+			c.nc.Close()
+		}
+		b.mu.Unlock()
+		<-finished
+	}
+	if first {
+		b.applyMu.Lock()
+		for _, q := range b.queueList() {
+			if cerr := q.close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("queue %q: %w", q.name, cerr))
+			}
+		}
+		b.applyMu.Unlock()
+		b.log.Info("broker stopped")
+	}
+	return err
+}
+
+// Close shuts the broker down without waiting for connections to finish.
+func (b *Broker) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := b.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}

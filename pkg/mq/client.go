@@ -1,0 +1,784 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/podipc/podipc/internal/mqwire"
+)
+
+// Client is a connection to the broker. It is safe for concurrent use; sends
+// and acknowledgements from all goroutines are batched onto the connection by
+// one writer goroutine, and one reader goroutine dispatches what arrives.
+type Client struct {
+	nc     net.Conn
+	log    *slog.Logger
+	limits mqwire.Welcome
+	rd     *mqwire.Reader
+
+	outMu   sync.Mutex
+	out     []byte
+	closing bool
+	// The last frame in out, if it is an ACK, NACK or CREDIT that later
+	// settlements of the same consumer can be merged into.
+	lastStart    int
+	lastKind     mqwire.FrameType
+	lastConsumer uint32
+	lastRequeue  bool
+	lastCount    int
+
+	wakeCh     chan struct{}
+	readerDone chan struct{}
+	writerDone chan struct{}
+
+	mu           sync.Mutex
+	calls        map[uint32]*Confirmation
+	nextReq      uint32
+	consumers    map[uint32]*Consumer
+	nextConsumer uint32
+	defaults     map[string]*Consumer
+	pendingSends int
+	pendingBytes int
+	windowFreed  chan struct{} // closed when the send window frees; nil if nobody waits
+	err          error         // why the client is closed
+	goAway       error
+	done         chan struct{}
+}
+
+// Dial connects to the broker, by default at $PODIPC_DIR/mq.sock, and
+// performs the handshake.
+func Dial(ctx context.Context, opts ...DialOption) (*Client, error) {
+	o := dialOptions{}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.path == "" {
+		p, err := DefaultSocketPath()
+		if err != nil {
+			return nil, err
+		}
+		o.path = p
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", o.path)
+	if err != nil {
+		return nil, fmt.Errorf("mq: dial %s: %w", o.path, err)
+	}
+	w, err := handshake(ctx, nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("mq: handshake with %s: %w", o.path, err)
+	}
+	c := &Client{
+		nc:         nc,
+		log:        o.logger,
+		limits:     w,
+		rd:         mqwire.NewReader(nc, readBufferSize, int(w.MaxFrame)),
+		lastStart:  -1,
+		wakeCh:     make(chan struct{}, 1),
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+		calls:      map[uint32]*Confirmation{},
+		consumers:  map[uint32]*Consumer{},
+		defaults:   map[string]*Consumer{},
+		done:       make(chan struct{}),
+	}
+	go c.readLoop()
+	go c.writeLoop()
+	return c, nil
+}
+
+func handshake(ctx context.Context, nc net.Conn) (mqwire.Welcome, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		nc.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	defer stop()
+	hello := mqwire.AppendHello(nil, mqwire.Hello{MinVersion: mqwire.Version1, MaxVersion: mqwire.Version1})
+	if _, err := nc.Write(hello); err != nil {
+		return mqwire.Welcome{}, ctxOr(ctx, err)
+	}
+	var buf [mqwire.WelcomeSize]byte
+	if _, err := io.ReadFull(nc, buf[:]); err != nil {
+		return mqwire.Welcome{}, ctxOr(ctx, err)
+	}
+	w, err := mqwire.ParseWelcome(buf[:])
+	if err != nil {
+		return mqwire.Welcome{}, fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
+	if w.Status != mqwire.CodeOK {
+		return mqwire.Welcome{}, brokerError(w.Status, "connection refused")
+	}
+	if w.Version != mqwire.Version1 {
+		return mqwire.Welcome{}, fmt.Errorf("%w: broker chose version %d", ErrUnsupportedVersion, w.Version)
+	}
+	if !stop() {
+		return mqwire.Welcome{}, ctx.Err()
+	}
+	nc.SetDeadline(time.Time{})
+	return w, nil
+}
+
+func ctxOr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// MaxMessageSize is the largest body the broker accepts on any queue.
+func (c *Client) MaxMessageSize() int { return int(c.limits.MaxMessage) }
+
+// Confirmation is the broker's answer to an asynchronous send.
+type Confirmation struct {
+	done    chan struct{}
+	err     error
+	id      uint64
+	bodyLen int
+	isSend  bool
+	// CONSUME_OK fields.
+	mode     uint8
+	prefetch uint32
+}
+
+// Done is closed when the broker has answered (or the connection is lost).
+func (cf *Confirmation) Done() <-chan struct{} { return cf.done }
+
+// Err is the send's outcome once Done is closed: nil if the message is
+// queued (and journaled, for a persistent queue).
+func (cf *Confirmation) Err() error {
+	<-cf.done
+	return cf.err
+}
+
+// ID is the message's id in its queue, once Done is closed without error.
+func (cf *Confirmation) ID() uint64 {
+	<-cf.done
+	return cf.id
+}
+
+// Wait waits for the answer or for ctx to end.
+func (cf *Confirmation) Wait(ctx context.Context) error {
+	select {
+	case <-cf.done:
+		return cf.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Send sends body to queue and waits for the broker's confirmation. If ctx
+// ends first, Send returns ctx's error and the message may or may not have
+// been queued. When the queue is full and its overflow policy is Block, the
+// broker holds the confirmation until there is room or ctx's deadline.
+func (c *Client) Send(ctx context.Context, queue string, body []byte, opts ...SendOption) error {
+	cf, err := c.SendAsync(ctx, queue, body, opts...)
+	if err != nil {
+		return err
+	}
+	return cf.Wait(ctx)
+}
+
+// SendAsync sends body to queue without waiting for the confirmation, so a
+// producer can have many sends in flight. It blocks only while the
+// connection's window of unconfirmed sends (set by the broker) is full, or
+// until ctx ends. ctx's deadline also bounds how long the broker may block
+// the send on a full queue.
+func (c *Client) SendAsync(ctx context.Context, queue string, body []byte, opts ...SendOption) (*Confirmation, error) {
+	var so sendOptions
+	for _, o := range opts {
+		o.applySend(&so)
+	}
+	if err := so.validate(); err != nil {
+		return nil, err
+	}
+	if queue == "" || len(queue) > mqwire.MaxQueueName {
+		return nil, fmt.Errorf("%w: queue name length %d", ErrInvalidArgument, len(queue))
+	}
+	if len(body) > int(c.limits.MaxMessage) {
+		return nil, fmt.Errorf("%w: %d bytes, broker limit %d", ErrMessageTooLarge, len(body), c.limits.MaxMessage)
+	}
+	var timeoutMillis uint32
+	if dl, ok := ctx.Deadline(); ok {
+		ms := (time.Until(dl) + time.Millisecond - 1) / time.Millisecond
+		timeoutMillis = uint32(min(max(ms, 1), 1<<32-1))
+	}
+	cf := &Confirmation{done: make(chan struct{}), bodyLen: len(body), isSend: true}
+	req, err := c.reserveSend(ctx, cf)
+	if err != nil {
+		return nil, err
+	}
+	c.outMu.Lock()
+	if !c.closing {
+		c.out = mqwire.AppendSend(c.out, req, so.priority, uint32(so.ttl/time.Millisecond), timeoutMillis, queue, body)
+		c.lastStart = -1
+	}
+	c.outMu.Unlock()
+	c.signal()
+	return cf, nil
+}
+
+// reserveSend waits for room in the send window and registers cf.
+func (c *Client) reserveSend(ctx context.Context, cf *Confirmation) (uint32, error) {
+	c.mu.Lock()
+	for {
+		if c.err != nil {
+			err := c.err
+			c.mu.Unlock()
+			return 0, err
+		}
+		if c.pendingSends == 0 || (c.pendingSends < int(c.limits.MaxPendingSends) &&
+			c.pendingBytes+cf.bodyLen <= int(c.limits.MaxPendingBytes)) {
+			break
+		}
+		if c.windowFreed == nil {
+			c.windowFreed = make(chan struct{})
+		}
+		freed := c.windowFreed
+		c.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		c.mu.Lock()
+	}
+	c.pendingSends++
+	c.pendingBytes += cf.bodyLen
+	req := c.registerLocked(cf)
+	c.mu.Unlock()
+	return req, nil
+}
+
+// registerLocked assigns a request id to cf.
+func (c *Client) registerLocked(cf *Confirmation) uint32 {
+	for {
+		c.nextReq++
+		if _, used := c.calls[c.nextReq]; c.nextReq != 0 && !used {
+			c.calls[c.nextReq] = cf
+			return c.nextReq
+		}
+	}
+}
+
+// call sends a request frame and waits for its answer.
+func (c *Client) call(ctx context.Context, enc func(b []byte, req uint32) []byte) (*Confirmation, error) {
+	cf := &Confirmation{done: make(chan struct{})}
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return nil, err
+	}
+	req := c.registerLocked(cf)
+	c.mu.Unlock()
+	c.outMu.Lock()
+	if !c.closing {
+		c.out = enc(c.out, req)
+		c.lastStart = -1
+	}
+	c.outMu.Unlock()
+	c.signal()
+	select {
+	case <-cf.done:
+		return cf, cf.err
+	case <-ctx.Done():
+		c.mu.Lock()
+		if c.calls[req] == cf {
+			delete(c.calls, req)
+		}
+		c.mu.Unlock()
+		return cf, ctx.Err()
+	}
+}
+
+// Ping waits for a round trip to the broker. Because the broker handles a
+// connection's frames in order, a returned Ping also means every earlier
+// Ack and Nack of this client has been applied.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.call(ctx, func(b []byte, req uint32) []byte { return mqwire.AppendPing(b, mqwire.TypePing, uint64(req)) })
+	return err
+}
+
+// Consume attaches a consumer to queue. Competing consumers of a queue (in
+// this or other clients) share its messages.
+func (c *Client) Consume(ctx context.Context, queue string, opts ...ConsumeOption) (*Consumer, error) {
+	o := consumeOptions{prefetch: DefaultPrefetch}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.prefetch <= 0 {
+		return nil, fmt.Errorf("%w: prefetch %d", ErrInvalidArgument, o.prefetch)
+	}
+	if queue == "" || len(queue) > mqwire.MaxQueueName {
+		return nil, fmt.Errorf("%w: queue name length %d", ErrInvalidArgument, len(queue))
+	}
+	prefetch := min(o.prefetch, int(c.limits.MaxPrefetch))
+	k := &Consumer{c: c, queue: queue, ch: make(chan *Delivery, prefetch), done: make(chan struct{})}
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return nil, err
+	}
+	for {
+		c.nextConsumer++
+		if _, used := c.consumers[c.nextConsumer]; !used && c.nextConsumer != 0 {
+			break
+		}
+	}
+	k.id = c.nextConsumer
+	c.consumers[k.id] = k
+	c.mu.Unlock()
+	cf, err := c.call(ctx, func(b []byte, req uint32) []byte {
+		return mqwire.AppendConsume(b, req, k.id, uint32(prefetch), queue)
+	})
+	if err != nil {
+		k.Close()
+		return nil, fmt.Errorf("mq: consume %q: %w", queue, err)
+	}
+	k.autoAck = cf.mode == mqwire.ModeAtMostOnce
+	k.prefetch = int(cf.prefetch)
+	return k, nil
+}
+
+// Receive returns the next message of queue from a consumer the client
+// creates on first use (with DefaultPrefetch). Use Consume for control over
+// prefetch or to stop consuming.
+func (c *Client) Receive(ctx context.Context, queue string) (*Delivery, error) {
+	c.mu.Lock()
+	k := c.defaults[queue]
+	c.mu.Unlock()
+	if k == nil {
+		nk, err := c.Consume(ctx, queue)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		if k = c.defaults[queue]; k == nil {
+			k = nk
+			c.defaults[queue] = k
+		}
+		c.mu.Unlock()
+		if k != nk {
+			nk.Close()
+		}
+	}
+	d, err := k.Receive(ctx)
+	if err != nil && !errors.Is(err, ctx.Err()) {
+		c.mu.Lock()
+		if c.defaults[queue] == k {
+			delete(c.defaults, queue)
+		}
+		c.mu.Unlock()
+	}
+	return d, err
+}
+
+// Close flushes pending acknowledgements and closes the connection. Sends
+// not yet confirmed fail with ErrClosed; messages delivered but not
+// acknowledged are redelivered by the broker.
+func (c *Client) Close() error {
+	c.terminate(ErrClosed)
+	<-c.writerDone
+	<-c.readerDone
+	return nil
+}
+
+// terminate closes the client with err as the reason given to every waiter.
+func (c *Client) terminate(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	if c.goAway != nil {
+		err = c.goAway
+	}
+	c.err = err
+	calls, consumers := c.calls, c.consumers
+	c.calls, c.consumers = map[uint32]*Confirmation{}, map[uint32]*Consumer{}
+	if c.windowFreed != nil {
+		close(c.windowFreed)
+		c.windowFreed = nil
+	}
+	close(c.done)
+	c.mu.Unlock()
+	c.outMu.Lock()
+	c.closing = true
+	c.outMu.Unlock()
+	c.signal()
+	for _, cf := range calls {
+		cf.err = err
+		close(cf.done)
+	}
+	for _, k := range consumers {
+		k.finish(err)
+	}
+}
+
+func (c *Client) signal() {
+	select {
+	case c.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Client) writeLoop() {
+	defer close(c.writerDone)
+	var spare []byte
+	for range c.wakeCh {
+		c.outMu.Lock()
+		buf, closing := c.out, c.closing
+		c.out = spare[:0]
+		c.lastStart = -1
+		c.outMu.Unlock()
+		if len(buf) > 0 {
+			if closing {
+				c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			}
+			if _, err := c.nc.Write(buf); err != nil {
+				c.nc.Close()
+				c.terminate(fmt.Errorf("%w: write: %v", ErrClosed, err))
+				return
+			}
+		}
+		if cap(buf) <= 4<<20 {
+			spare = buf
+		}
+		if closing {
+			c.outMu.Lock()
+			more := len(c.out) > 0
+			c.outMu.Unlock()
+			if !more {
+				c.nc.Close()
+				return
+			}
+			c.signal()
+		}
+	}
+}
+
+func (c *Client) readLoop() {
+	defer close(c.readerDone)
+	for {
+		typ, p, err := c.rd.Next()
+		if err == nil {
+			err = c.handle(typ, p)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) {
+				err = fmt.Errorf("%w: connection lost: %v", ErrClosed, err)
+			} else {
+				c.log.Error("closing connection", "err", err)
+			}
+			c.terminate(err)
+			c.nc.Close()
+			return
+		}
+	}
+}
+
+func (c *Client) handle(typ mqwire.FrameType, p []byte) error {
+	switch typ {
+	case mqwire.TypeDeliver:
+		d, err := mqwire.ParseDeliver(p)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		return c.dispatch(d)
+	case mqwire.TypeSendOK:
+		ok, err := mqwire.ParseSendOK(p)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		c.complete(ok.Req, func(cf *Confirmation) { cf.id = ok.ID }, nil)
+	case mqwire.TypeError:
+		e, err := mqwire.ParseError(p)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		c.complete(e.ID, nil, brokerError(e.Code, e.Text))
+	case mqwire.TypeConsumeOK:
+		ok, err := mqwire.ParseConsumeOK(p)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		c.complete(ok.Req, func(cf *Confirmation) { cf.mode, cf.prefetch = ok.Mode, ok.Prefetch }, nil)
+	case mqwire.TypeCancelOK:
+		req, err := mqwire.ParseCancelOK(p)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		c.complete(req, nil, nil)
+	case mqwire.TypePong:
+		tok, err := mqwire.ParsePing(p)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		c.complete(uint32(tok), nil, nil)
+	case mqwire.TypeConsumerClosed:
+		e, err := mqwire.ParseError(p)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		c.mu.Lock()
+		k := c.consumers[e.ID]
+		delete(c.consumers, e.ID)
+		c.mu.Unlock()
+		if k != nil {
+			k.finish(brokerError(e.Code, e.Text))
+		}
+	case mqwire.TypeGoAway:
+		e, err := mqwire.ParseGoAway(p)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		c.mu.Lock()
+		c.goAway = brokerError(e.Code, e.Text)
+		c.mu.Unlock()
+		c.log.Info("broker is closing the connection", "reason", e.Code.String(), "text", e.Text)
+	default:
+		return fmt.Errorf("%w: unexpected frame type %v", ErrProtocol, typ)
+	}
+	return nil
+}
+
+// complete hands the broker's answer to the request's waiter.
+func (c *Client) complete(req uint32, fill func(*Confirmation), err error) {
+	c.mu.Lock()
+	cf := c.calls[req]
+	delete(c.calls, req)
+	if cf != nil && cf.isSend {
+		c.pendingSends--
+		c.pendingBytes -= cf.bodyLen
+		if c.windowFreed != nil {
+			close(c.windowFreed)
+			c.windowFreed = nil
+		}
+	}
+	c.mu.Unlock()
+	if cf == nil {
+		if req == 0 && err != nil {
+			c.log.Error("broker reported a connection error", "err", err)
+		}
+		return // answer to a request whose caller gave up
+	}
+	if fill != nil {
+		fill(cf)
+	}
+	cf.err = err
+	close(cf.done)
+}
+
+func (c *Client) dispatch(d mqwire.Deliver) error {
+	c.mu.Lock()
+	k := c.consumers[d.Consumer]
+	c.mu.Unlock()
+	if k == nil {
+		return nil // cancelled locally; the broker requeues it
+	}
+	del := &Delivery{
+		Body:       append(make([]byte, 0, len(d.Body)), d.Body...),
+		ID:         d.ID,
+		Priority:   d.Priority,
+		Deliveries: int(d.Deliveries),
+		EnqueuedAt: time.Unix(0, d.EnqueuedAt),
+		consumer:   k,
+		tag:        d.Tag,
+	}
+	select {
+	case k.ch <- del:
+		return nil
+	default:
+		return fmt.Errorf("%w: broker exceeded consumer %d's prefetch", ErrProtocol, d.Consumer)
+	}
+}
+
+// appendSettle queues an ACK, NACK or CREDIT, merging it into the previous
+// frame when that is a settlement of the same kind and consumer.
+func (c *Client) appendSettle(kind mqwire.FrameType, consumer uint32, requeue bool, tag uint64) error {
+	c.outMu.Lock()
+	if c.closing {
+		c.outMu.Unlock()
+		return ErrClosed
+	}
+	if c.lastStart >= 0 && c.lastKind == kind && c.lastConsumer == consumer && c.lastRequeue == requeue && c.lastCount < 4096 {
+		if kind == mqwire.TypeCredit {
+			mqwire.AddCredit(c.out, c.lastStart, 1)
+		} else {
+			c.out = mqwire.AppendTag(c.out, c.lastStart, tag)
+		}
+		c.lastCount++
+		c.outMu.Unlock()
+		return nil // the writer has been signalled for this frame already
+	}
+	c.lastStart, c.lastKind, c.lastConsumer, c.lastRequeue, c.lastCount = len(c.out), kind, consumer, requeue, 1
+	switch kind {
+	case mqwire.TypeAck:
+		c.out = mqwire.AppendAck(c.out, consumer, tag)
+	case mqwire.TypeNack:
+		c.out = mqwire.AppendNack(c.out, consumer, requeue, tag)
+	default:
+		c.out = mqwire.AppendCredit(c.out, consumer, 1)
+	}
+	c.outMu.Unlock()
+	c.signal()
+	return nil
+}
+
+// Consumer receives the messages of one queue.
+type Consumer struct {
+	c        *Client
+	id       uint32
+	queue    string
+	autoAck  bool
+	prefetch int
+	ch       chan *Delivery
+
+	closeOnce sync.Once
+	err       error
+	done      chan struct{}
+}
+
+// Queue is the consumer's queue.
+func (k *Consumer) Queue() string { return k.queue }
+
+// Prefetch is the prefetch the broker granted.
+func (k *Consumer) Prefetch() int { return k.prefetch }
+
+// AutoAck reports whether the queue delivers at most once, in which case
+// Ack and Nack do nothing.
+func (k *Consumer) AutoAck() bool { return k.autoAck }
+
+// Receive returns the next message, waiting for one until ctx ends. After
+// the consumer is closed (by Close, by the broker deleting the queue, or by
+// the connection closing) it returns the messages already received and then
+// the reason it was closed.
+func (k *Consumer) Receive(ctx context.Context) (*Delivery, error) {
+	select {
+	case d := <-k.ch:
+		return k.received(d), nil
+	default:
+	}
+	select {
+	case d := <-k.ch:
+		return k.received(d), nil
+	case <-k.done:
+		select {
+		case d := <-k.ch:
+			return k.received(d), nil
+		default:
+			return nil, k.err
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (k *Consumer) received(d *Delivery) *Delivery {
+	if k.autoAck {
+		_ = k.c.appendSettle(mqwire.TypeCredit, k.id, false, 0)
+	}
+	return d
+}
+
+// Close detaches the consumer. The broker redelivers to other consumers the
+// messages this one has not acknowledged (for an AtMostOnce queue, messages
+// already on their way to it are lost).
+func (k *Consumer) Close() error {
+	c := k.c
+	c.mu.Lock()
+	active := c.consumers[k.id] == k
+	if active {
+		delete(c.consumers, k.id)
+	}
+	c.mu.Unlock()
+	if active {
+		c.outMu.Lock()
+		if !c.closing {
+			// Nobody waits for the CANCEL_OK; request id 0 is never used.
+			c.out = mqwire.AppendCancel(c.out, 0, k.id)
+			c.lastStart = -1
+		}
+		c.outMu.Unlock()
+		c.signal()
+	}
+	k.finish(fmt.Errorf("%w: consumer closed", ErrClosed))
+	return nil
+}
+
+func (k *Consumer) finish(err error) {
+	k.closeOnce.Do(func() {
+		k.err = err
+		close(k.done)
+	})
+}
+
+// Delivery is a message handed to a consumer.
+type Delivery struct {
+	// Body is the message; the application owns it.
+	Body []byte
+	// ID is the message's id in its queue (a dead-lettered message gets a
+	// new one).
+	ID uint64
+	// Priority is the message's priority.
+	Priority uint8
+	// Deliveries counts the times the message has been delivered, this one
+	// included; more than 1 means it is a redelivery.
+	Deliveries int
+	// EnqueuedAt is when the broker queued the message.
+	EnqueuedAt time.Time
+
+	consumer *Consumer
+	tag      uint64
+	settled  atomic.Bool
+}
+
+// ErrAlreadySettled is returned when a delivery is acknowledged twice.
+var ErrAlreadySettled = errors.New("delivery already acknowledged or rejected")
+
+// Redelivered reports whether the message was delivered before.
+func (d *Delivery) Redelivered() bool { return d.Deliveries > 1 }
+
+// Ack acknowledges the message: the broker forgets it. Acks are pipelined:
+// Ack returns once the ack is queued on the connection (Client.Ping waits
+// until the broker has applied it). It fails with ErrClosed if the consumer
+// or connection is closed, in which case the message will be redelivered.
+func (d *Delivery) Ack(ctx context.Context) error { return d.settle(ctx, mqwire.TypeAck, false) }
+
+// Nack rejects the message: with requeue it goes back to the head of its
+// priority for redelivery (counting towards MaxRedeliveries), without it is
+// dead-lettered (or discarded if the queue has no dead-letter queue).
+func (d *Delivery) Nack(ctx context.Context, requeue bool) error {
+	return d.settle(ctx, mqwire.TypeNack, requeue)
+}
+
+func (d *Delivery) settle(ctx context.Context, kind mqwire.FrameType, requeue bool) error {
+	k := d.consumer
+	if k.autoAck {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !d.settled.CompareAndSwap(false, true) {
+		return ErrAlreadySettled
+	}
+	select {
+	case <-k.done:
+		return k.err
+	default:
+	}
+	return k.c.appendSettle(kind, k.id, requeue, d.tag)
+}

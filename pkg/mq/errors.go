@@ -1,0 +1,89 @@
+package mq
+
+import (
+	"context"
+	"errors"
+
+	"github.com/podipc/podipc/internal/mqwire"
+)
+
+// Errors a caller may branch on with errors.Is.
+var (
+	// ErrUnknownQueue: the broker has no queue of that name.
+	ErrUnknownQueue = errors.New("unknown queue")
+	// ErrQueueFull: the queue is full and its overflow policy is Reject (or
+	// Block and the send's deadline passed, which also matches
+	// context.DeadlineExceeded).
+	ErrQueueFull = errors.New("queue full")
+	// ErrMessageTooLarge: the body exceeds the queue's or broker's limit.
+	ErrMessageTooLarge = errors.New("message too large")
+	// ErrTooManyPending: the connection exceeded its unconfirmed-send window.
+	ErrTooManyPending = errors.New("too many pending sends")
+	// ErrTooManyConsumers: the connection has as many consumers as allowed.
+	ErrTooManyConsumers = errors.New("too many consumers")
+	// ErrTooManyConnections: the broker refused the connection.
+	ErrTooManyConnections = errors.New("too many connections")
+	// ErrQueueDeleted: the queue was removed from the configuration.
+	ErrQueueDeleted = errors.New("queue deleted")
+	// ErrBrokerShutdown: the broker is shutting down.
+	ErrBrokerShutdown = errors.New("broker shutting down")
+	// ErrProtocol: the peer violated the wire protocol.
+	ErrProtocol = errors.New("protocol error")
+	// ErrUnsupportedVersion: client and broker share no protocol version.
+	ErrUnsupportedVersion = errors.New("unsupported protocol version")
+	// ErrClosed: the client, consumer or connection is closed.
+	ErrClosed = errors.New("closed")
+	// ErrInternal: the broker failed (for example, writing its journal).
+	ErrInternal = errors.New("broker internal error")
+	// ErrInvalidArgument: a call's arguments are out of range.
+	ErrInvalidArgument = errors.New("invalid argument")
+)
+
+// BrokerError is an error reported by the broker. It matches the sentinel
+// error of its code with errors.Is.
+type BrokerError struct {
+	// Code is the protocol error code (docs/mq-protocol.md).
+	Code uint16
+	// Text is the broker's explanation.
+	Text string
+}
+
+func (e *BrokerError) Error() string {
+	if e.Text == "" {
+		return "mq broker: " + mqwire.Code(e.Code).String()
+	}
+	return "mq broker: " + mqwire.Code(e.Code).String() + ": " + e.Text
+}
+
+// Unwrap returns the sentinel errors the code stands for.
+func (e *BrokerError) Unwrap() []error {
+	switch mqwire.Code(e.Code) {
+	case mqwire.CodeUnknownQueue:
+		return []error{ErrUnknownQueue}
+	case mqwire.CodeQueueFull:
+		return []error{ErrQueueFull}
+	case mqwire.CodeTimeout:
+		return []error{ErrQueueFull, context.DeadlineExceeded}
+	case mqwire.CodeMessageTooLarge:
+		return []error{ErrMessageTooLarge}
+	case mqwire.CodeTooManyPending:
+		return []error{ErrTooManyPending}
+	case mqwire.CodeTooManyConsumers:
+		return []error{ErrTooManyConsumers}
+	case mqwire.CodeTooManyConns:
+		return []error{ErrTooManyConnections}
+	case mqwire.CodeQueueDeleted:
+		return []error{ErrQueueDeleted}
+	case mqwire.CodeShuttingDown:
+		return []error{ErrBrokerShutdown}
+	case mqwire.CodeVersion:
+		return []error{ErrUnsupportedVersion}
+	case mqwire.CodeBadRequest, mqwire.CodeDuplicateID, mqwire.CodeHandshakeTimeout:
+		return []error{ErrProtocol}
+	}
+	return []error{ErrInternal}
+}
+
+func brokerError(code mqwire.Code, text string) error {
+	return &BrokerError{Code: uint16(code), Text: text}
+}

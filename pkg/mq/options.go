@@ -1,0 +1,90 @@
+package mq
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// SocketName is the broker socket's file name inside the podipc directory.
+const SocketName = "mq.sock"
+
+// DirEnv is the environment variable that tells applications where the
+// pod's podipc directory (the shared tmpfs) is mounted.
+const DirEnv = "PODIPC_DIR"
+
+// DefaultSocketPath returns $PODIPC_DIR/mq.sock.
+func DefaultSocketPath() (string, error) {
+	dir := os.Getenv(DirEnv)
+	if dir == "" {
+		return "", errors.New("mq: " + DirEnv + " is not set; pass WithSocketPath")
+	}
+	return filepath.Join(dir, SocketName), nil
+}
+
+// DialOption configures Dial.
+type DialOption func(*dialOptions)
+
+type dialOptions struct {
+	path   string
+	logger *slog.Logger
+}
+
+// WithSocketPath dials path instead of $PODIPC_DIR/mq.sock.
+func WithSocketPath(path string) DialOption { return func(o *dialOptions) { o.path = path } }
+
+// WithLogger sets the client's logger (default: discard).
+func WithLogger(l *slog.Logger) DialOption { return func(o *dialOptions) { o.logger = l } }
+
+// SendOption configures one send.
+type SendOption interface{ applySend(*sendOptions) }
+
+type sendOptions struct {
+	priority uint8
+	ttl      time.Duration
+}
+
+type priorityOption uint8
+
+func (p priorityOption) applySend(o *sendOptions) { o.priority = uint8(p) }
+
+// WithPriority sets the message's priority, from 0 (lowest, the default) to
+// MaxPriority.
+func WithPriority(p uint8) SendOption { return priorityOption(p) }
+
+type ttlOption time.Duration
+
+func (t ttlOption) applySend(o *sendOptions) { o.ttl = time.Duration(t) }
+
+// WithTTL sets the message's time to live: if it is not delivered within
+// ttl of its arrival at the broker it expires (and is dead-lettered if the
+// queue has a dead-letter queue). Millisecond resolution.
+func WithTTL(ttl time.Duration) SendOption { return ttlOption(ttl) }
+
+func (o sendOptions) validate() error {
+	if o.priority > MaxPriority {
+		return fmt.Errorf("%w: priority %d > %d", ErrInvalidArgument, o.priority, MaxPriority)
+	}
+	if o.ttl < 0 || o.ttl > time.Duration(1<<32-1)*time.Millisecond {
+		return fmt.Errorf("%w: TTL %v out of range", ErrInvalidArgument, o.ttl)
+	}
+	return nil
+}
+
+// ConsumeOption configures a consumer.
+type ConsumeOption func(*consumeOptions)
+
+type consumeOptions struct {
+	prefetch int
+}
+
+// DefaultPrefetch is the prefetch of a consumer created without WithPrefetch.
+const DefaultPrefetch = 64
+
+// WithPrefetch bounds how many messages the broker sends the consumer ahead
+// of its acknowledgements (AtLeastOnce) or of its Receive calls (AtMostOnce).
+// The broker may lower it to its own limit.
+func WithPrefetch(n int) ConsumeOption { return func(o *consumeOptions) { o.prefetch = n } }
