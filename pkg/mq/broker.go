@@ -132,7 +132,7 @@ func (b *Broker) now() instant {
 	return instant{mono: int64(t.Sub(b.epoch)), wall: t.UnixNano()}
 }
 
-func (b *Broker) getBatch() *batch  { return b.batches.Get().(*batch) }
+func (b *Broker) getBatch() *batch   { return b.batches.Get().(*batch) }
 func (b *Broker) putBatch(bt *batch) { b.batches.Put(bt) }
 
 func (b *Broker) lookup(name string) *queue { return (*b.queues.Load())[name] }

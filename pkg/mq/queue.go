@@ -200,7 +200,7 @@ func (q *queue) admit(bt *batch, c *bconn, req uint32, m *message, now instant) 
 
 func (q *queue) pushReady(m *message, front bool, now instant) {
 	if front {
-		q.ready[m.priority].pushFront(m)
+		q.ready[m.priority].insertByID(m)
 	} else {
 		q.ready[m.priority].pushBack(m)
 	}
@@ -434,8 +434,8 @@ func (q *queue) addCredit(bt *batch, c *consumer, n uint32) {
 	q.dispatch(bt, q.b.now())
 }
 
-// requeue puts a message that was not acknowledged back at the head of its
-// priority, or dead-letters it if it was redelivered too often.
+// requeue puts a message that was not acknowledged back in its place at the
+// head of its priority, or dead-letters it if it was redelivered too often.
 func (q *queue) requeue(bt *batch, m *message, now instant) {
 	if q.cfg.MaxRedeliveries > 0 && int(m.deliveries) > q.cfg.MaxRedeliveries {
 		q.deadLetter(bt, m)
@@ -530,13 +530,14 @@ func (q *queue) removeConsumer(bt *batch, c *consumer) {
 		return
 	}
 	now := q.b.now()
-	for m := q.ifHead; m != nil; {
-		next := m.next
+	// Newest first, so that each requeued message goes to the front.
+	for m := q.ifTail; m != nil; {
+		prev := m.prev
 		if m.consumer == c {
 			q.unlinkInflight(m)
 			q.requeue(bt, m, now)
 		}
-		m = next
+		m = prev
 	}
 	q.dispatch(bt, now)
 }
@@ -786,6 +787,21 @@ func (d *deque) pushFront(m *message) {
 	d.head = (d.head - 1 + len(d.buf)) % len(d.buf)
 	d.buf[d.head] = m
 	d.n++
+}
+
+// insertByID puts a requeued message back where its id places it among the
+// first messages: messages of one priority are queued in id order, and a
+// requeued message is normally older than all of them.
+func (d *deque) insertByID(m *message) {
+	d.pushFront(m)
+	for i := 0; i+1 < d.n; i++ {
+		cur := &d.buf[(d.head+i)%len(d.buf)]
+		next := &d.buf[(d.head+i+1)%len(d.buf)]
+		if (*next).id > m.id {
+			break
+		}
+		*cur, *next = *next, *cur
+	}
 }
 
 func (d *deque) popFront() *message {
