@@ -24,14 +24,8 @@ type cRing struct{}
 
 // cRingOutput is the JSON line ring.c prints.
 type cRingOutput struct {
-	Error    string  `json:"error"`
-	Samples  int     `json:"samples"`
-	Min      int64   `json:"min_ns"`
-	Mean     int64   `json:"mean_ns"`
-	P50      int64   `json:"p50_ns"`
-	P99      int64   `json:"p99_ns"`
-	P999     int64   `json:"p999_ns"`
-	Max      int64   `json:"max_ns"`
+	Error string `json:"error"`
+	RTTStats
 	Messages int64   `json:"messages"`
 	Copies   int64   `json:"copies"`
 	Seconds  float64 `json:"seconds"`
@@ -62,8 +56,7 @@ func (cRing) Measure(ctx context.Context, env Env, job Job) (Result, error) {
 	}
 	switch job.Kind {
 	case KindRTT:
-		res.RTT = &RTTStats{Samples: out.Samples, Min: out.Min, Mean: out.Mean,
-			P50: out.P50, P99: out.P99, P999: out.P999, Max: out.Max}
+		res.RTT = &out.RTTStats
 	case KindThroughput:
 		res.Throughput = newThroughput(out.Messages, out.Seconds, job.Size)
 	}

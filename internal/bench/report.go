@@ -106,47 +106,57 @@ func (r *Report) WriteText(w io.Writer) error {
 	return p.err
 }
 
+// column is one measured column of a results table.
+type column struct {
+	head string
+	cell func(Result) string
+}
+
 func (r *Report) writeRTT(p *printer) {
-	if !r.has(KindRTT) {
-		return
-	}
-	p.printf("\nRound trip (ping-pong between two processes); ×: p50 relative to the baseline's p50\n")
-	tw := tabwriter.NewWriter(p, 2, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "transport\tsize\tsamples\tp50\tp99\tp99.9\t×%s\t×%s\t\n", nameCRing, nameUnixStream)
-	for _, res := range r.Results {
-		if res.Kind != KindRTT {
-			continue
-		}
-		if !res.OK() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", res.Backend, FormatSize(res.Size), failure(res))
-			continue
-		}
-		s := res.RTT
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", res.Backend, FormatSize(res.Size), s.Samples,
-			formatNanos(s.P50), formatNanos(s.P99), formatNanos(s.P999),
-			r.ratioText(res, nameCRing, p50), r.ratioText(res, nameUnixStream, p50))
-	}
-	p.flush(tw)
+	r.writeTable(p, KindRTT, "Round trip (ping-pong between two processes); ×: p50 relative to the baseline's p50", []column{
+		{"samples", func(res Result) string { return strconv.Itoa(res.RTT.Samples) }},
+		{"p50", func(res Result) string { return formatNanos(res.RTT.P50) }},
+		{"p99", func(res Result) string { return formatNanos(res.RTT.P99) }},
+		{"p99.9", func(res Result) string { return formatNanos(res.RTT.P999) }},
+		{"×" + nameCRing, func(res Result) string { return r.ratioText(res, nameCRing, p50) }},
+		{"×" + nameUnixStream, func(res Result) string { return r.ratioText(res, nameUnixStream, p50) }},
+	})
 }
 
 func (r *Report) writeThroughput(p *printer) {
-	if !r.has(KindThroughput) {
+	r.writeTable(p, KindThroughput, "One-way throughput (two processes); ×: msgs/s relative to the baseline's", []column{
+		{"msgs/s", func(res Result) string { return formatRate(res.Throughput.MsgsPerS) }},
+		{"GB/s", func(res Result) string { return fmt.Sprintf("%.3f", res.Throughput.GBPerS) }},
+		{"×" + nameCRing, func(res Result) string { return r.ratioText(res, nameCRing, msgsPerS) }},
+		{"×" + nameUnixStream, func(res Result) string { return r.ratioText(res, nameUnixStream, msgsPerS) }},
+	})
+}
+
+// writeTable writes the results of kind, one row each, if there are any.
+func (r *Report) writeTable(p *printer, kind Kind, title string, cols []column) {
+	if !r.has(kind) {
 		return
 	}
-	p.printf("\nOne-way throughput (two processes); ×: msgs/s relative to the baseline's\n")
+	p.printf("\n%s\n", title)
 	tw := tabwriter.NewWriter(p, 2, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "transport\tsize\tmsgs/s\tGB/s\t×%s\t×%s\t\n", nameCRing, nameUnixStream)
+	fmt.Fprint(tw, "transport\tsize\t")
+	for _, c := range cols {
+		fmt.Fprintf(tw, "%s\t", c.head)
+	}
+	fmt.Fprintln(tw)
 	for _, res := range r.Results {
-		if res.Kind != KindThroughput {
+		if res.Kind != kind {
 			continue
 		}
+		fmt.Fprintf(tw, "%s\t%s\t", res.Backend, FormatSize(res.Size))
 		if !res.OK() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", res.Backend, FormatSize(res.Size), failure(res))
+			fmt.Fprintln(tw, failure(res))
 			continue
 		}
-		t := res.Throughput
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t%s\t%s\t\n", res.Backend, FormatSize(res.Size), formatRate(t.MsgsPerS), t.GBPerS,
-			r.ratioText(res, nameCRing, msgsPerS), r.ratioText(res, nameUnixStream, msgsPerS))
+		for _, c := range cols {
+			fmt.Fprintf(tw, "%s\t", c.cell(res))
+		}
+		fmt.Fprintln(tw)
 	}
 	p.flush(tw)
 }
