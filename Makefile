@@ -45,6 +45,14 @@ $(STATICCHECK):
 fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')
 
+# Extra flags for the benchmark, e.g. BENCH_FLAGS="-quick" or "-json".
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: ## Run the cross-process IPC benchmark (a few minutes; docs/benchmarks.md).
+	$(GO) build -o bin/podipc-bench ./cmd/podipc-bench
+	bin/podipc-bench $(BENCH_FLAGS)
+
 .PHONY: help
 help: ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
