@@ -14,6 +14,11 @@ GO ?= go
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck-$(STATICCHECK_VERSION)
 
+# The test control plane (kube-apiserver and etcd) that envtest runs, built from
+# Go module sources by hack/envtest/build.sh at the versions its wrapper modules pin.
+ENVTEST_K8S_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" { print $$2 }' hack/envtest/kube-apiserver/go.mod)
+export KUBEBUILDER_ASSETS ?= $(CACHE)/envtest/$(ENVTEST_K8S_VERSION)
+
 # Packages under test. Multi-process tests re-exec the test binary, so they run
 # as part of the ordinary `go test`.
 PKGS := ./...
@@ -26,8 +31,13 @@ build: ## Build every command into bin/.
 test: lint unit ## Lint and run the whole default test suite (what CI runs).
 
 .PHONY: unit
-unit: ## Unit, property and multi-process tests with the race detector.
+unit: export PODIPC_REQUIRE_ENVTEST := 1
+unit: envtest-bins ## Unit, property, multi-process and envtest tests with the race detector.
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+.PHONY: envtest-bins
+envtest-bins: ## Build kube-apiserver and etcd for envtest from Go module sources (once; cached).
+	CACHE=$(CACHE) bash hack/envtest/build.sh
 
 .PHONY: lint
 lint: $(STATICCHECK) ## gofmt, go vet and staticcheck.
