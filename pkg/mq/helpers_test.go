@@ -10,12 +10,17 @@ import (
 	"time"
 )
 
-// testLogger logs to the test when -v is given and discards otherwise.
+// testLogger logs warnings and errors to the test when -v is given (set
+// MQ_TEST_DEBUG=1 for everything) and discards logs otherwise.
 func testLogger(t testing.TB) *slog.Logger {
 	if !testing.Verbose() {
 		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	level := slog.LevelWarn
+	if os.Getenv("MQ_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level}))
 }
 
 type tWriter struct{ t testing.TB }
