@@ -42,12 +42,11 @@ func TestReplayKeepsLiveMessagesInOrder(t *testing.T) {
 	if len(live) != 0 {
 		t.Fatalf("new journal has %d messages", len(live))
 	}
-	var seq uint64
 	for i := uint64(1); i <= 5; i++ {
-		seq = j.AppendEnqueue(msg(i, fmt.Sprint("body-", i)))
+		j.AppendEnqueue(msg(i, fmt.Sprint("body-", i)))
 	}
 	j.AppendRemove(2, len("body-2"))
-	seq = j.AppendRemove(4, len("body-4"))
+	seq := j.AppendRemove(4, len("body-4"))
 	if err := j.Sync(seq); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}

@@ -104,7 +104,7 @@ func (bt *batch) finish() {
 		bt.wake(cf.conn)
 	}
 	for _, c := range bt.wakes {
-		c.signal()
+		c.flush()
 	}
 	clear(bt.wakes)
 	clear(bt.confirms)

@@ -34,14 +34,7 @@ type bconn struct {
 	log *slog.Logger
 	rd  *mqwire.Reader
 
-	outMu   sync.Mutex
-	out     []byte
-	closing bool // no more appends; the writer flushes and closes
-	dead    bool // the writer failed; appends are dropped
-
-	wakeCh     chan struct{}
-	drained    chan struct{}
-	writerDone chan struct{}
+	w *frameWriter
 
 	pendingSends atomic.Int64
 	pendingBytes atomic.Int64
@@ -53,21 +46,19 @@ type bconn struct {
 
 func newBconn(b *Broker, nc net.Conn, id uint64) *bconn {
 	return &bconn{
-		b:          b,
-		nc:         nc,
-		id:         id,
-		log:        b.log.With("conn", id),
-		rd:         mqwire.NewReader(nc, readBufferSize, int(b.welcome.MaxFrame)),
-		wakeCh:     make(chan struct{}, 1),
-		drained:    make(chan struct{}, 1),
-		writerDone: make(chan struct{}),
-		consumers:  make(map[uint32]*consumer),
+		b:         b,
+		nc:        nc,
+		id:        id,
+		log:       b.log.With("conn", id),
+		rd:        mqwire.NewReader(nc, readBufferSize, int(b.welcome.MaxFrame)),
+		w:         newFrameWriter(nc, b.opts.WriteTimeout),
+		consumers: make(map[uint32]*consumer),
 	}
 }
 
 // serve runs the connection until it ends.
 func (c *bconn) serve() {
-	go c.writeLoop()
+	go c.w.run(c.writeFailed)
 	bt := c.b.getBatch()
 	err := c.readLoop(bt)
 	code, text := c.classify(err)
@@ -75,7 +66,7 @@ func (c *bconn) serve() {
 	bt.finish()
 	c.b.putBatch(bt)
 	c.closeOutbox(code, text)
-	<-c.writerDone
+	<-c.w.done
 }
 
 func (c *bconn) classify(err error) (mqwire.Code, string) {
@@ -114,15 +105,12 @@ func (c *bconn) readLoop(bt *batch) error {
 // responses stops being read.
 func (c *bconn) waitForWriter() {
 	for {
-		c.outMu.Lock()
-		over := len(c.out) > outboxLimit && !c.dead
-		c.outMu.Unlock()
-		if !over {
+		if n, dead := c.w.backlog(); n <= outboxLimit || dead {
 			return
 		}
 		select {
-		case <-c.drained:
-		case <-c.writerDone:
+		case <-c.w.drained:
+		case <-c.w.done:
 			return
 		case <-c.b.done:
 			return
@@ -281,19 +269,19 @@ func (c *bconn) teardown(bt *batch) {
 
 // append adds a frame to the outbox unless the connection is closing.
 func (c *bconn) append(enc func([]byte) []byte) {
-	c.outMu.Lock()
-	if !c.closing && !c.dead {
-		c.out = enc(c.out)
+	c.w.mu.Lock()
+	if c.w.appendable() {
+		c.w.out = enc(c.w.out)
 	}
-	c.outMu.Unlock()
+	c.w.mu.Unlock()
 }
 
 func (c *bconn) appendError(req uint32, code mqwire.Code, text string) {
-	c.outMu.Lock()
-	if !c.closing && !c.dead {
-		c.out = mqwire.AppendError(c.out, mqwire.TypeError, req, code, text)
+	c.w.mu.Lock()
+	if c.w.appendable() {
+		c.w.out = mqwire.AppendError(c.w.out, mqwire.TypeError, req, code, text)
 	}
-	c.outMu.Unlock()
+	c.w.mu.Unlock()
 }
 
 func (c *bconn) releasePending(bodyLen int) {
@@ -302,11 +290,11 @@ func (c *bconn) releasePending(bodyLen int) {
 }
 
 func (c *bconn) sendOK(req uint32, id uint64, bodyLen int) {
-	c.outMu.Lock()
-	if !c.closing && !c.dead {
-		c.out = mqwire.AppendSendOK(c.out, req, id)
+	c.w.mu.Lock()
+	if c.w.appendable() {
+		c.w.out = mqwire.AppendSendOK(c.w.out, req, id)
 	}
-	c.outMu.Unlock()
+	c.w.mu.Unlock()
 	c.releasePending(bodyLen)
 }
 
@@ -316,14 +304,14 @@ func (c *bconn) sendError(req uint32, code mqwire.Code, text string, bodyLen int
 }
 
 func (c *bconn) deliver(consumerID uint32, tag uint64, m *message) {
-	c.outMu.Lock()
-	if !c.closing && !c.dead {
-		c.out = mqwire.AppendDeliver(c.out, mqwire.Deliver{
+	c.w.mu.Lock()
+	if c.w.appendable() {
+		c.w.out = mqwire.AppendDeliver(c.w.out, mqwire.Deliver{
 			Consumer: consumerID, Tag: tag, ID: m.id, EnqueuedAt: m.enqueuedAt,
 			Deliveries: m.deliveries, Priority: m.priority, Body: m.body,
 		})
 	}
-	c.outMu.Unlock()
+	c.w.mu.Unlock()
 }
 
 // consumerClosed tells the client that the broker ended one of its consumers.
@@ -334,65 +322,23 @@ func (c *bconn) consumerClosed(id uint32, code mqwire.Code, text string) {
 	c.append(func(b []byte) []byte { return mqwire.AppendError(b, mqwire.TypeConsumerClosed, id, code, text) })
 }
 
-// signal wakes the writer.
-func (c *bconn) signal() {
-	select {
-	case c.wakeCh <- struct{}{}:
-	default:
-	}
-}
+// flush sends what was appended (see frameWriter.flush).
+func (c *bconn) flush() { c.w.flush() }
 
 // closeOutbox queues a GOAWAY (unless code is CodeOK) and tells the writer to
 // flush and close the connection.
 func (c *bconn) closeOutbox(code mqwire.Code, text string) {
-	c.outMu.Lock()
-	if code != mqwire.CodeOK && !c.closing && !c.dead {
-		c.out = mqwire.AppendGoAway(c.out, code, text)
+	if code != mqwire.CodeOK {
+		c.append(func(b []byte) []byte { return mqwire.AppendGoAway(b, code, text) })
 	}
-	c.closing = true
-	c.outMu.Unlock()
-	c.signal()
+	c.w.close()
 }
 
-func (c *bconn) writeLoop() {
-	defer close(c.writerDone)
-	defer c.nc.Close()
-	var spare []byte
-	timeout := c.b.opts.WriteTimeout
-	for range c.wakeCh {
-		c.outMu.Lock()
-		buf, closing := c.out, c.closing
-		c.out = spare[:0]
-		c.outMu.Unlock()
-		if len(buf) > 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(timeout))
-			if _, err := c.nc.Write(buf); err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					c.log.Warn("client stopped reading; closing connection", "timeout", timeout)
-				}
-				c.outMu.Lock()
-				c.dead = true
-				c.out = nil
-				c.outMu.Unlock()
-				return // closing nc ends the reader too
-			}
-			select {
-			case c.drained <- struct{}{}:
-			default:
-			}
-		}
-		if cap(buf) <= 4*outboxLimit {
-			spare = buf
-		}
-		if closing {
-			c.outMu.Lock()
-			more := len(c.out) > 0
-			c.outMu.Unlock()
-			if !more {
-				return
-			}
-			c.signal()
-		}
+func (c *bconn) writeFailed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.log.Warn("client stopped reading; closing connection", "timeout", c.b.opts.WriteTimeout)
+	} else {
+		c.log.Debug("write failed", "err", err)
 	}
 }
 

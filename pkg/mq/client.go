@@ -23,20 +23,15 @@ type Client struct {
 	limits mqwire.Welcome
 	rd     *mqwire.Reader
 
-	outMu   sync.Mutex
-	out     []byte
-	closing bool
-	// The last frame in out, if it is an ACK, NACK or CREDIT that later
-	// settlements of the same consumer can be merged into.
-	lastStart    int
+	w *frameWriter
+	// Guarded by w.mu: what the frame at w.mark is, if it is an ACK, NACK
+	// or CREDIT that later settlements of the same consumer can be merged into.
 	lastKind     mqwire.FrameType
 	lastConsumer uint32
 	lastRequeue  bool
 	lastCount    int
 
-	wakeCh     chan struct{}
 	readerDone chan struct{}
-	writerDone chan struct{}
 
 	mu           sync.Mutex
 	calls        map[uint32]*Confirmation
@@ -84,19 +79,21 @@ func Dial(ctx context.Context, opts ...DialOption) (*Client, error) {
 		log:        o.logger,
 		limits:     w,
 		rd:         mqwire.NewReader(nc, readBufferSize, int(w.MaxFrame)),
-		lastStart:  -1,
-		wakeCh:     make(chan struct{}, 1),
+		w:          newFrameWriter(nc, clientWriteTimeout),
 		readerDone: make(chan struct{}),
-		writerDone: make(chan struct{}),
 		calls:      map[uint32]*Confirmation{},
 		consumers:  map[uint32]*Consumer{},
 		defaults:   map[string]*Consumer{},
 		done:       make(chan struct{}),
 	}
 	go c.readLoop()
-	go c.writeLoop()
+	go c.w.run(func(err error) { c.terminate(fmt.Errorf("%w: write: %v", ErrClosed, err)) })
 	return c, nil
 }
+
+// clientWriteTimeout bounds how long a write to a broker that stopped
+// reading may block before the connection is given up.
+const clientWriteTimeout = 30 * time.Second
 
 func handshake(ctx context.Context, nc net.Conn) (mqwire.Welcome, error) {
 	if dl, ok := ctx.Deadline(); ok {
@@ -218,13 +215,13 @@ func (c *Client) SendAsync(ctx context.Context, queue string, body []byte, opts 
 	if err != nil {
 		return nil, err
 	}
-	c.outMu.Lock()
-	if !c.closing {
-		c.out = mqwire.AppendSend(c.out, req, so.priority, uint32(so.ttl/time.Millisecond), timeoutMillis, queue, body)
-		c.lastStart = -1
+	c.w.mu.Lock()
+	if c.w.appendable() {
+		c.w.out = mqwire.AppendSend(c.w.out, req, so.priority, uint32(so.ttl/time.Millisecond), timeoutMillis, queue, body)
+		c.w.mark = -1
 	}
-	c.outMu.Unlock()
-	c.signal()
+	c.w.mu.Unlock()
+	c.w.flush()
 	return cf, nil
 }
 
@@ -282,13 +279,13 @@ func (c *Client) call(ctx context.Context, enc func(b []byte, req uint32) []byte
 	}
 	req := c.registerLocked(cf)
 	c.mu.Unlock()
-	c.outMu.Lock()
-	if !c.closing {
-		c.out = enc(c.out, req)
-		c.lastStart = -1
+	c.w.mu.Lock()
+	if c.w.appendable() {
+		c.w.out = enc(c.w.out, req)
+		c.w.mark = -1
 	}
-	c.outMu.Unlock()
-	c.signal()
+	c.w.mu.Unlock()
+	c.w.flush()
 	select {
 	case <-cf.done:
 		return cf, cf.err
@@ -390,7 +387,7 @@ func (c *Client) Receive(ctx context.Context, queue string) (*Delivery, error) {
 // acknowledged are redelivered by the broker.
 func (c *Client) Close() error {
 	c.terminate(ErrClosed)
-	<-c.writerDone
+	<-c.w.done
 	<-c.readerDone
 	return nil
 }
@@ -414,58 +411,13 @@ func (c *Client) terminate(err error) {
 	}
 	close(c.done)
 	c.mu.Unlock()
-	c.outMu.Lock()
-	c.closing = true
-	c.outMu.Unlock()
-	c.signal()
+	c.w.close()
 	for _, cf := range calls {
 		cf.err = err
 		close(cf.done)
 	}
 	for _, k := range consumers {
 		k.finish(err)
-	}
-}
-
-func (c *Client) signal() {
-	select {
-	case c.wakeCh <- struct{}{}:
-	default:
-	}
-}
-
-func (c *Client) writeLoop() {
-	defer close(c.writerDone)
-	var spare []byte
-	for range c.wakeCh {
-		c.outMu.Lock()
-		buf, closing := c.out, c.closing
-		c.out = spare[:0]
-		c.lastStart = -1
-		c.outMu.Unlock()
-		if len(buf) > 0 {
-			if closing {
-				c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			}
-			if _, err := c.nc.Write(buf); err != nil {
-				c.nc.Close()
-				c.terminate(fmt.Errorf("%w: write: %v", ErrClosed, err))
-				return
-			}
-		}
-		if cap(buf) <= 4<<20 {
-			spare = buf
-		}
-		if closing {
-			c.outMu.Lock()
-			more := len(c.out) > 0
-			c.outMu.Unlock()
-			if !more {
-				c.nc.Close()
-				return
-			}
-			c.signal()
-		}
 	}
 }
 
@@ -608,32 +560,33 @@ func (c *Client) dispatch(d mqwire.Deliver) error {
 // appendSettle queues an ACK, NACK or CREDIT, merging it into the previous
 // frame when that is a settlement of the same kind and consumer.
 func (c *Client) appendSettle(kind mqwire.FrameType, consumer uint32, requeue bool, tag uint64) error {
-	c.outMu.Lock()
-	if c.closing {
-		c.outMu.Unlock()
+	w := c.w
+	w.mu.Lock()
+	if !w.appendable() {
+		w.mu.Unlock()
 		return ErrClosed
 	}
-	if c.lastStart >= 0 && c.lastKind == kind && c.lastConsumer == consumer && c.lastRequeue == requeue && c.lastCount < 4096 {
+	if w.mark >= 0 && c.lastKind == kind && c.lastConsumer == consumer && c.lastRequeue == requeue && c.lastCount < 4096 {
 		if kind == mqwire.TypeCredit {
-			mqwire.AddCredit(c.out, c.lastStart, 1)
+			mqwire.AddCredit(w.out, w.mark, 1)
 		} else {
-			c.out = mqwire.AppendTag(c.out, c.lastStart, tag)
+			w.out = mqwire.AppendTag(w.out, w.mark, tag)
 		}
 		c.lastCount++
-		c.outMu.Unlock()
-		return nil // the writer has been signalled for this frame already
+		w.mu.Unlock()
+		return nil // whoever appended the frame flushes it
 	}
-	c.lastStart, c.lastKind, c.lastConsumer, c.lastRequeue, c.lastCount = len(c.out), kind, consumer, requeue, 1
+	w.mark, c.lastKind, c.lastConsumer, c.lastRequeue, c.lastCount = len(w.out), kind, consumer, requeue, 1
 	switch kind {
 	case mqwire.TypeAck:
-		c.out = mqwire.AppendAck(c.out, consumer, tag)
+		w.out = mqwire.AppendAck(w.out, consumer, tag)
 	case mqwire.TypeNack:
-		c.out = mqwire.AppendNack(c.out, consumer, requeue, tag)
+		w.out = mqwire.AppendNack(w.out, consumer, requeue, tag)
 	default:
-		c.out = mqwire.AppendCredit(c.out, consumer, 1)
+		w.out = mqwire.AppendCredit(w.out, consumer, 1)
 	}
-	c.outMu.Unlock()
-	c.signal()
+	w.mu.Unlock()
+	w.flush()
 	return nil
 }
 
@@ -705,14 +658,14 @@ func (k *Consumer) Close() error {
 	}
 	c.mu.Unlock()
 	if active {
-		c.outMu.Lock()
-		if !c.closing {
+		c.w.mu.Lock()
+		if c.w.appendable() {
 			// Nobody waits for the CANCEL_OK; request id 0 is never used.
-			c.out = mqwire.AppendCancel(c.out, 0, k.id)
-			c.lastStart = -1
+			c.w.out = mqwire.AppendCancel(c.w.out, 0, k.id)
+			c.w.mark = -1
 		}
-		c.outMu.Unlock()
-		c.signal()
+		c.w.mu.Unlock()
+		c.w.flush()
 	}
 	k.finish(fmt.Errorf("%w: consumer closed", ErrClosed))
 	return nil
