@@ -93,3 +93,11 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestSlotsFor(t *testing.T) {
+	for size, want := range map[int]int{64: 1024, 4096: 1024, 16 << 10: 1024, 20 << 10: 512, 200 << 10: 64, 1 << 20: 16, 4 << 20: 8} {
+		if got := slotsFor(size); got != want {
+			t.Errorf("slotsFor(%d) = %d, want %d", size, got, want)
+		}
+	}
+}

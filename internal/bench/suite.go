@@ -122,10 +122,14 @@ func (c Config) job(backend string, kind Kind, size int) Job {
 	return j
 }
 
-// slotsFor is the ring depth for size-byte messages: up to 1024 slots and
-// 16 MiB, and at least 8 slots.
+// slotsFor is the ring depth for size-byte messages: the largest power of
+// two that keeps the ring within 16 MiB, between 8 and 1024 slots.
 func slotsFor(size int) int {
-	return min(max((16<<20)/size, 8), 1024)
+	n := 8
+	for n < 1024 && 2*n*size <= 16<<20 {
+		n *= 2
+	}
+	return n
 }
 
 // Run measures every configured transport, kind and size, and the memcpy
