@@ -212,6 +212,7 @@ func (c *bconn) handleConsume(bt *batch, cm mqwire.Consume) {
 		bt.wake(c)
 		return
 	}
+	autoAck := q.mode() == AtMostOnce // before c.mu: the lock order is queue, then connection
 	c.mu.Lock()
 	code := mqwire.CodeOK
 	switch {
@@ -223,7 +224,7 @@ func (c *bconn) handleConsume(bt *batch, cm mqwire.Consume) {
 	var cons *consumer
 	if code == mqwire.CodeOK {
 		prefetch := min(cm.Prefetch, c.b.welcome.MaxPrefetch)
-		cons = &consumer{conn: c, id: cm.Consumer, q: q, autoAck: q.mode() == AtMostOnce, prefetch: int(prefetch), credit: int(prefetch)}
+		cons = &consumer{conn: c, id: cm.Consumer, q: q, autoAck: autoAck, prefetch: int(prefetch), credit: int(prefetch)}
 		c.consumers[cm.Consumer] = cons
 	}
 	c.mu.Unlock()

@@ -57,6 +57,10 @@ type parkedSend struct {
 // queue holds one queue's messages and consumers. Every method with a
 // *batch parameter leaves side effects that need no queue lock (journal
 // syncs, confirmations, writer wake-ups, dead letters) in the batch.
+//
+// Lock order: Broker.applyMu, then queue.mu, then any of the journal's
+// mutex, bconn.mu and frameWriter.mu. No two queue locks are ever held
+// together (dead letters move between queues through the batch).
 type queue struct {
 	b    *Broker
 	name string
