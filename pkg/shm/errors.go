@@ -1,0 +1,93 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Callers branch on them with errors.Is.
+var (
+	// ErrNotChannel: the file does not start with the channel magic (a foreign file).
+	ErrNotChannel = errors.New("shm: not a channel file")
+	// ErrVersion: the file uses a layout version this library does not read.
+	ErrVersion = errors.New("shm: unsupported layout version")
+	// ErrCorrupt: the header or the ring holds values no valid channel can hold.
+	ErrCorrupt = errors.New("shm: corrupt channel")
+	// ErrTruncated: the file is shorter than its header says (also matches ErrCorrupt).
+	ErrTruncated = fmt.Errorf("%w: truncated", ErrCorrupt)
+	// ErrInvalidOptions: Create was given options it cannot honour.
+	ErrInvalidOptions = errors.New("shm: invalid options")
+	// ErrExists: Create found a file at the path already.
+	ErrExists = errors.New("shm: channel file already exists")
+	// ErrFull: the ring has no free slot and the call does not block.
+	ErrFull = errors.New("shm: channel full")
+	// ErrEmpty: there is no message and the call does not block.
+	ErrEmpty = errors.New("shm: channel empty")
+	// ErrMessageTooLarge: a message does not fit a slot, or a receive buffer is
+	// smaller than the message (the message is kept for the next receive).
+	ErrMessageTooLarge = errors.New("shm: message too large")
+	// ErrWrongMode: the operation does not exist in this channel's mode.
+	ErrWrongMode = errors.New("shm: operation not valid in this channel mode")
+	// ErrProducerExists: a Broadcast channel already has a live producer.
+	ErrProducerExists = errors.New("shm: broadcast channel already has a producer")
+	// ErrPeerTableFull: every peer entry is held by a live participant.
+	ErrPeerTableFull = errors.New("shm: peer table full")
+	// ErrOutstanding: a reservation or borrowed message is still held; commit,
+	// abort or release it first.
+	ErrOutstanding = errors.New("shm: a reservation or borrowed message is outstanding")
+	// ErrClosed: the channel or peer was closed.
+	ErrClosed = errors.New("shm: closed")
+	// ErrLapped matches every *LappedError.
+	ErrLapped = errors.New("shm: subscriber lapped")
+)
+
+// HeaderError says which header field of a channel file is wrong and why.
+// It matches the sentinel it wraps (ErrNotChannel, ErrVersion, ErrCorrupt or
+// ErrTruncated) under errors.Is.
+type HeaderError struct {
+	Field  string
+	Reason string
+	Err    error
+}
+
+func (e *HeaderError) Error() string {
+	return fmt.Sprintf("%v: header field %s: %s", e.Err, e.Field, e.Reason)
+}
+
+func (e *HeaderError) Unwrap() error { return e.Err }
+
+func headerErr(sentinel error, field, format string, args ...any) error {
+	return &HeaderError{Field: field, Reason: fmt.Sprintf(format, args...), Err: sentinel}
+}
+
+// LappedError reports that a Broadcast subscriber fell a whole ring behind
+// and the producer overwrote Lost messages it had not read. The subscriber's
+// cursor has moved to the oldest message still available; the next receive
+// continues from there.
+type LappedError struct {
+	Lost uint64
+}
+
+func (e *LappedError) Error() string {
+	return fmt.Sprintf("shm: subscriber lapped, %d messages lost", e.Lost)
+}
+
+// Is makes errors.Is(err, ErrLapped) true for every *LappedError.
+func (e *LappedError) Is(target error) bool { return target == ErrLapped }
+
+// TooLargeError reports the size of a message that did not fit the buffer
+// or slot it was meant for. It matches ErrMessageTooLarge.
+type TooLargeError struct {
+	Size  int // the message's length
+	Limit int // the room there was
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("shm: message of %d bytes exceeds %d", e.Size, e.Limit)
+}
+
+func (e *TooLargeError) Is(target error) bool { return target == ErrMessageTooLarge }
+
+func corruptf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+}

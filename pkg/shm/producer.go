@@ -1,0 +1,299 @@
+package shm
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/podipc/podipc/internal/fence"
+)
+
+// Producer sends messages on a channel. A Producer is for one goroutine at a
+// time and holds at most one Reservation at a time; a Channel can have many
+// producers (Queue) or one live producer across all processes (Broadcast).
+type Producer struct {
+	peer
+	res    Reservation
+	tryFn  attemptFunc // the non-blocking claim, bound once so waiting allocates nothing
+	closed bool
+	bcast  broadcastProducer
+}
+
+// broadcastProducer is the state the single Broadcast producer keeps locally.
+type broadcastProducer struct {
+	tail        uint64 // next position; only this producer advances the shared tail
+	cachedMin   uint64 // lowest live subscriber cursor seen at the last scan
+	cachedEpoch uint32 // subscriberEpoch at the last scan
+	laggard     uint32 // peer index holding cachedMin, or noOwner
+	scanned     bool
+}
+
+// Reservation is a slot claimed by Reserve: write the message into Buf and
+// Commit it, or Abort. It stays valid until then.
+type Reservation struct {
+	p    *Producer
+	pos  uint64
+	slot unsafe.Pointer
+	buf  []byte
+	held bool
+}
+
+// NewProducer registers a producer. In Broadcast mode it fails with
+// ErrProducerExists while another live producer is registered.
+func (c *Channel) NewProducer(opts ...PeerOption) (*Producer, error) {
+	p := &Producer{}
+	if err := c.register(&p.peer, RoleProducer, opts, p); err != nil {
+		return nil, err
+	}
+	p.res.p = p
+	if c.geo.mode == ModeBroadcast {
+		p.bcast.tail = atomic.LoadUint64(c.tail)
+		p.bcast.laggard = noOwner
+		p.tryFn = p.tryClaimBroadcast
+	} else {
+		p.tryFn = p.tryClaimQueue
+	}
+	return p, nil
+}
+
+// Reserve claims the next slot and returns it for writing in place. When
+// the ring is full it blocks (OverflowBlock) until a slot frees or ctx
+// ends, or fails with ErrFull (OverflowFail); with OverflowOverwrite it
+// never waits.
+func (p *Producer) Reserve(ctx context.Context) (*Reservation, error) {
+	if err := p.ready(); err != nil {
+		return nil, err
+	}
+	var err error
+	if p.ch.geo.overflow == OverflowFail {
+		err = p.tryOnce()
+	} else {
+		err = p.await(ctx, p.ch.spaceWait(), p.tryFn)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("shm: reserve: %w", err)
+	}
+	return &p.res, nil
+}
+
+// TryReserve is Reserve that never blocks: ErrFull if no slot is free.
+func (p *Producer) TryReserve() (*Reservation, error) {
+	if err := p.ready(); err != nil {
+		return nil, err
+	}
+	if err := p.tryOnce(); err != nil {
+		return nil, err
+	}
+	return &p.res, nil
+}
+
+func (p *Producer) ready() error {
+	switch {
+	case p.closed:
+		return ErrClosed
+	case p.res.held:
+		return ErrOutstanding
+	}
+	return nil
+}
+
+func (p *Producer) tryOnce() error {
+	done, _, err := p.tryFn()
+	if err != nil {
+		return err
+	}
+	if !done {
+		return ErrFull
+	}
+	return nil
+}
+
+// Send copies msg into the next slot and commits it, waiting per the
+// channel's overflow policy (see Reserve).
+func (p *Producer) Send(ctx context.Context, msg []byte) error {
+	if len(msg) > int(p.ch.geo.slotSize) {
+		return &TooLargeError{Size: len(msg), Limit: int(p.ch.geo.slotSize)}
+	}
+	r, err := p.Reserve(ctx)
+	if err != nil {
+		return err
+	}
+	return r.Commit(copy(r.buf, msg))
+}
+
+// TrySend is Send that never blocks: ErrFull if no slot is free.
+func (p *Producer) TrySend(msg []byte) error {
+	if len(msg) > int(p.ch.geo.slotSize) {
+		return &TooLargeError{Size: len(msg), Limit: int(p.ch.geo.slotSize)}
+	}
+	r, err := p.TryReserve()
+	if err != nil {
+		return err
+	}
+	return r.Commit(copy(r.buf, msg))
+}
+
+// Buf is the slot's whole payload area (len = the channel's slot size).
+func (r *Reservation) Buf() []byte { return r.buf }
+
+// Commit publishes the first n bytes of Buf as one message.
+func (r *Reservation) Commit(n int) error {
+	if !r.held {
+		return fmt.Errorf("shm: commit: %w", ErrClosed)
+	}
+	if n < 0 || n > len(r.buf) {
+		return &TooLargeError{Size: n, Limit: len(r.buf)}
+	}
+	p := r.p
+	c := p.ch
+	*c.slotLen(r.slot) = uint32(n)
+	r.held = false
+	if c.geo.mode == ModeBroadcast {
+		atomic.StoreUint64(c.slotWord(r.slot), stampCommitted(r.pos))
+		p.bcast.tail = r.pos + 1
+		atomic.StoreUint64(c.tail, r.pos+1)
+	} else if !atomic.CompareAndSwapUint64(c.slotWord(r.slot), packSlot(r.pos, stWriting, p.idx), packSlot(r.pos, stFull, p.idx)) {
+		return fmt.Errorf("shm: commit position %d: %w", r.pos, corruptf("slot no longer reserved by this producer"))
+	}
+	atomic.AddUint64(p.sent, 1)
+	c.signal(c.dataSig, c.dataWaiters)
+	return nil
+}
+
+// Abort gives the slot up unsent. In Queue mode the position is marked
+// abandoned and consumers skip it; in Broadcast mode the next Reserve
+// reuses it.
+func (r *Reservation) Abort() error {
+	if !r.held {
+		return nil
+	}
+	r.held = false
+	p := r.p
+	c := p.ch
+	atomic.AddUint64(p.abandoned, 1)
+	if c.geo.mode == ModeBroadcast {
+		return nil
+	}
+	if !atomic.CompareAndSwapUint64(c.slotWord(r.slot), packSlot(r.pos, stWriting, p.idx), packSlot(r.pos, stAbandoned, p.idx)) {
+		return fmt.Errorf("shm: abort position %d: %w", r.pos, corruptf("slot no longer reserved by this producer"))
+	}
+	c.signal(c.dataSig, c.dataWaiters)
+	return nil
+}
+
+// Close aborts an outstanding reservation and unregisters the producer.
+func (p *Producer) Close() error {
+	if p.closed {
+		return nil
+	}
+	abortErr := p.res.Abort()
+	p.closed = true
+	if err := p.unregister(); err != nil {
+		return err
+	}
+	return abortErr
+}
+
+func (p *Producer) hold(pos uint64, s unsafe.Pointer) {
+	p.res.pos = pos
+	p.res.slot = s
+	p.res.buf = p.ch.payload(s)
+	p.res.held = true
+}
+
+// maxClaimAttempts bounds the retries of one claim; a healthy ring never
+// comes near it, a ring with garbage state words stops here with ErrCorrupt.
+const maxClaimAttempts = 1 << 20
+
+// tryClaimQueue is the producer side of the Queue ring (docs/shm-layout.md,
+// "Queue protocol"): ownership is taken on the slot by CAS, and the tail is
+// only a hint that everyone helps forward.
+func (p *Producer) tryClaimQueue() (bool, uint32, error) {
+	c := p.ch
+	n := int64(c.geo.slotCount)
+	for range maxClaimAttempts {
+		t := atomic.LoadUint64(c.tail)
+		s := c.slot(t)
+		w := atomic.LoadUint64(c.slotWord(s))
+		d := seqDiff(w, t)
+		switch {
+		case d == 0:
+			if slotState(w) == stFree {
+				if atomic.CompareAndSwapUint64(c.slotWord(s), w, packSlot(t, stWriting, p.idx)) {
+					atomic.CompareAndSwapUint64(c.tail, t, t+1)
+					p.hold(t, s)
+					return true, noOwner, nil
+				}
+				continue
+			}
+			atomic.CompareAndSwapUint64(c.tail, t, t+1) // someone claimed t: help
+		case d == -n:
+			// The slot still holds position t-N: the ring is full.
+			switch slotState(w) {
+			case stWriting, stReading:
+				return false, slotOwner(w), nil
+			case stFull, stAbandoned, stRedeliver:
+				return false, noOwner, nil
+			default:
+				return false, noOwner, corruptf("slot %d: state %d at full position", t&c.mask, slotState(w))
+			}
+		case d == n:
+			// Position t was claimed and already consumed; tail is stale.
+			if atomic.LoadUint64(c.tail) == t {
+				atomic.CompareAndSwapUint64(c.tail, t, t+1)
+			}
+		case d > n && d%n == 0:
+			if atomic.LoadUint64(c.tail) == t {
+				return false, noOwner, corruptf("slot %d: sequence %d ahead of tail %d", t&c.mask, uint64(w)>>seqShift, t)
+			}
+		default:
+			return false, noOwner, corruptf("slot %d: sequence %d inconsistent with tail %d", t&c.mask, uint64(w)>>seqShift, t)
+		}
+	}
+	return false, noOwner, corruptf("no progress claiming a slot after %d attempts", maxClaimAttempts)
+}
+
+// tryClaimBroadcast claims the next position for the single producer. With
+// OverflowBlock/OverflowFail it first makes sure every live subscriber has
+// read the message the slot still holds.
+func (p *Producer) tryClaimBroadcast() (bool, uint32, error) {
+	c := p.ch
+	b := &p.bcast
+	t := b.tail
+	n := uint64(c.geo.slotCount)
+	if c.geo.overflow != OverflowOverwrite && t >= n {
+		need := t - n + 1 // every subscriber must have read position t-N
+		epoch := atomic.LoadUint32(c.subscriberEpoch)
+		if !b.scanned || epoch != b.cachedEpoch || b.cachedMin < need {
+			b.cachedEpoch = epoch
+			b.cachedMin, b.laggard = c.minSubscriberCursor(t)
+			b.scanned = true
+		}
+		if b.cachedMin < need {
+			return false, b.laggard, nil
+		}
+	}
+	s := c.slot(t)
+	atomic.StoreUint64(c.slotWord(s), stampWriting(t))
+	fence.StoreStore()
+	p.hold(t, s)
+	return true, noOwner, nil
+}
+
+// minSubscriberCursor returns the lowest cursor of the registered
+// subscribers (limit if there are none) and whose it is.
+func (c *Channel) minSubscriberCursor(limit uint64) (uint64, uint32) {
+	lowest, who := limit, noOwner
+	hw := min(atomic.LoadUint32(c.peerHighWater), c.geo.maxPeers)
+	for i := uint32(0); i < hw; i++ {
+		e := c.peerEntry(i)
+		if atomic.LoadUint32(entryU32(e, peerState)) != peerActive || Role(atomic.LoadUint32(entryU32(e, peerRole))) != RoleSubscriber {
+			continue
+		}
+		if cur := atomic.LoadUint64(entryU64(e, peerCursor)); cur < lowest {
+			lowest, who = cur, i
+		}
+	}
+	return lowest, who
+}
