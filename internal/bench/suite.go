@@ -140,7 +140,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
 	log := c.Env.Log
-	rep := &Report{Machine: describeMachine(), Config: c.summary()}
+	rep := &Report{Machine: describeMachine()}
 	if n, err := onlineCPUs(); err != nil || n < 2 {
 		msg := fmt.Sprintf("only %d CPU available: the two sides share it, so spinning transports measure scheduling, not IPC", n)
 		if err != nil {
@@ -150,6 +150,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		log.Warn(msg)
 		c.CPUs = [2]int{-1, -1}
 	}
+	rep.Config = c.summary()
 	if slices.Contains(c.Kinds, KindThroughput) {
 		rep.Memcpy = measureMemcpy(ctx, c)
 	}

@@ -84,8 +84,16 @@ func runTwoProcess(ctx context.Context, env Env, t Transport, job Job) (Result, 
 	}
 	errA := runPinned(job.CPUs[0], func() error { return withoutGC(sideA) })
 
+	awaitCtx := ctx
+	if errA != nil {
+		// Side B may have said why the link broke; do not wait long for a
+		// peer that is still stuck waiting for side A.
+		var cancelAwait context.CancelFunc
+		awaitCtx, cancelAwait = context.WithTimeout(ctx, 2*time.Second)
+		defer cancelAwait()
+	}
 	var done peerMsg
-	errB := peer.await(ctx, func(m peerMsg) bool {
+	errB := peer.await(awaitCtx, func(m peerMsg) bool {
 		done = m
 		return m.Done
 	})
