@@ -82,7 +82,8 @@ func startBrokerIn(t testing.TB, dir string, opts BrokerOptions, cfgs ...QueueCo
 		if err := b.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		if err := <-tb.served; err != nil {
+		// ErrBrokerShutdown: the test ended before Serve started.
+		if err := <-tb.served; err != nil && !errors.Is(err, ErrBrokerShutdown) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
