@@ -436,3 +436,28 @@ func TestConsumerClose(t *testing.T) {
 		t.Fatalf("redelivery after Close: %q %d", d.Body, d.Deliveries)
 	}
 }
+
+// TestCloseFlushesAcks checks that acknowledgements made just before Close
+// reach the broker rather than causing redeliveries.
+func TestCloseFlushesAcks(t *testing.T) {
+	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	prod := dial(t, b.socket)
+	const n = 500
+	for i := range n {
+		mustSend(t, prod, "q", fmt.Sprint(i))
+	}
+	c := dial(t, b.socket)
+	k := mustConsume(t, c, "q", WithPrefetch(n))
+	for range n {
+		if err := mustReceive(t, k).Ack(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	eventually(t, 5*time.Second, "the broker to see the consumer leave", func() bool {
+		return queueStats(t, b.Broker, "q").Consumers == 0
+	})
+	if s := queueStats(t, b.Broker, "q"); s.Acked != n || s.Redelivered != 0 || s.Depth != 0 {
+		t.Fatalf("stats after Close %+v", s)
+	}
+}
