@@ -40,7 +40,7 @@ type frameWriter struct {
 	lastWrite atomic.Int64 // monotonic nanoseconds of the last write
 
 	wake    chan struct{}
-	drained chan struct{} // signalled after run writes
+	drained chan struct{} // signalled after every write
 	done    chan struct{} // closed when run returns
 }
 
@@ -85,6 +85,14 @@ func (w *frameWriter) signal() {
 	}
 }
 
+// signalDrained tells a reader waiting for the outbox to shrink to look again.
+func (w *frameWriter) signalDrained() {
+	select {
+	case w.drained <- struct{}{}:
+	default:
+	}
+}
+
 // take moves the outbox into pending once pending is fully written and
 // reports whether there is anything to write. writeMu must be held.
 func (w *frameWriter) take() bool {
@@ -121,6 +129,7 @@ func (w *frameWriter) flush() {
 	}
 	more := w.off < len(w.pending)
 	w.writeMu.Unlock()
+	w.signalDrained()
 	if !more {
 		w.mu.Lock()
 		more = len(w.out) > 0 || w.closing
@@ -175,10 +184,7 @@ func (w *frameWriter) run(onError func(error)) {
 			}
 		}
 		w.writeMu.Unlock()
-		select {
-		case w.drained <- struct{}{}:
-		default:
-		}
+		w.signalDrained()
 		w.mu.Lock()
 		closing, more := w.closing, len(w.out) > 0
 		w.mu.Unlock()
