@@ -1,0 +1,158 @@
+package reconcile_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/pkg/shm"
+	"golang.org/x/sys/unix"
+)
+
+// childEnv selects a child role when the test binary is re-executed.
+const childEnv = "PODIPC_RECONCILE_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(childEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "borrow-and-hang":
+		if err := borrowAndHang(os.Getenv("CHANNEL_PATH")); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "unknown child role")
+		os.Exit(2)
+	}
+}
+
+// borrowAndHang is a consumer that takes a message and never releases it.
+func borrowAndHang(path string) error {
+	ch, err := shm.Open(path)
+	if err != nil {
+		return err
+	}
+	c, err := ch.NewConsumer()
+	if err != nil {
+		return err
+	}
+	m, err := c.Borrow(context.Background())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("borrowed %s\n", m.Bytes())
+	select {}
+}
+
+// A consumer killed while holding a message: the periodic resync recovers
+// it, so the message is delivered again although nobody was blocked.
+func TestResyncReapsDeadPeers(t *testing.T) {
+	f := newFixture(t, tmpfsDir(t))
+	f.apply(framesQueue)
+	ch := f.open("frames")
+	p, err := ch.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Send(context.Background(), []byte("precious")); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=borrow-and-hang", "CHANNEL_PATH="+f.shmPath("frames"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "borrowed precious" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("child said %q, %v", line, err)
+	}
+	if c := f.mustChannel(v1alpha1.ChannelTypeSharedMemory, "frames"); c.SharedMemory.Peers["consumer"] != 1 {
+		t.Fatalf("peers with the child alive = %v", c.SharedMemory.Peers)
+	}
+	if err := cmd.Process.Signal(unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	// Registering a new consumer would recover the dead one on its own; the
+	// reaper must do it with nobody registering or blocked.
+	before := f.mustChannel(v1alpha1.ChannelTypeSharedMemory, "frames").SharedMemory
+	if before.DeadPeers != 1 || before.Peers["consumer"] != 0 {
+		t.Fatalf("after the kill, before the reap: %+v", before)
+	}
+	f.rec.Resync(context.Background())
+	snap := f.rec.Snapshot()
+	if snap.Counters.ReapedPeers != 1 {
+		t.Errorf("ReapedPeers = %d, want 1", snap.Counters.ReapedPeers)
+	}
+	after := f.mustChannel(v1alpha1.ChannelTypeSharedMemory, "frames").SharedMemory
+	if after.DeadPeers != 0 || after.ReapedPeers != 1 {
+		t.Errorf("after the reap: %+v", after)
+	}
+	cons, err := ch.NewConsumer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	buf := make([]byte, 256)
+	n, err := cons.TryRecv(buf)
+	if err != nil || string(buf[:n]) != "precious" {
+		t.Fatalf("after the reap, TryRecv = %q, %v", buf[:n], err)
+	}
+	if c := f.mustChannel(v1alpha1.ChannelTypeSharedMemory, "frames"); c.SharedMemory.Redelivered != 1 {
+		t.Errorf("Redelivered = %d, want 1", c.SharedMemory.Redelivered)
+	}
+}
+
+// With a tmpfs too small for a channel, the channel fails with a clear error
+// and the sidecar stays up; the other channels are created.
+func TestChannelLargerThanTmpfs(t *testing.T) {
+	dir := smallTmpfs(t, 1<<20)
+	f := newFixture(t, dir)
+	if f.apply(framesQueue + `
+- name: huge
+  type: SharedMemory
+  sharedMemory: {slotSize: 65536, slotCount: 64}
+`) {
+		t.Fatal("Apply converged although huge cannot fit")
+	}
+	c := f.expectState(v1alpha1.ChannelTypeSharedMemory, "huge", status.StateFailed)
+	if !strings.Contains(c.Message, "channel huge needs 4325376 bytes, tmpfs has") {
+		t.Errorf("message = %q", c.Message)
+	}
+	f.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateReady)
+	if _, err := os.Stat(f.shmPath("huge")); err == nil {
+		t.Error("a file was left for the channel that does not fit")
+	}
+}
+
+// smallTmpfs mounts a tmpfs of size bytes for the test (root only).
+func smallTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
+}

@@ -1,0 +1,191 @@
+package reconcile
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/pkg/mq"
+)
+
+// queueState is what the reconciler knows of the broker's queues. The
+// broker itself holds the queues; the reconciler decides which configuration
+// it gets.
+type queueState struct {
+	// declared are the queues the running configuration declares.
+	declared map[string]bool
+	// notes are remarks about a declared queue's configuration.
+	notes map[string]string
+	// applied is the configuration the broker last accepted in full;
+	// applyErr is why the last Apply failed (then it is retried).
+	applied  []mq.QueueConfig
+	applyErr error
+	// states remembers each queue's last reported state, to log changes.
+	states map[string]status.State
+}
+
+// sync gives the broker the declared queues plus the undeclared ones still in
+// use, and reports whether every declared queue exists.
+func (qs *queueState) sync(ctx context.Context, b *mq.Broker, log *slog.Logger, channels []v1alpha1.Channel) bool {
+	qs.declared = make(map[string]bool, len(channels))
+	qs.notes = map[string]string{}
+	want := make([]mq.QueueConfig, 0, len(channels))
+	for _, c := range channels {
+		qc, note := queueConfig(c)
+		if note != "" {
+			qs.notes[c.Name] = note
+		}
+		qs.declared[c.Name] = true
+		want = append(want, qc.Defaulted())
+	}
+	stats := b.Stats()
+	for _, s := range stats {
+		if !qs.declared[s.Name] && queueInUse(s) {
+			want = append(want, s.Config)
+		}
+	}
+	// A queue kept for its consumers may name a dead-letter queue that is
+	// gone; its dead letters are then dropped.
+	names := map[string]bool{}
+	for _, c := range want {
+		names[c.Name] = true
+	}
+	for i := range want {
+		if want[i].DeadLetterQueue != "" && !names[want[i].DeadLetterQueue] {
+			want[i].DeadLetterQueue = ""
+		}
+	}
+	slices.SortFunc(want, func(a, b mq.QueueConfig) int { return cmp.Compare(a.Name, b.Name) })
+
+	if qs.applyErr != nil || !slices.Equal(want, qs.applied) {
+		err := b.Apply(ctx, want)
+		qs.applyErr = err
+		qs.applied = nil
+		if err == nil {
+			qs.applied = want
+		} else {
+			log.Error("applying message queue configuration failed", "err", err)
+		}
+		for name, note := range qs.notes {
+			log.Warn("message queue setting adjusted", "channel", name, "note", note)
+		}
+	}
+	ok := true
+	for _, c := range qs.status(b) {
+		if c.Declared && !c.Ready() {
+			ok = false
+		}
+		if qs.states == nil {
+			qs.states = map[string]status.State{}
+		}
+		if prev, seen := qs.states[c.Name]; !seen || prev != c.State {
+			qs.states[c.Name] = c.State
+			logStateChange(log, "MessageQueue", c.Name, c.State, c.Message)
+		}
+	}
+	for name := range qs.states {
+		if !names[name] {
+			delete(qs.states, name)
+			log.Info("queue removed", "channel", name)
+		}
+	}
+	return ok
+}
+
+// queueInUse reports whether an undeclared queue must be kept for now.
+func queueInUse(s mq.QueueStats) bool { return s.Consumers > 0 || s.InFlight > 0 }
+
+// status reports every declared queue and every queue the broker still has.
+func (qs *queueState) status(b *mq.Broker) []status.Channel {
+	var out []status.Channel
+	present := map[string]bool{}
+	for _, s := range b.Stats() {
+		present[s.Name] = true
+		c := status.Channel{
+			Name:         s.Name,
+			Type:         v1alpha1.ChannelTypeMessageQueue,
+			Declared:     qs.declared[s.Name],
+			State:        status.StateReady,
+			Message:      qs.notes[s.Name],
+			MessageQueue: queueStatus(s),
+		}
+		if !c.Declared {
+			c.State = status.StateRemoving
+			c.Message = fmt.Sprintf("no longer declared; removed once its %d consumers detach and its %d unacknowledged messages settle",
+				s.Consumers, s.InFlight)
+		}
+		out = append(out, c)
+	}
+	for name := range qs.declared {
+		if present[name] {
+			continue
+		}
+		c := status.Channel{Name: name, Type: v1alpha1.ChannelTypeMessageQueue, Declared: true, State: status.StatePending}
+		if qs.applyErr != nil {
+			c.State, c.Message = status.StateFailed, qs.applyErr.Error()
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// queueConfig maps a declared message queue to the broker's configuration.
+// The note, if any, says where the broker cannot do exactly what is declared.
+func queueConfig(c v1alpha1.Channel) (mq.QueueConfig, string) {
+	s := *c.MessageQueue
+	s.Default()
+	qc := mq.QueueConfig{
+		Name:            c.Name,
+		MaxDepth:        int(s.MaxDepth),
+		MaxBytes:        s.MaxBytes,
+		MaxMessageSize:  int(s.MaxMessageSize),
+		Delivery:        mq.DeliveryMode(s.Delivery),
+		AckTimeout:      s.AckTimeout.Duration,
+		DeadLetterQueue: s.DeadLetterQueue,
+		Overflow:        mq.Overflow(s.Overflow),
+		Persistence:     mq.Persistence(s.Persistence),
+		DefaultTTL:      s.DefaultTTL.Duration,
+	}
+	var note string
+	switch n := *s.MaxRedeliveries; {
+	case n > 0:
+		qc.MaxRedeliveries = int(n)
+	case s.Delivery == v1alpha1.DeliveryAtLeastOnce:
+		// The broker reads 0 as "no limit"; one redelivery is the closest
+		// bound it can enforce.
+		qc.MaxRedeliveries = 1
+		note = "maxRedeliveries 0 is enforced as 1: the broker dead-letters after the first redelivery"
+	}
+	return qc, note
+}
+
+func queueStatus(s mq.QueueStats) *status.MessageQueue {
+	h := status.Histogram{Count: s.AckLatency.Count, SumSeconds: s.AckLatency.Sum.Seconds()}
+	for _, b := range s.AckLatency.Buckets {
+		h.Buckets = append(h.Buckets, status.Bucket{UpperBound: b.UpperBound.Seconds(), Count: b.Count})
+	}
+	return &status.MessageQueue{
+		MaxDepth:     s.Config.MaxDepth,
+		MaxBytes:     s.Config.MaxBytes,
+		Depth:        s.Depth,
+		Bytes:        s.Bytes,
+		InFlight:     s.InFlight,
+		Consumers:    s.Consumers,
+		BlockedSends: s.BlockedSends,
+		JournalBytes: s.JournalBytes,
+		Enqueued:     s.Enqueued,
+		Delivered:    s.Delivered,
+		Acked:        s.Acked,
+		Redelivered:  s.Redelivered,
+		DeadLettered: s.DeadLettered,
+		Dropped:      s.Dropped,
+		Expired:      s.Expired,
+		Rejected:     s.Rejected,
+		Recovered:    s.Recovered,
+		AckLatency:   h,
+	}
+}
