@@ -1,0 +1,487 @@
+package webhook
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/pkg/channelconfig"
+)
+
+// ringBytes is the tmpfs of a default shared-memory channel (4096 B × 1024
+// slots): a 64 KiB header and 1024 slots of 4224 B, 67 × 64 KiB.
+const ringBytes = 4390912
+
+func TestMutateLeavesPodsWithoutInjectionAlone(t *testing.T) {
+	channels := []v1alpha1.IPCChannel{shmChannel("frames", 0, 0, nil)}
+	for name, pod := range map[string]*corev1.Pod{
+		"no annotations":      newPod(nil, "app"),
+		"other annotations":   newPod(map[string]string{"example.com/x": "y"}, "app"),
+		"inject false":        newPod(map[string]string{AnnotationInject: "false"}, "app"),
+		"false, bad options":  newPod(map[string]string{AnnotationInject: "false", AnnotationMountPath: "relative", AnnotationTmpfsSize: "lots"}, "app"),
+		"knobs but no inject": newPod(map[string]string{AnnotationChannels: "frames", AnnotationDevShm: "true"}, "app"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			in := pod.DeepCopy()
+			out := mustMutate(t, pod, channels, testSettings())
+			assertSamePod(t, out, in)
+			assertSamePod(t, pod, in) // the input is not modified either
+		})
+	}
+}
+
+func TestMutateInjectsNativeSidecar(t *testing.T) {
+	pod := injectPod(nil, "producer", "consumer")
+	pod.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "migrate:1"}}
+	in := pod.DeepCopy()
+	channels := []v1alpha1.IPCChannel{shmChannel("frames", 0, 0, selectApp("demo")), mqChannel("jobs", false, ""), shmChannel("other", 0, 0, selectApp("else"))}
+
+	sel, err := SelectChannels(pod, channels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := mustMutate(t, pod, sel.Channels, testSettings())
+	assertSamePod(t, pod, in)
+
+	if got := out.Spec.InitContainers[0].Name; got != SidecarName {
+		t.Fatalf("first init container is %q, want the sidecar", got)
+	}
+	if got := out.Spec.InitContainers[1].Name; got != "migrate" {
+		t.Fatalf("the pod's init container moved: second is %q", got)
+	}
+	side := &out.Spec.InitContainers[0]
+	if side.RestartPolicy == nil || *side.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		t.Fatalf("native sidecar restartPolicy = %v, want Always", side.RestartPolicy)
+	}
+	if p := side.StartupProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" || p.HTTPGet.Port.StrVal != MetricsPortName {
+		t.Fatalf("startup probe = %+v, want GET /readyz on %s", p, MetricsPortName)
+	}
+	if got, want := side.Args, []string{"--config=/etc/podipc/config/channels.yaml", "--dir=/var/run/podipc", "--metrics-addr=:9464"}; !slices.Equal(got, want) {
+		t.Fatalf("sidecar args = %q, want %q", got, want)
+	}
+	if len(out.Spec.Containers) != 2 {
+		t.Fatalf("app containers = %d, want 2 (the sidecar is an init container)", len(out.Spec.Containers))
+	}
+
+	tmpfs := volumeOf(t, out, VolumeName).EmptyDir
+	if tmpfs == nil || tmpfs.Medium != corev1.StorageMediumMemory {
+		t.Fatalf("volume %s = %+v, want an emptyDir with medium Memory", VolumeName, tmpfs)
+	}
+	// frames (a default ring) is on the tmpfs; jobs is an in-memory queue.
+	if got, want := tmpfs.SizeLimit.Value(), int64(ringBytes+testSettings().TmpfsHeadroomBytes); got != want {
+		t.Fatalf("sizeLimit = %d, want %d", got, want)
+	}
+	dapi := volumeOf(t, out, ConfigVolumeName).DownwardAPI
+	if dapi == nil || len(dapi.Items) != 1 || dapi.Items[0].FieldRef.FieldPath != "metadata.annotations['podipc.io/config']" || dapi.Items[0].Path != ConfigFile {
+		t.Fatalf("config volume = %+v, want the podipc.io/config annotation projected as %s", dapi, ConfigFile)
+	}
+
+	for _, c := range out.Spec.Containers {
+		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == VolumeName && m.MountPath == DefaultMountPath }) {
+			t.Errorf("container %s lacks the tmpfs mount: %+v", c.Name, c.VolumeMounts)
+		}
+		for name, want := range map[string]string{EnvDir: "/var/run/podipc", EnvMQSocket: "/var/run/podipc/mq.sock", EnvChannels: "frames,jobs"} {
+			if got, _ := envValue(&c, name); got != want {
+				t.Errorf("container %s: %s = %q, want %q", c.Name, name, got, want)
+			}
+		}
+	}
+	if m := out.Spec.InitContainers[1].VolumeMounts; len(m) != 0 {
+		t.Errorf("init container migrate got mounts %+v without being named in %s", m, AnnotationContainers)
+	}
+
+	cfg, err := channelconfig.Parse([]byte(out.Annotations[AnnotationConfig]))
+	if err != nil {
+		t.Fatalf("podipc.io/config does not parse as the sidecar reads it: %v", err)
+	}
+	if names := configNames(cfg); !slices.Equal(names, []string{"frames", "jobs"}) {
+		t.Fatalf("configured channels = %v, want [frames jobs] (other's selector does not match)", names)
+	}
+	if out.Labels[LabelInjected] != "true" {
+		t.Fatalf("label %s = %q, want \"true\"", LabelInjected, out.Labels[LabelInjected])
+	}
+	st := mustStatus(t, out)
+	if st.Version != "v0.0.0-test" || !slices.Equal(st.Channels, []string{"frames", "jobs"}) || st.TmpfsBytes != tmpfs.SizeLimit.Value() || len(st.ConfigHash) != 16 {
+		t.Fatalf("status = %+v", st)
+	}
+}
+
+func configNames(cfg *v1alpha1.ChannelConfig) []string {
+	var names []string
+	for _, c := range cfg.Channels {
+		names = append(names, c.Name)
+	}
+	return names
+}
+
+func TestMutateHardensSidecar(t *testing.T) {
+	channels := []v1alpha1.IPCChannel{shmChannel("frames", 0, 0, nil), mqChannel("jobs", false, "")}
+	pod := injectPod(nil, "app")
+	pod.Spec.AutomountServiceAccountToken = nil
+	out := mustMutate(t, pod, channels, testSettings())
+	side := sidecarOf(t, out)
+	sc := side.SecurityContext
+	switch {
+	case sc == nil:
+		t.Fatal("sidecar has no security context")
+	case sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot:
+		t.Error("runAsNonRoot not set")
+	case sc.RunAsUser == nil || *sc.RunAsUser != 65532:
+		t.Errorf("runAsUser = %v, want 65532", sc.RunAsUser)
+	case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+		t.Error("readOnlyRootFilesystem not set")
+	case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+		t.Error("allowPrivilegeEscalation not false")
+	case sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0:
+		t.Errorf("capabilities = %+v, want drop ALL", sc.Capabilities)
+	case sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault:
+		t.Errorf("seccomp = %+v, want RuntimeDefault", sc.SeccompProfile)
+	}
+	// The memory the sidecar pre-faults (the ring) is in its request and
+	// limit; the queue's in-memory bound (16 MiB + 10000 × 256 B) in its limit.
+	s := testSettings()
+	wantReq := s.SidecarMemoryRequest.Value() + ringBytes
+	wantLim := s.SidecarMemoryLimit.Value() + ringBytes + v1alpha1.DefaultMaxBytes + v1alpha1.DefaultMaxDepth*v1alpha1.BrokerMessageOverheadBytes
+	if got := side.Resources.Requests.Memory().Value(); got != wantReq {
+		t.Errorf("memory request = %d, want %d", got, wantReq)
+	}
+	if got := side.Resources.Limits.Memory().Value(); got != wantLim {
+		t.Errorf("memory limit = %d, want %d", got, wantLim)
+	}
+	if _, ok := side.Resources.Limits[corev1.ResourceCPU]; ok {
+		t.Error("sidecar has a CPU limit; it should not be throttled")
+	}
+	// No credentials: the sidecar mounts only the tmpfs and its config, and
+	// the pod's token setting is untouched.
+	for _, m := range side.VolumeMounts {
+		if m.Name != VolumeName && m.Name != ConfigVolumeName {
+			t.Errorf("sidecar mounts %s at %s", m.Name, m.MountPath)
+		}
+	}
+	if out.Spec.AutomountServiceAccountToken != nil {
+		t.Errorf("automountServiceAccountToken changed to %v", *out.Spec.AutomountServiceAccountToken)
+	}
+}
+
+func TestMutatePlainSidecarWhenNativeUnsupported(t *testing.T) {
+	s := testSettings()
+	s.NativeSidecar = false
+	out := mustMutate(t, injectPod(nil, "app"), nil, s)
+	if len(out.Spec.InitContainers) != 0 {
+		t.Fatalf("init containers = %d, want none", len(out.Spec.InitContainers))
+	}
+	if got := out.Spec.Containers[len(out.Spec.Containers)-1]; got.Name != SidecarName || got.RestartPolicy != nil {
+		t.Fatalf("last container = %s (restartPolicy %v), want the plain sidecar", got.Name, got.RestartPolicy)
+	}
+}
+
+func TestMutateOptions(t *testing.T) {
+	channels := []v1alpha1.IPCChannel{shmChannel("frames", 0, 0, nil)}
+	t.Run("containers", func(t *testing.T) {
+		pod := injectPod(map[string]string{AnnotationContainers: "b, init"}, "a", "b")
+		pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "i"}}
+		out := mustMutate(t, pod, channels, testSettings())
+		mounted := map[string]bool{}
+		for _, c := range slices.Concat(out.Spec.InitContainers, out.Spec.Containers) {
+			if _, ok := envValue(&c, EnvDir); ok {
+				mounted[c.Name] = true
+			}
+		}
+		if !mounted["b"] || !mounted["init"] || mounted["a"] || mounted[SidecarName] {
+			t.Fatalf("containers with PODIPC_DIR = %v, want b and init", mounted)
+		}
+	})
+	t.Run("mount path and port", func(t *testing.T) {
+		out := mustMutate(t, injectPod(map[string]string{AnnotationMountPath: "/ipc", AnnotationMetricsPort: "9999"}, "a"), channels, testSettings())
+		side := sidecarOf(t, out)
+		if !slices.Contains(side.Args, "--dir=/ipc") || !slices.Contains(side.Args, "--metrics-addr=:9999") || side.Ports[0].ContainerPort != 9999 {
+			t.Fatalf("sidecar args %q ports %+v", side.Args, side.Ports)
+		}
+		if got, _ := envValue(&out.Spec.Containers[0], EnvMQSocket); got != "/ipc/mq.sock" {
+			t.Fatalf("%s = %q", EnvMQSocket, got)
+		}
+	})
+	t.Run("tmpfs size", func(t *testing.T) {
+		out := mustMutate(t, injectPod(map[string]string{AnnotationTmpfsSize: "256Mi"}, "a"), channels, testSettings())
+		if got := volumeOf(t, out, VolumeName).EmptyDir.SizeLimit.Value(); got != 256<<20 {
+			t.Fatalf("sizeLimit = %d, want 256Mi", got)
+		}
+		if st := mustStatus(t, out); st.ChannelBudgetBytes != 256<<20-testSettings().TmpfsHeadroomBytes {
+			t.Fatalf("channel budget = %d", st.ChannelBudgetBytes)
+		}
+	})
+	t.Run("dev shm", func(t *testing.T) {
+		out := mustMutate(t, injectPod(map[string]string{AnnotationDevShm: "true"}, "a"), channels, testSettings())
+		c := out.Spec.Containers[0]
+		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == VolumeName && m.MountPath == "/dev/shm" }) {
+			t.Fatalf("no /dev/shm mount: %+v", c.VolumeMounts)
+		}
+		s := testSettings()
+		if got, want := volumeOf(t, out, VolumeName).EmptyDir.SizeLimit.Value(), ringBytes+s.TmpfsHeadroomBytes+s.DevShmHeadroomBytes; got != want {
+			t.Fatalf("sizeLimit = %d, want %d (with /dev/shm headroom)", got, want)
+		}
+	})
+	t.Run("user env wins", func(t *testing.T) {
+		pod := injectPod(nil, "a")
+		pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: EnvDir, Value: "/mine"}}
+		out := mustMutate(t, pod, channels, testSettings())
+		if got, _ := envValue(&out.Spec.Containers[0], EnvDir); got != "/mine" || len(out.Spec.Containers[0].Env) != 3 {
+			t.Fatalf("env = %+v", out.Spec.Containers[0].Env)
+		}
+	})
+}
+
+func TestMutateRefusesInvalidAnnotations(t *testing.T) {
+	for _, tc := range []struct {
+		key, value, allowed string
+	}{
+		{AnnotationInject, "yes", `"true" or "false"`},
+		{AnnotationInject, "True", `"true" or "false"`},
+		{AnnotationDevShm, "1", `"true" or "false"`},
+		{AnnotationChannels, "frames,Bad_Name", "IPCChannel names"},
+		{AnnotationContainers, "ghost", "not found: ghost"},
+		{AnnotationContainers, " , ", "non-empty"},
+		{AnnotationMountPath, "relative/path", "absolute"},
+		{AnnotationMountPath, "/a/../b", "clean"},
+		{AnnotationMountPath, "/dev/shm", "other than"},
+		{AnnotationTmpfsSize, "-1Mi", "positive quantity"},
+		{AnnotationTmpfsSize, "lots", "positive quantity"},
+		{AnnotationMetricsPort, "0", "1 to 65535"},
+		{AnnotationMetricsPort, "http", "1 to 65535"},
+	} {
+		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
+			pod := injectPod(map[string]string{tc.key: tc.value}, "app")
+			_, err := Mutate(pod, nil, testSettings())
+			var ae *AnnotationError
+			if !errors.As(err, &ae) {
+				t.Fatalf("err = %v, want an *AnnotationError", err)
+			}
+			if ae.Key != tc.key || !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), tc.allowed) {
+				t.Fatalf("err = %q, want it to name %s and say %q", err, tc.key, tc.allowed)
+			}
+		})
+	}
+}
+
+func TestMutateSizing(t *testing.T) {
+	big := shmChannel("video", 1<<20, 64, nil) // 64 slots of 1 MiB + headers
+	small := shmChannel("frames", 0, 0, nil)
+	journal := mqChannel("jobs", true, "")
+	channels := []v1alpha1.IPCChannel{big, small, journal}
+	s := testSettings()
+	s.MaxTmpfsBytes = 64 << 20
+
+	_, err := Mutate(injectPod(nil, "app"), channels, s)
+	var tooLarge *TmpfsTooLargeError
+	if !errors.As(err, &tooLarge) {
+		t.Fatalf("err = %v, want *TmpfsTooLargeError", err)
+	}
+	need := big.Spec.Footprint().TmpfsBytes + small.Spec.Footprint().TmpfsBytes + journal.Spec.Footprint().TmpfsBytes + s.TmpfsHeadroomBytes
+	if tooLarge.NeedBytes != need || tooLarge.MaxBytes != 64<<20 {
+		t.Fatalf("need %d max %d, want %d and %d", tooLarge.NeedBytes, tooLarge.MaxBytes, need, 64<<20)
+	}
+	msg := err.Error()
+	over := formatBytes(need - 64<<20)
+	for _, want := range []string{"video", "frames", "jobs", over, "64Mi"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not mention %q", msg, want)
+		}
+	}
+	if tooLarge.Channels[0].Name != "video" {
+		t.Errorf("largest channel listed first: %+v", tooLarge.Channels)
+	}
+
+	_, err = Mutate(injectPod(map[string]string{AnnotationTmpfsSize: "1Mi"}, "app"), []v1alpha1.IPCChannel{small}, s)
+	var tooSmall *TmpfsTooSmallError
+	if !errors.As(err, &tooSmall) || !strings.Contains(err.Error(), AnnotationTmpfsSize) {
+		t.Fatalf("err = %v, want *TmpfsTooSmallError naming %s", err, AnnotationTmpfsSize)
+	}
+	_, err = Mutate(injectPod(map[string]string{AnnotationTmpfsSize: "1Gi"}, "app"), []v1alpha1.IPCChannel{small}, s)
+	if !errors.As(err, &tooLarge) || !tooLarge.FromAnnotation || !strings.Contains(err.Error(), AnnotationTmpfsSize) {
+		t.Fatalf("err = %v, want *TmpfsTooLargeError from the annotation", err)
+	}
+	// Exactly at the maximum is allowed.
+	s.MaxTmpfsBytes = ringBytes + s.TmpfsHeadroomBytes
+	mustMutate(t, injectPod(nil, "app"), []v1alpha1.IPCChannel{small}, s)
+}
+
+func TestMutateRefusesConflicts(t *testing.T) {
+	for name, edit := range map[string]func(*corev1.Pod){
+		"volume": func(p *corev1.Pod) { p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: VolumeName}) },
+		"sidecar": func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: SidecarName})
+		},
+		"mount": func(p *corev1.Pod) {
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "x", MountPath: "/var/run"}}
+		},
+		"port": func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: DefaultMetricsPort}}
+		},
+		"bad status": func(p *corev1.Pod) {
+			p.Annotations[AnnotationStatus] = "{"
+			p.Spec.InitContainers = []corev1.Container{{Name: SidecarName}}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pod := injectPod(nil, "app")
+			edit(pod)
+			if _, err := Mutate(pod, nil, testSettings()); !errors.Is(err, ErrConflict) {
+				t.Fatalf("err = %v, want ErrConflict", err)
+			}
+		})
+	}
+}
+
+func TestMutateIsIdempotent(t *testing.T) {
+	channels := []v1alpha1.IPCChannel{shmChannel("frames", 0, 0, nil), mqChannel("jobs", true, ""), mqChannel("dlq", false, "")}
+	plain := testSettings()
+	plain.NativeSidecar = false
+	for name, tc := range map[string]struct {
+		pod *corev1.Pod
+		s   Settings
+	}{
+		"native":      {injectPod(nil, "a", "b"), testSettings()},
+		"plain":       {injectPod(nil, "a"), plain},
+		"all knobs":   {injectPod(map[string]string{AnnotationChannels: "frames,missing", AnnotationContainers: "b", AnnotationDevShm: "true", AnnotationMountPath: "/ipc", AnnotationMetricsPort: "9000", AnnotationTmpfsSize: "128Mi"}, "a", "b"), testSettings()},
+		"no channels": {injectPod(nil, "a"), testSettings()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			once := mustMutate(t, tc.pod, channels, tc.s)
+			twice := mustMutate(t, once, channels, tc.s)
+			assertSamePod(t, twice, once)
+			// Changed channels or settings do not re-inject an injected pod
+			// either: pushing changes is the controller's job.
+			other := tc.s
+			other.SidecarImage = "podipc-sidecar:other"
+			assertSamePod(t, mustMutate(t, once, channels[:1], other), once)
+		})
+	}
+}
+
+func TestMutateRecordsMissingAndRejectedChannels(t *testing.T) {
+	channels := []v1alpha1.IPCChannel{
+		mqChannel("jobs", false, "jobs-dlq"), // its dead-letter queue is not selected
+		shmChannel("frames", 0, 0, nil),
+		mqChannel("jobs-dlq", false, ""),
+	}
+	pod := injectPod(map[string]string{AnnotationChannels: "jobs,frames,later"}, "app")
+	sel, err := SelectChannels(pod, channels[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sel.Missing, []string{"later"}) {
+		t.Fatalf("missing = %v, want [later]", sel.Missing)
+	}
+	out := mustMutate(t, pod, sel.Channels, testSettings())
+	st := mustStatus(t, out)
+	if !slices.Equal(st.Channels, []string{"frames"}) || !slices.Equal(st.Missing, []string{"later"}) {
+		t.Fatalf("status = %+v, want channels [frames] and missing [later]", st)
+	}
+	if len(st.Rejected) != 1 || st.Rejected[0].Name != "jobs" || !strings.Contains(st.Rejected[0].Reason, "deadLetterQueue") {
+		t.Fatalf("rejected = %+v, want jobs for its dead-letter queue", st.Rejected)
+	}
+	if _, err := channelconfig.Parse([]byte(out.Annotations[AnnotationConfig])); err != nil {
+		t.Fatalf("config with a rejected channel left out does not parse: %v", err)
+	}
+}
+
+func TestSelectChannels(t *testing.T) {
+	deleting := shmChannel("old", 0, 0, nil)
+	deleting.DeletionTimestamp = &metav1.Time{}
+	channels := []v1alpha1.IPCChannel{
+		shmChannel("all", 0, 0, nil),
+		shmChannel("empty-selector", 0, 0, &metav1.LabelSelector{}),
+		shmChannel("demo", 0, 0, selectApp("demo")),
+		shmChannel("expr", 0, 0, &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpIn, Values: []string{"gpu"}}}}),
+		shmChannel("bad-selector", 0, 0, &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: "Nope"}}}),
+		deleting,
+	}
+	for name, tc := range map[string]struct {
+		pod  *corev1.Pod
+		want []string
+	}{
+		"selectors":     {injectPod(nil, "a"), []string{"all", "demo", "empty-selector"}},
+		"expression":    {func() *corev1.Pod { p := injectPod(nil, "a"); p.Labels["tier"] = "gpu"; return p }(), []string{"all", "demo", "empty-selector", "expr"}},
+		"explicit list": {injectPod(map[string]string{AnnotationChannels: "expr,old"}, "a"), []string{"expr"}},
+		"not injected":  {newPod(nil, "a"), nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sel, err := SelectChannels(tc.pod, channels)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range sel.Channels {
+				got = append(got, c.Name)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("selected %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReconfigure(t *testing.T) {
+	frames := shmChannel("frames", 0, 0, nil)
+	pod := injectPod(map[string]string{AnnotationTmpfsSize: "16Mi"}, "app")
+	injected := mustMutate(t, pod, []v1alpha1.IPCChannel{frames}, testSettings())
+
+	r, err := Reconfigure(injected, []v1alpha1.IPCChannel{frames})
+	if err != nil || r.Changed {
+		t.Fatalf("right after injection: changed=%v err=%v, want no change", r.Changed, err)
+	}
+
+	// A new channel that fits the budget is pushed; one that does not is
+	// rejected with the reason; frames, which the pod has, stays.
+	fits := shmChannel("more", 0, 0, nil)
+	huge := shmChannel("huge", 1<<20, 64, nil)
+	r, err = Reconfigure(injected, []v1alpha1.IPCChannel{frames, fits, huge})
+	if err != nil || !r.Changed {
+		t.Fatalf("changed=%v err=%v, want a change", r.Changed, err)
+	}
+	if !slices.Equal(r.Status.Channels, []string{"frames", "more"}) {
+		t.Fatalf("channels = %v, want [frames more]", r.Status.Channels)
+	}
+	if len(r.Status.Rejected) != 1 || r.Status.Rejected[0].Name != "huge" || !strings.Contains(r.Status.Rejected[0].Reason, "recreate the pod") {
+		t.Fatalf("rejected = %+v, want huge", r.Status.Rejected)
+	}
+	cfg, err := channelconfig.Parse([]byte(r.Config))
+	if err != nil || !slices.Equal(configNames(cfg), []string{"frames", "more"}) {
+		t.Fatalf("config %v err %v", cfg, err)
+	}
+
+	// Applying it is stable.
+	applied := injected.DeepCopy()
+	for k, v := range r.Annotations() {
+		applied.Annotations[k] = v
+	}
+	if again, err := Reconfigure(applied, []v1alpha1.IPCChannel{frames, fits, huge}); err != nil || again.Changed {
+		t.Fatalf("after applying: changed=%v err=%v\n%+v\n%+v", again.Changed, err, again.Status, r.Status)
+	}
+	// A deleted channel leaves the configuration.
+	if r, err := Reconfigure(applied, nil); err != nil || !r.Changed || len(r.Status.Channels) != 0 {
+		t.Fatalf("all channels deleted: %+v err=%v", r.Status, err)
+	}
+	if _, err := Reconfigure(pod, nil); !errors.Is(err, ErrNotInjected) {
+		t.Fatalf("uninjected pod: err = %v, want ErrNotInjected", err)
+	}
+}
+
+func TestSettingsValidate(t *testing.T) {
+	s := DefaultSettings()
+	if err := s.Validate(); err != nil {
+		t.Fatalf("default settings invalid: %v", err)
+	}
+	s.SidecarImage = ""
+	s.SidecarMemoryLimit = resource.MustParse("1Mi")
+	err := s.Validate()
+	if err == nil || !strings.Contains(err.Error(), "image") || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("err = %v, want both problems", err)
+	}
+}

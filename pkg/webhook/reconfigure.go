@@ -1,0 +1,91 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podipc/podipc/api/v1alpha1"
+)
+
+// ErrNotInjected is returned by Reconfigure for a pod the injector did not
+// mutate.
+var ErrNotInjected = errors.New("the pod was not injected by podipc")
+
+// Reconfiguration is what a running injected pod's annotations should be for
+// the IPCChannels of its namespace now.
+type Reconfiguration struct {
+	// Config and Status are the values of podipc.io/config and podipc.io/status.
+	Config string
+	Status Status
+	// Changed is true when either differs from the pod's.
+	Changed bool
+}
+
+// Reconfigure is what the controller applies to running pods when
+// IPCChannels change: the pod's channel selection (its podipc.io/channels
+// annotation or the channels' selectors) is evaluated again and the result
+// written into podipc.io/config, which the kubelet projects into the
+// sidecar. A running pod's tmpfs cannot grow, so a channel the pod does not
+// have yet is added only if it fits the pod's channel budget
+// (Status.ChannelBudgetBytes); one that does not is listed in
+// Status.Rejected. The result of a pod that was just injected is unchanged.
+func Reconfigure(pod *corev1.Pod, available []v1alpha1.IPCChannel) (Reconfiguration, error) {
+	st, ok, err := ReadStatus(pod)
+	if err != nil {
+		return Reconfiguration{}, err
+	}
+	if !ok || !hasSidecar(pod) {
+		return Reconfiguration{}, ErrNotInjected
+	}
+	opts, err := parseOptions(pod)
+	if err != nil {
+		return Reconfiguration{}, err
+	}
+	sel := selectChannels(pod, opts, available)
+
+	// Keep what the pod has (its files exist), then admit new channels in
+	// name order while they fit.
+	current := st.Channels
+	var used int64
+	var keep []v1alpha1.IPCChannel
+	var tooBig []RejectedChannel
+	for pass := range 2 {
+		for i := range sel.Channels {
+			ch := &sel.Channels[i]
+			_, had := slices.BinarySearch(current, ch.Name)
+			if had != (pass == 0) {
+				continue
+			}
+			need := ch.Spec.Footprint().TmpfsBytes
+			if !had && used+need > st.ChannelBudgetBytes {
+				tooBig = append(tooBig, RejectedChannel{Name: ch.Name, Reason: fmt.Sprintf(
+					"needs %s of tmpfs, more than is free of the pod's channel budget of %s: recreate the pod to get it",
+					formatBytes(need), formatBytes(st.ChannelBudgetBytes))})
+				continue
+			}
+			used += need
+			keep = append(keep, *ch)
+		}
+	}
+	cfg, err := BuildConfig(keep)
+	if err != nil {
+		return Reconfiguration{}, err
+	}
+	rejected := slices.Concat(cfg.Rejected, tooBig)
+	slices.SortFunc(rejected, func(a, b RejectedChannel) int { return strings.Compare(a.Name, b.Name) })
+
+	next := st
+	next.Channels, next.Missing, next.Rejected, next.ConfigHash = cfg.Names(), sel.Missing, rejected, cfg.Hash()
+	r := Reconfiguration{Config: string(cfg.YAML), Status: next}
+	r.Changed = pod.Annotations[AnnotationConfig] != r.Config || pod.Annotations[AnnotationStatus] != next.encode()
+	return r, nil
+}
+
+// Annotations are the pod annotations of the reconfiguration.
+func (r *Reconfiguration) Annotations() map[string]string {
+	return map[string]string{AnnotationConfig: r.Config, AnnotationStatus: r.Status.encode()}
+}

@@ -1,0 +1,115 @@
+package webhook
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/podipc/podipc/api/v1alpha1"
+)
+
+// sizing is how much memory a pod's channels take.
+type sizing struct {
+	// tmpfsBytes is the emptyDir sizeLimit.
+	tmpfsBytes int64
+	// budgetBytes is what channels may use of it (tmpfsBytes less headroom).
+	budgetBytes int64
+	// footprint is what the configured channels need.
+	footprint v1alpha1.Footprint
+}
+
+// ChannelSize is the tmpfs one channel needs.
+type ChannelSize struct {
+	Name       string
+	TmpfsBytes int64
+}
+
+// TmpfsTooLargeError refuses a pod whose channels need more tmpfs than the
+// injector allows (Settings.MaxTmpfsBytes).
+type TmpfsTooLargeError struct {
+	// NeedBytes is what the pod would get: its channels plus headroom, or its
+	// podipc.io/tmpfs-size.
+	NeedBytes int64
+	// MaxBytes is Settings.MaxTmpfsBytes.
+	MaxBytes int64
+	// Channels are the channels that use the tmpfs, largest first.
+	Channels []ChannelSize
+	// FromAnnotation is true when NeedBytes came from podipc.io/tmpfs-size.
+	FromAnnotation bool
+}
+
+func (e *TmpfsTooLargeError) Error() string {
+	parts := make([]string, len(e.Channels))
+	for i, c := range e.Channels {
+		parts[i] = c.Name + " " + formatBytes(c.TmpfsBytes)
+	}
+	what := "the channels and headroom need"
+	if e.FromAnnotation {
+		what = "annotation " + AnnotationTmpfsSize + " asks for"
+	}
+	return fmt.Sprintf("%s %s of tmpfs, %s more than the injector's maximum of %s (channels on the tmpfs: %s)",
+		what, formatBytes(e.NeedBytes), formatBytes(e.NeedBytes-e.MaxBytes), formatBytes(e.MaxBytes), listOrNone(parts))
+}
+
+// TmpfsTooSmallError refuses a pod whose podipc.io/tmpfs-size cannot hold
+// its channels.
+type TmpfsTooSmallError struct {
+	SizeBytes int64
+	NeedBytes int64
+	Channels  []ChannelSize
+}
+
+func (e *TmpfsTooSmallError) Error() string {
+	parts := make([]string, len(e.Channels))
+	for i, c := range e.Channels {
+		parts[i] = c.Name + " " + formatBytes(c.TmpfsBytes)
+	}
+	return fmt.Sprintf("annotation %s: invalid value %q: allowed: at least %s, what the channels need (%s)",
+		AnnotationTmpfsSize, formatBytes(e.SizeBytes), formatBytes(e.NeedBytes), listOrNone(parts))
+}
+
+// planSizing sizes the tmpfs of a pod with the given configuration.
+func planSizing(doc *v1alpha1.ChannelConfig, opts podOptions, s *Settings) (sizing, error) {
+	fp := doc.Footprint()
+	headroom := s.TmpfsHeadroomBytes
+	if opts.devShm {
+		headroom += s.DevShmHeadroomBytes
+	}
+	size := fp.TmpfsBytes + headroom
+	if opts.tmpfsSize != nil {
+		size = opts.tmpfsSize.Value()
+		if size < fp.TmpfsBytes {
+			return sizing{}, &TmpfsTooSmallError{SizeBytes: size, NeedBytes: fp.TmpfsBytes, Channels: channelSizes(doc)}
+		}
+	}
+	if s.MaxTmpfsBytes > 0 && size > s.MaxTmpfsBytes {
+		return sizing{}, &TmpfsTooLargeError{NeedBytes: size, MaxBytes: s.MaxTmpfsBytes, Channels: channelSizes(doc), FromAnnotation: opts.tmpfsSize != nil}
+	}
+	return sizing{tmpfsBytes: size, budgetBytes: max(size-headroom, fp.TmpfsBytes), footprint: fp}, nil
+}
+
+// channelSizes lists the channels that use the tmpfs, largest first.
+func channelSizes(doc *v1alpha1.ChannelConfig) []ChannelSize {
+	var sizes []ChannelSize
+	for i := range doc.Channels {
+		if n := doc.Channels[i].Footprint().TmpfsBytes; n > 0 {
+			sizes = append(sizes, ChannelSize{Name: doc.Channels[i].Name, TmpfsBytes: n})
+		}
+	}
+	slices.SortStableFunc(sizes, func(a, b ChannelSize) int { return cmp.Compare(b.TmpfsBytes, a.TmpfsBytes) })
+	return sizes
+}
+
+// formatBytes writes n as a Kubernetes quantity with the largest exact
+// binary suffix: 65536 is "64Ki".
+func formatBytes(n int64) string { return resource.NewQuantity(n, resource.BinarySI).String() }
+
+func listOrNone(parts []string) string {
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
