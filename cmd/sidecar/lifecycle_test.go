@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/podipc/podipc/pkg/mq"
+)
+
+const cfgDurableJobs = `
+- name: jobs
+  type: MessageQueue
+  messageQueue: {maxDepth: 100, persistence: Volume}
+`
+
+// SIGTERM shuts the real binary down cleanly and quickly; a new sidecar on
+// the same directory adopts the channel files and recovers the journaled
+// queue, so neither an app nor a sidecar restart loses data.
+func TestGracefulShutdownAndRestart(t *testing.T) {
+	dir := tmpfsDir(t)
+	cfgPath := filepath.Join(t.TempDir(), "channels.yaml")
+	writeConfig(t, cfgPath, cfgFrames+cfgDurableJobs)
+	first := startSidecar(t, dir, cfgPath)
+	first.waitReady()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	framesPath := filepath.Join(channelsDir(dir), "frames")
+	ch, prod := openProducer(t, framesPath)
+	for i := range 3 {
+		if err := prod.Send(ctx, fmt.Appendf(nil, "frame-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client, err := mq.Dial(ctx, mq.WithSocketPath(filepath.Join(dir, mq.SocketName)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := client.Send(ctx, "jobs", fmt.Appendf(nil, "job-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := os.Stat(framesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	took, err := first.stop(syscall.SIGTERM, 10*time.Second)
+	if err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, first.logText())
+	}
+	if took > 5*time.Second {
+		t.Errorf("shutdown took %v", took)
+	}
+	for _, want := range []string{`"msg":"shutting down"`, `"msg":"broker stopped"`, `"msg":"shutdown complete"`} {
+		if !strings.Contains(first.logText(), want) {
+			t.Errorf("logs lack %s", want)
+		}
+	}
+	// The client was told to go away; the socket is gone.
+	if err := client.Send(ctx, "jobs", []byte("late")); err == nil {
+		t.Error("send after the broker shut down succeeded")
+	}
+	client.Close()
+	if _, err := os.Stat(filepath.Join(dir, mq.SocketName)); !os.IsNotExist(err) {
+		t.Errorf("broker socket after shutdown: %v", err)
+	}
+
+	second := startSidecar(t, dir, cfgPath)
+	second.waitReady()
+	after, err := os.Stat(framesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Fatal("the restarted sidecar replaced frames instead of adopting it")
+	}
+	c, _ := second.channel("frames")
+	if c.SharedMemory == nil || c.SharedMemory.Depth != 3 || c.SharedMemory.Peers["producer"] != 1 {
+		t.Fatalf("frames after restart: %+v", c.SharedMemory)
+	}
+	// The producer kept across the restart still delivers to new consumers.
+	if err := prod.Send(ctx, []byte("frame-3")); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := ch.NewConsumer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	buf := make([]byte, 1024)
+	for i := range 4 {
+		n, err := cons.Recv(ctx, buf)
+		if err != nil || string(buf[:n]) != fmt.Sprintf("frame-%d", i) {
+			t.Fatalf("frame %d = %q, %v", i, buf[:n], err)
+		}
+	}
+
+	client2, err := mq.Dial(ctx, mq.WithSocketPath(filepath.Join(dir, mq.SocketName)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client2.Close()
+	for i := range 3 {
+		d, err := client2.Receive(ctx, "jobs")
+		if err != nil || string(d.Body) != fmt.Sprintf("job-%d", i) {
+			t.Fatalf("job %d after restart = %v, %v", i, d, err)
+		}
+		if err := d.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := second.stop(syscall.SIGINT, 10*time.Second); err != nil {
+		t.Fatalf("exit after SIGINT: %v", err)
+	}
+}
+
+// Without a configuration file the sidecar runs, healthy but not ready, and
+// picks the file up when it appears.
+func TestReadinessBeforeConfig(t *testing.T) {
+	dir := tmpfsDir(t)
+	cfgPath := filepath.Join(t.TempDir(), "channels.yaml")
+	s := startSidecar(t, dir, cfgPath) // the file does not exist yet
+	s.eventually("the missing file to be reported", func() bool {
+		code, body := s.get("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "no such file")
+	})
+	if code, _ := s.get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+	writeConfig(t, cfgPath, cfgFrames)
+	s.waitReady()
+}
+
+func TestInspect(t *testing.T) {
+	dir := tmpfsDir(t)
+	cfgPath := filepath.Join(t.TempDir(), "channels.yaml")
+	writeConfig(t, cfgPath, cfgFrames+cfgJobs)
+	s := startSidecar(t, dir, cfgPath)
+	s.waitReady()
+
+	var out, errOut bytes.Buffer
+	if code := run([]string{"inspect", "--addr", s.addr, "--dir", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("inspect exit %d: %s", code, errOut.String())
+	}
+	text := out.String()
+	for _, want := range []string{"generation 1", "NAME", "frames", "Queue/Block", "32×1KiB", "0/32", "jobs", "0/100"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, text)
+		}
+	}
+
+	// Without the sidecar (wrong address), the headers are read directly.
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"inspect", "--addr", "127.0.0.1:1", "--dir", dir, "--timeout", "500ms"}, &out, &errOut); code != 0 {
+		t.Fatalf("inspect exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "reading the channel files") || !strings.Contains(out.String(), "frames") || strings.Contains(out.String(), "jobs") {
+		t.Errorf("direct inspect: stdout %q stderr %q", out.String(), errOut.String())
+	}
+}

@@ -1,0 +1,61 @@
+package server_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podipc/podipc/internal/sidecar/server"
+	"github.com/podipc/podipc/internal/sidecar/status"
+)
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	body, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(body)
+}
+
+func TestReadyz(t *testing.T) {
+	snap := status.Snapshot{
+		Config:   status.Config{Applied: true, Generation: 3},
+		Channels: []status.Channel{{Name: "frames", Type: "SharedMemory", Declared: true, State: status.StateReady}},
+	}
+	var stopping atomic.Bool
+	h := server.NewHandler(server.Options{
+		Snapshot:     func() status.Snapshot { return snap },
+		Gatherer:     prometheus.NewRegistry(),
+		ShuttingDown: stopping.Load,
+	})
+	if code, body := get(t, h, server.ReadyzPath); code != http.StatusOK || body != "ok: config generation 3, 1 channels ready\n" {
+		t.Errorf("ready: %d %q", code, body)
+	}
+	snap.Channels[0].State, snap.Channels[0].Message = status.StateBlocked, "incompatible change: slotSize 1 → 2"
+	if code, body := get(t, h, server.ReadyzPath); code != http.StatusServiceUnavailable ||
+		!strings.Contains(body, "SharedMemory frames: Blocked: incompatible change: slotSize 1 → 2") {
+		t.Errorf("blocked: %d %q", code, body)
+	}
+	snap.Channels[0].State = status.StateReady
+	stopping.Store(true)
+	if code, body := get(t, h, server.ReadyzPath); code != http.StatusServiceUnavailable || body != "shutting down\n" {
+		t.Errorf("shutting down: %d %q", code, body)
+	}
+	if code, _ := get(t, h, server.HealthzPath); code != http.StatusOK {
+		t.Errorf("healthz while shutting down: %d", code)
+	}
+	code, body := get(t, h, server.ChannelsPath)
+	var got status.Snapshot
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &got) != nil || got.Channels[0].Name != "frames" {
+		t.Errorf("/debug/channels: %d %q", code, body)
+	}
+	if code, _ := get(t, h, "/nope"); code != http.StatusNotFound {
+		t.Errorf("unknown path: %d", code)
+	}
+}
