@@ -173,7 +173,7 @@ func encodeConfig(b []byte, g geometry) {
 	le.PutUint64(b[cfgSlotsOff:], g.slotsOffset)
 	le.PutUint64(b[cfgFileSize:], g.fileSize)
 	le.PutUint64(b[cfgCreated:], uint64(g.created))
-	le.PutUint32(b[cfgChecksum:], crc32.Checksum(b[:cfgChecksummed], castagnoli))
+	le.PutUint32(b[cfgChecksum:], crcOf(b[:cfgChecksummed]))
 }
 
 // decodeConfig validates the config line of a file of fileSize bytes and
@@ -189,7 +189,7 @@ func decodeConfig(b []byte, fileSize int64) (geometry, error) {
 	if v := le.Uint32(b[cfgVersion:]); v != LayoutVersion {
 		return geometry{}, headerErr(ErrVersion, "version", "layout version %d, this library reads %d", v, LayoutVersion)
 	}
-	if got, want := le.Uint32(b[cfgChecksum:]), crc32.Checksum(b[:cfgChecksummed], castagnoli); got != want {
+	if got, want := le.Uint32(b[cfgChecksum:]), crcOf(b[:cfgChecksummed]); got != want {
 		return geometry{}, headerErr(ErrCorrupt, "checksum", "header checksum %#08x, computed %#08x", got, want)
 	}
 	if hb := le.Uint32(b[cfgHeaderBytes:]); hb != headerBytes {
@@ -231,3 +231,5 @@ func decodeConfig(b []byte, fileSize int64) (geometry, error) {
 	}
 	return got, nil
 }
+
+func crcOf(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
