@@ -66,6 +66,28 @@ func BenchmarkUnixPingPong(b *testing.B) {
 	reportLatency(b, samples)
 }
 
+// BenchmarkSendConfirm measures the protocol's own round trip, the analogue
+// of BenchmarkUnixPingPong: a 64-byte send and its confirmation, with a
+// consumer taking the messages on another connection.
+func BenchmarkSendConfirm(b *testing.B) {
+	tb := startBroker(b, BrokerOptions{}, QueueConfig{Name: "q", Delivery: AtMostOnce, MaxDepth: 1 << 20, Overflow: DropOldest})
+	prod := dial(b, tb.socket)
+	ctx := context.Background()
+	body := make([]byte, 64)
+	samples := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		if err := prod.Send(ctx, "q", body); err != nil {
+			b.Fatal(err)
+		}
+		samples = append(samples, time.Since(start))
+	}
+	b.StopTimer()
+	reportLatency(b, samples)
+}
+
 // BenchmarkRoundTrip measures one 64-byte message's full cycle through the
 // broker: confirmed send, delivery to a consumer on another connection, ack.
 func BenchmarkRoundTrip(b *testing.B) {
