@@ -187,3 +187,40 @@ func TestDecodeRecordLimits(t *testing.T) {
 		t.Fatalf("bad type: %v", err)
 	}
 }
+
+// TestWriteFailure makes the journal's writes fail (its file descriptor is
+// closed underneath it): the lost records are reported to every Sync that
+// waited for them, the journal says it is broken, and a Rewrite from the
+// live messages makes it whole again.
+func TestWriteFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.journal")
+	j, _, _ := openT(t, path, Options{})
+	if err := j.Sync(j.AppendEnqueue(msg(1, "kept"))); err != nil {
+		t.Fatal(err)
+	}
+	j.f.Close()
+	a := j.AppendEnqueue(msg(2, "lost"))
+	b := j.AppendEnqueue(msg(3, "lost too"))
+	if err := j.Sync(b); err == nil {
+		t.Fatal("Sync succeeded on a closed file")
+	}
+	if err := j.Sync(a); err == nil {
+		t.Fatal("Sync of an earlier record of the failed batch succeeded")
+	}
+	if !j.Broken() {
+		t.Fatal("journal not broken after a failed write")
+	}
+	if err := j.Rewrite([]Message{msg(1, "kept"), msg(3, "lost too")}); err != nil {
+		t.Fatal(err)
+	}
+	if j.Broken() {
+		t.Fatal("journal still broken after Rewrite")
+	}
+	if err := j.Sync(j.AppendRemove(1, len("kept"))); err != nil {
+		t.Fatal(err)
+	}
+	_, live, rec := openT(t, path, Options{})
+	if got := fmt.Sprint(ids(live)); got != "[3]" || rec.TornBytes != 0 {
+		t.Fatalf("after recovery from a write failure: live %s, torn %d", got, rec.TornBytes)
+	}
+}

@@ -323,7 +323,7 @@ func readGoAway(t *testing.T, nc net.Conn) mqwire.Code {
 // TestHostileClients checks that misbehaving connections are closed with a
 // clear reason while a well-behaved client keeps working.
 func TestHostileClients(t *testing.T) {
-	b := startBroker(t, BrokerOptions{HandshakeTimeout: 100 * time.Millisecond, MaxConnections: 8, WriteTimeout: 200 * time.Millisecond},
+	b := startBroker(t, BrokerOptions{HandshakeTimeout: 100 * time.Millisecond, MaxConnections: 8, WriteTimeout: time.Second},
 		QueueConfig{Name: "q", MaxDepth: 100_000})
 	good := dial(t, b.socket)
 	stillWorks := func(t *testing.T) {
