@@ -67,7 +67,7 @@ func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
 
 // directWriteGap is how long a connection must have been quiet for an
 // appending goroutine to write itself rather than wake the writer goroutine.
-const directWriteGap = 20 * time.Microsecond
+const directWriteGap = 8 * time.Microsecond
 
 // monoEpoch is the origin of frameWriter's monotonic clock.
 var monoEpoch = time.Now()
