@@ -55,6 +55,10 @@ $(STATICCHECK):
 fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')
 
+.PHONY: demo
+demo: ## Run the sidecar with example producer and consumer apps on a local tmpfs for a few seconds (no cluster).
+	GO=$(GO) bash hack/demo.sh
+
 # Extra flags for the benchmark, e.g. BENCH_FLAGS="-quick" or "-json".
 BENCH_FLAGS ?=
 
