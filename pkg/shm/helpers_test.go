@@ -1,11 +1,16 @@
 package shm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -78,4 +83,23 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond) // polling interval, not synchronization
 	}
+}
+
+func bytesReader(p []byte) io.Reader { return bytes.NewReader(p) }
+
+// dumpRing describes the ring's state words for failure messages.
+func dumpRing(c *Channel) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "tail=%d head=%d redeliverGen=%d scanned=%d\n", atomic.LoadUint64(c.tail), atomic.LoadUint64(c.head),
+		atomic.LoadUint64(c.redeliverGen), atomic.LoadUint64(c.redeliverScanned))
+	for i := uint64(0); i < uint64(c.geo.slotCount); i++ {
+		w := atomic.LoadUint64(c.slotWord(c.slot(i)))
+		fmt.Fprintf(&b, "  slot %d: seq=%d state=%d owner=%d\n", i, w>>seqShift, slotState(w), slotOwner(w))
+	}
+	for i := uint32(0); i < atomic.LoadUint32(c.peerHighWater); i++ {
+		e := c.peerEntry(i)
+		fmt.Fprintf(&b, "  peer %d: state=%d role=%v pid=%d\n", i, atomic.LoadUint32(entryU32(e, peerState)),
+			Role(atomic.LoadUint32(entryU32(e, peerRole))), atomic.LoadUint32(entryU32(e, peerPID)))
+	}
+	return b.String()
 }
