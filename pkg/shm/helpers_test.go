@@ -103,3 +103,5 @@ func dumpRing(c *Channel) string {
 	}
 	return b.String()
 }
+
+func loadTail(c *Channel) uint64 { return atomic.LoadUint64(c.tail) }
