@@ -108,4 +108,3 @@ func testMultiProcessBroadcast(t *testing.T, ov Overflow) {
 	st := c.Stats()
 	t.Logf("stats: sent %d, received %d, lost %d, reaped %d", st.Sent, st.Received, st.Lost, st.Reaped)
 }
-

@@ -50,6 +50,29 @@ type peer struct {
 	owner closer
 
 	sent, received, lost, redelivered, abandoned *uint64
+
+	// wakeCtx is the last context a sleep of this peer registered a
+	// cancellation wake-up for; peers are usually handed the same
+	// long-lived context on every call, so the registration is reused.
+	wakeCtx  context.Context
+	wakeStop func() bool
+}
+
+// armWake makes sure cancellation of ctx wakes the futex word sig.
+func (p *peer) armWake(ctx context.Context, sig *uint32) {
+	if ctx.Done() == nil || p.wakeCtx == ctx {
+		return
+	}
+	p.disarmWake()
+	p.wakeCtx = ctx
+	p.wakeStop = context.AfterFunc(ctx, func() { _ = futex.Signal(sig) })
+}
+
+func (p *peer) disarmWake() {
+	if p.wakeStop != nil {
+		p.wakeStop()
+	}
+	p.wakeCtx, p.wakeStop = nil, nil
 }
 
 // closer is the Close method of the public peer type embedding a peer.
@@ -155,6 +178,7 @@ func (p *peer) publish() {
 // entry and drops the lock.
 func (p *peer) unregister() error {
 	c := p.ch
+	p.disarmWake()
 	c.retire(p.idx)
 	c.mu.Lock()
 	delete(c.peers, p)
@@ -346,12 +370,6 @@ func (p *peer) await(ctx context.Context, ws waitSet, try attemptFunc) error {
 			runtime.Gosched()
 		}
 	}
-	var stopWake func() bool
-	defer func() {
-		if stopWake != nil {
-			stopWake()
-		}
-	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -363,9 +381,7 @@ func (p *peer) await(ctx context.Context, ws waitSet, try attemptFunc) error {
 			atomic.AddUint32(ws.waiters, ^uint32(0))
 			return err
 		}
-		if stopWake == nil && ctx.Done() != nil {
-			stopWake = context.AfterFunc(ctx, func() { _ = futex.Signal(ws.sig) })
-		}
+		p.armWake(ctx, ws.sig)
 		var timeout time.Duration
 		if owner != noOwner {
 			timeout = p.cfg.liveCheck
