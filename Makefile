@@ -59,6 +59,11 @@ fmt: ## Format the code.
 demo: ## Run the sidecar with example producer and consumer apps on a local tmpfs for a few seconds (no cluster).
 	GO=$(GO) bash hack/demo.sh
 
+.PHONY: demo-shm
+demo-shm: ## Two processes on one pkg/shm channel, no sidecar: live throughput, then round-trip latency (~3 s).
+	$(GO) build -o bin/shmdemo ./examples/shmdemo
+	bin/shmdemo -duration 3s
+
 # Extra flags for the benchmark, e.g. BENCH_FLAGS="-quick" or "-json".
 BENCH_FLAGS ?=
 

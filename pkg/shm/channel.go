@@ -40,7 +40,8 @@ type Channel struct {
 	mu                             sync.Mutex // guards peers and closed
 	peers                          map[*peer]struct{}
 	closed                         bool
-	mapped                         atomic.Bool
+	mapMu                          sync.RWMutex // held for writing to unmap, for reading by asynchronous wake-ups
+	mapped                         bool
 }
 
 // Create makes a new channel file at path, sized and initialised for opts,
@@ -156,7 +157,7 @@ func newChannel(path string, f *os.File, mem []byte, g geometry, cfg channelConf
 	c.redeliverScanned = c.u64(offControl + ctlRedeliverScanned)
 	c.peerHighWater = c.u32(offControl + ctlPeerHighWater)
 	c.subscriberEpoch = c.u32(offControl + ctlSubscriberEpoch)
-	c.mapped.Store(true)
+	c.mapped = true
 	return c
 }
 
@@ -224,13 +225,27 @@ func (c *Channel) Close() error {
 }
 
 func (c *Channel) unmap() error {
-	if !c.mapped.Swap(false) {
+	c.mapMu.Lock()
+	defer c.mapMu.Unlock()
+	if !c.mapped {
 		return nil
 	}
+	c.mapped = false
 	if err := unix.Munmap(c.mem); err != nil {
 		return fmt.Errorf("shm: munmap %s: %w", c.path, err)
 	}
 	return nil
+}
+
+// wakeIfMapped bumps and wakes sig unless the channel has been unmapped.
+// Context cancellation callbacks run asynchronously and may outlive the
+// mapping; they go through here.
+func (c *Channel) wakeIfMapped(sig *uint32) {
+	c.mapMu.RLock()
+	defer c.mapMu.RUnlock()
+	if c.mapped {
+		_ = futex.Signal(sig)
+	}
 }
 
 // signal wakes the waiters on sig if its waiter count says someone sleeps.

@@ -138,18 +138,14 @@ func (q *Consumer) tryTake() (bool, uint32, error) {
 			}
 		case d == -n:
 			return false, noOwner, nil // position h not produced yet
-		case d == n:
-			// Position h was consumed and freed but head was not advanced
-			// (its consumer died in between): help.
-			if atomic.LoadUint64(c.head) == h {
-				atomic.CompareAndSwapUint64(c.head, h, h+1)
-			}
-		case d > n && d%n == 0:
-			if atomic.LoadUint64(c.head) == h {
-				return false, noOwner, corruptf("slot %d: sequence %d ahead of head %d", h&c.mask, w>>seqShift, h)
+		case d > 0:
+			// Position h was taken and freed; if head still says h, its
+			// consumer died before advancing it.
+			if err := c.passedPosition(c.head, h, w, d, "head"); err != nil {
+				return false, noOwner, err
 			}
 		default:
-			return false, noOwner, corruptf("slot %d: sequence %d inconsistent with head %d", h&c.mask, w>>seqShift, h)
+			return false, noOwner, corruptf("slot %d: sequence %d behind head %d", h&c.mask, w>>seqShift, h)
 		}
 	}
 	return false, noOwner, corruptf("no progress taking a message after %d attempts", maxClaimAttempts)

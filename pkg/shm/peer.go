@@ -65,7 +65,7 @@ func (p *peer) armWake(ctx context.Context, sig *uint32) {
 	}
 	p.disarmWake()
 	p.wakeCtx = ctx
-	p.wakeStop = context.AfterFunc(ctx, func() { _ = futex.Signal(sig) })
+	p.wakeStop = context.AfterFunc(ctx, func() { p.ch.wakeIfMapped(sig) })
 }
 
 func (p *peer) disarmWake() {

@@ -238,20 +238,35 @@ func (p *Producer) tryClaimQueue() (bool, uint32, error) {
 			default:
 				return false, noOwner, corruptf("slot %d: state %d at full position", t&c.mask, slotState(w))
 			}
-		case d == n:
-			// Position t was claimed and already consumed; tail is stale.
-			if atomic.LoadUint64(c.tail) == t {
-				atomic.CompareAndSwapUint64(c.tail, t, t+1)
-			}
-		case d > n && d%n == 0:
-			if atomic.LoadUint64(c.tail) == t {
-				return false, noOwner, corruptf("slot %d: sequence %d ahead of tail %d", t&c.mask, uint64(w)>>seqShift, t)
+		case d > 0:
+			if err := c.passedPosition(c.tail, t, w, d, "tail"); err != nil {
+				return false, noOwner, err
 			}
 		default:
-			return false, noOwner, corruptf("slot %d: sequence %d inconsistent with tail %d", t&c.mask, uint64(w)>>seqShift, t)
+			return false, noOwner, corruptf("slot %d: sequence %d behind tail %d", t&c.mask, w>>seqShift, t)
 		}
 	}
 	return false, noOwner, corruptf("no progress claiming a slot after %d attempts", maxClaimAttempts)
+}
+
+// passedPosition handles a slot whose sequence is ahead (d > 0) of the
+// position pos just read from counter (tail or head): pos was claimed and
+// already released. If the counter still says pos, its claimer died before
+// advancing it: help it forward. A sequence further ahead than one lap
+// while the counter has not moved is corruption.
+func (c *Channel) passedPosition(counter *uint64, pos, w uint64, d int64, name string) error {
+	n := int64(c.geo.slotCount)
+	if d%n != 0 {
+		return corruptf("slot %d: sequence %d inconsistent with %s %d", pos&c.mask, w>>seqShift, name, pos)
+	}
+	if atomic.LoadUint64(counter) != pos {
+		return nil // merely stale: reload
+	}
+	if d != n {
+		return corruptf("slot %d: sequence %d ahead of %s %d", pos&c.mask, w>>seqShift, name, pos)
+	}
+	atomic.CompareAndSwapUint64(counter, pos, pos+1)
+	return nil
 }
 
 // tryClaimBroadcast claims the next position for the single producer. With

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -297,5 +299,36 @@ func TestQueueMPMCExactlyOnce(t *testing.T) {
 	st := c.Stats()
 	if want := uint64(producers * perProducer); st.Sent != want || st.Received != want {
 		t.Fatalf("stats sent=%d received=%d, want %d", st.Sent, st.Received, want)
+	}
+}
+
+// TestCancelAfterCloseIsSafe: a peer that slept registers a wake-up on
+// its context's cancellation and keeps it for later calls; the context may
+// be cancelled as the channel is unmapped, and the wake-up must then not
+// touch the mapping.
+func TestCancelAfterCloseIsSafe(t *testing.T) {
+	for i := 0; i < 30; i++ {
+		c, err := Create(filepath.Join(testDir(t), "ch"), Options{SlotSize: 8, SlotCount: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := c.NewProducer()
+		q, _ := c.NewConsumer(WithWait(WaitBlock))
+		ctx, cancel := context.WithCancel(context.Background())
+		sent := make(chan error, 1)
+		go func() {
+			eventually(t, 10*time.Second, "the consumer to sleep", func() bool { return atomic.LoadUint32(c.dataWaiters) > 0 })
+			sent <- p.TrySend([]byte("x"))
+		}()
+		if _, err := q.Recv(ctx, make([]byte, 8)); err != nil {
+			t.Fatalf("Recv = %v", err)
+		}
+		if err := <-sent; err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
