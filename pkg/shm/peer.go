@@ -324,7 +324,7 @@ type waitSet struct{ sig, waiters *uint32 }
 func (c *Channel) dataWait() waitSet  { return waitSet{c.dataSig, c.dataWaiters} }
 func (c *Channel) spaceWait() waitSet { return waitSet{c.spaceSig, c.spaceWaiters} }
 
-// attempt is one non-blocking try of a blocking operation: done when it
+// attemptFunc is one non-blocking try of a blocking operation: done when it
 // made progress, otherwise owner names the peer whose slot is in the way
 // (noOwner if none: a plainly empty or full ring).
 type attemptFunc func() (done bool, owner uint32, err error)
@@ -336,13 +336,14 @@ type attemptFunc func() (done bool, owner uint32, err error)
 // the way is owned by a peer, sleeps are bounded by the liveness check
 // interval and the owner is recovered if its lock turns out free.
 func (p *peer) await(ctx context.Context, ws waitSet, try attemptFunc) error {
-	done, owner, err := try()
+	done, _, err := try()
 	if done || err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	var owner uint32
 	start := time.Now()
 	lastCheck := start
 	if p.cfg.wait != WaitBlock {
