@@ -69,6 +69,10 @@ func runChild(role string) int {
 		err = childConsumer(ctx, c, rec, index)
 	case "subscriber":
 		err = childSubscriber(ctx, c, rec, count)
+	case "reserve-and-hold":
+		err = childHold(ctx, c, rec, true)
+	case "borrow-and-hold":
+		err = childHold(ctx, c, rec, false)
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}
@@ -204,6 +208,39 @@ func childSubscriber(ctx context.Context, c *Channel, rec *recorder, count uint6
 		}
 	}
 	return nil
+}
+
+// childHold reserves a slot (writing half a message into it) or borrows a
+// message, records that it did, and holds it until killed.
+func childHold(ctx context.Context, c *Channel, rec *recorder, reserve bool) error {
+	if reserve {
+		p, err := c.NewProducer()
+		if err != nil {
+			return err
+		}
+		r, err := p.Reserve(ctx)
+		if err != nil {
+			return err
+		}
+		copy(r.Buf(), "half a mess")
+		if err := rec.record(r.pos); err != nil {
+			return err
+		}
+	} else {
+		q, err := c.NewConsumer()
+		if err != nil {
+			return err
+		}
+		m, err := q.Borrow(ctx)
+		if err != nil {
+			return err
+		}
+		if err := rec.record(uint64(len(m.Bytes()))); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 // child is a running child process.
