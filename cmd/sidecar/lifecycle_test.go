@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -167,5 +168,52 @@ func TestInspect(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "reading the channel files") || !strings.Contains(out.String(), "frames") || strings.Contains(out.String(), "jobs") {
 		t.Errorf("direct inspect: stdout %q stderr %q", out.String(), errOut.String())
+	}
+}
+
+// The sidecar needs neither root nor a writable root file system: as UID
+// 65532 on a read-only root it serves its channels from --dir alone, and
+// applications under another UID can use them.
+func TestRunsAsNonRootOnReadOnlyRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make a mount namespace and change UID")
+	}
+	dir := tmpfsDir(t)
+	// The emptyDir the kubelet makes is world-writable.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	// A config directory UID 65532 can read (t.TempDir's parent is private).
+	cfgDir, err := os.MkdirTemp("", "podipc-config-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(cfgDir) })
+	if err := os.Chmod(cfgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(cfgDir, "channels.yaml")
+	writeConfig(t, cfgPath, cfgFrames+cfgDurableJobs)
+	s := startSidecarProcess(t, exec.Command(os.Args[0], "--resync-interval", "50ms"),
+		[]string{roleEnv + "=" + roleHardenedSidecar}, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}, dir, cfgPath)
+	s.waitReady()
+	fi, err := os.Stat(filepath.Join(channelsDir(dir), "frames"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != hardenedUID {
+		t.Errorf("channel file owned by UID %d, want %d", st.Uid, hardenedUID)
+	}
+	// An application running as yet another UID opens the channel and the
+	// broker socket.
+	app := exec.Command(os.Args[0])
+	app.Env = append(os.Environ(), roleEnv+"="+roleShmPeer, uidEnv+"=1000",
+		"CHANNEL_PATH="+filepath.Join(channelsDir(dir), "frames"), "MQ_SOCKET="+filepath.Join(dir, mq.SocketName))
+	app.Stdin = strings.NewReader("")
+	if out, err := app.CombinedOutput(); err != nil || !strings.Contains(string(out), "ready") {
+		t.Errorf("app as UID 1000: %v: %s", err, out)
+	}
+	if _, err := s.stop(syscall.SIGTERM, 10*time.Second); err != nil {
+		t.Fatalf("exit: %v\n%s", err, s.logText())
 	}
 }

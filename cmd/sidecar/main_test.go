@@ -3,20 +3,26 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/pkg/mq"
 	"github.com/podipc/podipc/pkg/shm"
 )
 
@@ -25,16 +31,35 @@ const (
 	roleEnv = "PODIPC_SIDECAR_TEST_ROLE"
 	// roleSidecar runs the command itself with the remaining arguments.
 	roleSidecar = "sidecar"
-	// roleShmPeer registers a peer on CHANNEL_PATH, says "ready", and leaves
-	// when its stdin closes.
+	// roleHardenedSidecar runs the command as the injector runs it: as UID
+	// and GID 65532 with a read-only root file system. It must be started
+	// as root in a new mount namespace.
+	roleHardenedSidecar = "hardened-sidecar"
+	// roleShmPeer registers a peer on CHANNEL_PATH (and, with MQ_SOCKET,
+	// pings the broker), says "ready", and leaves when its stdin closes.
 	roleShmPeer = "shm-peer"
 )
 
+// uidEnv makes a child started as root drop to this UID (and GID) first.
+const uidEnv = "PODIPC_SIDECAR_TEST_UID"
+
 func TestMain(m *testing.M) {
+	if uid := os.Getenv(uidEnv); uid != "" {
+		if err := dropTo(uid); err != nil {
+			fmt.Fprintln(os.Stderr, "drop privileges:", err)
+			os.Exit(3)
+		}
+	}
 	switch os.Getenv(roleEnv) {
 	case "":
 		os.Exit(m.Run())
 	case roleSidecar:
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	case roleHardenedSidecar:
+		if err := harden(); err != nil {
+			fmt.Fprintln(os.Stderr, "harden:", err)
+			os.Exit(3)
+		}
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	case roleShmPeer:
 		if err := shmPeer(os.Getenv("CHANNEL_PATH")); err != nil {
@@ -46,6 +71,39 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "unknown role")
 		os.Exit(2)
 	}
+}
+
+// hardenedUID is the UID and GID the injector runs the sidecar as.
+const hardenedUID = 65532
+
+// harden makes the root file system read-only in this process's mount
+// namespace and drops root for hardenedUID.
+func harden() error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.Mount("/", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("remount / read-only: %w", err)
+	}
+	if err := os.WriteFile("/podipc-write-probe", nil, 0o600); err == nil {
+		return errors.New("the root file system is still writable")
+	}
+	return dropTo(strconv.Itoa(hardenedUID))
+}
+
+// dropTo switches the process to UID and GID uid, without supplementary groups.
+func dropTo(uid string) error {
+	id, err := strconv.Atoi(uid)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Setgroups(nil); err != nil {
+		return err
+	}
+	if err := syscall.Setgid(id); err != nil {
+		return err
+	}
+	return syscall.Setuid(id)
 }
 
 func shmPeer(path string) error {
@@ -63,6 +121,18 @@ func shmPeer(path string) error {
 	if err != nil {
 		return err
 	}
+	if sock := os.Getenv("MQ_SOCKET"); sock != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		client, err := mq.Dial(ctx, mq.WithSocketPath(sock))
+		if err != nil {
+			return err
+		}
+		defer client.Close()
+		if err := client.Ping(ctx); err != nil {
+			return err
+		}
+	}
 	fmt.Println("ready")
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return peer.Close()
@@ -70,7 +140,7 @@ func shmPeer(path string) error {
 
 // sidecar is a running podipc-sidecar process.
 type sidecar struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	addr string
 	dir  string
@@ -81,14 +151,31 @@ type sidecar struct {
 	err  error // the exit status, once done is closed
 }
 
-// startSidecar runs the command with args plus --dir and an ephemeral HTTP
-// port, and waits until it listens.
-func startSidecar(t *testing.T, dir, config string, args ...string) *sidecar {
+// startSidecar runs the command (this test binary in the sidecar role) with
+// args plus --dir, --config, an ephemeral HTTP port and short intervals, and
+// waits until it listens.
+func startSidecar(t testing.TB, dir, config string, args ...string) *sidecar {
 	t.Helper()
-	args = append([]string{"--dir", dir, "--config", config, "--metrics-addr", "127.0.0.1:0",
-		"--resync-interval", "50ms", "--config-poll-interval", "200ms"}, args...)
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), roleEnv+"="+roleSidecar)
+	args = append([]string{"--resync-interval", "50ms", "--config-poll-interval", "200ms"}, args...)
+	return startSidecarBinary(t, os.Args[0], []string{roleEnv + "=" + roleSidecar}, dir, config, args...)
+}
+
+// startSidecarBinary runs bin as the sidecar with env added to the
+// environment and args plus --dir, --config and an ephemeral HTTP port, and
+// waits until it listens.
+func startSidecarBinary(t testing.TB, bin string, env []string, dir, config string, args ...string) *sidecar {
+	t.Helper()
+	return startSidecarProcess(t, exec.Command(bin, args...), env, nil, dir, config)
+}
+
+// startSidecarProcess starts cmd with --dir, --config and an ephemeral HTTP
+// port added to its arguments, env to its environment and the given process
+// attributes, and waits until it listens.
+func startSidecarProcess(t testing.TB, cmd *exec.Cmd, env []string, attr *syscall.SysProcAttr, dir, config string) *sidecar {
+	t.Helper()
+	cmd.Args = append(cmd.Args, "--dir", dir, "--config", config, "--metrics-addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = attr
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +350,7 @@ func (p *peer) leave(t *testing.T) {
 	}
 }
 
-func tmpfsDir(t *testing.T) string {
+func tmpfsDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("/dev/shm", "podipc-sidecar-test-")
 	if err != nil {
@@ -277,7 +364,7 @@ func configDoc(channels string) []byte {
 	return []byte("apiVersion: podipc.io/v1alpha1\nkind: ChannelConfig\nchannels:\n" + channels)
 }
 
-func writeConfig(t *testing.T, path, channels string) {
+func writeConfig(t testing.TB, path, channels string) {
 	t.Helper()
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, configDoc(channels), 0o644); err != nil {

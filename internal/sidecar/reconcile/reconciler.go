@@ -52,7 +52,8 @@ type Options struct {
 	Broker *mq.Broker
 	// ConfigPath is reported in the status; the reconciler does not read it.
 	ConfigPath string
-	// FileMode is the mode of channel files (default 0660).
+	// FileMode is the mode of channel files (default 0666: the pod is the
+	// boundary, only its containers that mount the tmpfs reach the files).
 	FileMode os.FileMode
 	// Logger receives decisions and problems; nil discards them.
 	Logger *slog.Logger
@@ -84,7 +85,7 @@ func New(opts Options) (*Reconciler, error) {
 		return nil, errors.New("reconcile: Options.Broker is required")
 	}
 	if opts.FileMode == 0 {
-		opts.FileMode = 0o660
+		opts.FileMode = 0o666
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -99,8 +100,13 @@ func New(opts Options) (*Reconciler, error) {
 		cfgStatus: status.Config{Path: opts.ConfigPath, Error: "no configuration read yet"},
 		shm:       map[string]*shmEntry{},
 	}
-	if err := os.MkdirAll(r.shmDir, 0o770); err != nil {
+	// Applications only open files here: they need to search the directory,
+	// never to write it. The mode is set explicitly, whatever the umask.
+	if err := os.MkdirAll(r.shmDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create channel directory: %w", err)
+	}
+	if err := os.Chmod(r.shmDir, 0o755); err != nil {
+		return nil, fmt.Errorf("set channel directory mode: %w", err)
 	}
 	if err := r.adopt(); err != nil {
 		return nil, err
