@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -330,5 +331,29 @@ func TestCancelAfterCloseIsSafe(t *testing.T) {
 		if err := c.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestIdleReceiverUsesNoCPU: a receiver blocked on an empty channel (the
+// default hybrid strategy) sleeps in the kernel after its short spin.
+func TestIdleReceiverUsesNoCPU(t *testing.T) {
+	c := newTestChannel(t, Options{SlotSize: 8, SlotCount: 2})
+	q, _ := c.NewConsumer()
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	const idle = 500 * time.Millisecond
+	before := cpu()
+	ctx, cancel := context.WithTimeout(context.Background(), idle)
+	defer cancel()
+	if _, err := q.Recv(ctx, make([]byte, 8)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Recv = %v", err)
+	}
+	if used := cpu() - before; used > idle/10 {
+		t.Fatalf("blocked for %v and used %v of CPU", idle, used)
 	}
 }
