@@ -178,6 +178,12 @@ func TestRunsAsNonRootOnReadOnlyRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to make a mount namespace and change UID")
 	}
+	probe := exec.Command(os.Args[0])
+	probe.Env = append(os.Environ(), roleEnv+"="+roleHardenProbe)
+	probe.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+	if out, err := probe.CombinedOutput(); err != nil {
+		t.Skipf("cannot make a read-only root here (needs CAP_SYS_ADMIN): %v %s", err, out)
+	}
 	dir := tmpfsDir(t)
 	// The emptyDir the kubelet makes is world-writable.
 	if err := os.Chmod(dir, 0o777); err != nil {

@@ -35,6 +35,8 @@ const (
 	// and GID 65532 with a read-only root file system. It must be started
 	// as root in a new mount namespace.
 	roleHardenedSidecar = "hardened-sidecar"
+	// roleHardenProbe only checks that the hardening works here.
+	roleHardenProbe = "harden-probe"
 	// roleShmPeer registers a peer on CHANNEL_PATH (and, with MQ_SOCKET,
 	// pings the broker), says "ready", and leaves when its stdin closes.
 	roleShmPeer = "shm-peer"
@@ -55,10 +57,13 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case roleSidecar:
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-	case roleHardenedSidecar:
+	case roleHardenedSidecar, roleHardenProbe:
 		if err := harden(); err != nil {
 			fmt.Fprintln(os.Stderr, "harden:", err)
 			os.Exit(3)
+		}
+		if os.Getenv(roleEnv) == roleHardenProbe {
+			os.Exit(0)
 		}
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	case roleShmPeer:
