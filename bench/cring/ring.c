@@ -14,7 +14,7 @@
  * podipc: it is the least work two processes can do to move a copied message.
  *
  * Modes (arguments are key=value):
- *   mode=rtt    size= slots= samples= warmup= cpu_a= cpu_b= dir= timeout_s=
+ *   mode=rtt    size= slots= samples= warmup= budget_ms= cpu_a= cpu_b= dir= timeout_s=
  *   mode=tput   size= slots= duration_ms= warmup= cpu_a= cpu_b= dir= timeout_s=
  *   mode=memcpy size= duration_ms= cpu_a=
  * Each mode prints exactly one JSON object on stdout. Times are from
@@ -67,7 +67,7 @@ struct control {
 
 struct params {
 	const char *mode, *dir;
-	long size, slots, samples, warmup, duration_ms, cpu_a, cpu_b, timeout_s;
+	long size, slots, samples, warmup, duration_ms, budget_ms, cpu_a, cpu_b, timeout_s;
 };
 
 struct producer {
@@ -231,18 +231,21 @@ static struct ring *ring_at(char *shared, int i)
 
 static void rtt_side_b(const struct params *p, char *shared)
 {
+	(void)p;
 	struct control *ctl = (struct control *)shared;
 	struct consumer in = {.r = ring_at(shared, 0)};
 	struct producer out = {.r = ring_at(shared, 1)};
 	char *buf = alloc_msg();
-	long total = p->warmup + p->samples;
-	for (long i = 0; i < total; i++) {
+	for (uint64_t seq = 0;; seq++) {
 		recv_msg(&in, buf);
-		if (check(buf, (uint64_t)i))
-			fail(ctl, "bad stamp", (uint64_t)i);
+		if (check(buf, seq))
+			fail(ctl, "bad stamp", seq);
 		send_msg(&out, buf);
+		if (get32(buf + 12) & FLAG_LAST) {
+			ctl->received = seq + 1;
+			return;
+		}
 	}
-	ctl->received = (uint64_t)total;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -271,16 +274,22 @@ static void run_rtt(const struct params *p)
 	uint64_t *s = calloc((size_t)p->samples, sizeof *s);
 	if (s == NULL)
 		die("calloc");
-	long total = p->warmup + p->samples, bad = 0;
-	for (long i = 0; i < total; i++) {
-		stamp(msg, (uint64_t)i, i == total - 1 ? FLAG_LAST : 0);
+	/* Like the Go harness, stop early once the budget is spent, so that a
+	 * slow machine does not stretch the run; the last message says so. */
+	long total = p->warmup + p->samples, bad = 0, n = 0;
+	uint64_t start = now_ns(), budget = (uint64_t)p->budget_ms * 1000000u;
+	int last = 0;
+	for (long i = 0; !last; i++) {
+		last = i == total - 1 ||
+		       (i > p->warmup && p->budget_ms > 0 && now_ns() - start > budget);
+		stamp(msg, (uint64_t)i, last ? FLAG_LAST : 0);
 		uint64_t t0 = now_ns();
 		send_msg(&out, msg);
 		recv_msg(&in, buf);
 		uint64_t t1 = now_ns();
 		bad += check(buf, (uint64_t)i);
 		if (i >= p->warmup)
-			s[i - p->warmup] = t1 - t0;
+			s[n++] = t1 - t0;
 	}
 	wait_side_b(pid);
 	if (bad || ctl->errors) {
@@ -289,18 +298,15 @@ static void run_rtt(const struct params *p)
 		exit(1);
 	}
 	uint64_t sum = 0;
-	for (long i = 0; i < p->samples; i++)
+	for (long i = 0; i < n; i++)
 		sum += s[i];
-	qsort(s, (size_t)p->samples, sizeof *s, cmp_u64);
+	qsort(s, (size_t)n, sizeof *s, cmp_u64);
 	printf("{\"mode\":\"rtt\",\"size\":%ld,\"samples\":%ld,\"min_ns\":%llu,"
 	       "\"mean_ns\":%llu,\"p50_ns\":%llu,\"p99_ns\":%llu,\"p999_ns\":%llu,"
 	       "\"max_ns\":%llu}\n",
-	       p->size, p->samples, (unsigned long long)s[0],
-	       (unsigned long long)(sum / (uint64_t)p->samples),
-	       (unsigned long long)rank(s, p->samples, 50, 100),
-	       (unsigned long long)rank(s, p->samples, 99, 100),
-	       (unsigned long long)rank(s, p->samples, 999, 1000),
-	       (unsigned long long)s[p->samples - 1]);
+	       p->size, n, (unsigned long long)s[0], (unsigned long long)(sum / (uint64_t)n),
+	       (unsigned long long)rank(s, n, 50, 100), (unsigned long long)rank(s, n, 99, 100),
+	       (unsigned long long)rank(s, n, 999, 1000), (unsigned long long)s[n - 1]);
 }
 
 static void tput_side_b(const struct params *p, char *shared)
@@ -393,6 +399,7 @@ int main(int argc, char **argv)
 		long *val;
 	} longs[] = {{"size", &p.size},		  {"slots", &p.slots},	   {"samples", &p.samples},
 		     {"warmup", &p.warmup},	  {"duration_ms", &p.duration_ms},
+		     {"budget_ms", &p.budget_ms},
 		     {"cpu_a", &p.cpu_a},	  {"cpu_b", &p.cpu_b},	   {"timeout_s", &p.timeout_s}};
 	for (int i = 1; i < argc; i++) {
 		char *eq = strchr(argv[i], '=');

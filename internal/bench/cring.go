@@ -44,7 +44,8 @@ func (cRing) Measure(ctx context.Context, env Env, job Job) (Result, error) {
 	}
 	switch job.Kind {
 	case KindRTT:
-		args = append(args, "mode=rtt", "samples="+strconv.Itoa(job.Samples))
+		args = append(args, "mode=rtt", "samples="+strconv.Itoa(job.Samples),
+			"budget_ms="+strconv.FormatInt(job.Budget.Milliseconds(), 10))
 	case KindThroughput:
 		args = append(args, "mode=tput", "duration_ms="+strconv.FormatInt(max(job.Duration.Milliseconds(), 1), 10))
 	default:
