@@ -105,3 +105,18 @@ func dumpRing(c *Channel) string {
 }
 
 func loadTail(c *Channel) uint64 { return atomic.LoadUint64(c.tail) }
+
+// awaitProgress polls until the channel's tail has advanced by n positions
+// or done reports true. It paces chaos tests by progress rather than by
+// time, and fails the test with the ring's state if the channel stalls.
+func awaitProgress(t testing.TB, c *Channel, n uint64, done func() bool) {
+	t.Helper()
+	from := loadTail(c)
+	deadline := time.Now().Add(30 * time.Second)
+	for loadTail(c)-from < n && !done() {
+		if time.Now().After(deadline) {
+			t.Fatalf("channel stalled at tail %d waiting for %d more messages\n%s", loadTail(c), n, dumpRing(c))
+		}
+		time.Sleep(100 * time.Microsecond) // polling interval, not synchronization
+	}
+}

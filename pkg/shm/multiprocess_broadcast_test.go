@@ -35,8 +35,8 @@ func testMultiProcessBroadcast(t *testing.T, ov Overflow) {
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	producerKilled := false
 	for !producer.exited() {
-		// Random pacing of the chaos, not synchronization.
-		time.Sleep(time.Duration(5+rng.Intn(30)) * time.Millisecond)
+		// Kill after a random amount of progress.
+		awaitProgress(t, c, uint64(1+rng.Intn(3000)), producer.exited)
 		if producer.exited() {
 			break
 		}

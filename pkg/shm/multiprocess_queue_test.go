@@ -87,8 +87,9 @@ func TestMultiProcessQueueSIGKILL(t *testing.T) {
 	kills := 0
 	chaosFor := time.Duration(scale(6, 4)) * time.Second
 	for deadline := time.Now().Add(chaosFor); time.Now().Before(deadline); {
-		// Random pacing of the chaos, not synchronization.
-		time.Sleep(time.Duration(10+rng.Intn(60)) * time.Millisecond)
+		// Kill after a random amount of progress: the channel must keep
+		// moving through every kill.
+		awaitProgress(t, c, uint64(1+rng.Intn(4000)), func() bool { return false })
 		role := "consumer"
 		if rng.Intn(2) == 0 {
 			role = "producer"
@@ -150,7 +151,7 @@ func TestMultiProcessQueueSIGKILL(t *testing.T) {
 		if time.Now().After(drainDeadline) {
 			t.Fatalf("committed messages never delivered: %d missing\n%s", missing(), dumpRing(c))
 		}
-		time.Sleep(5 * time.Millisecond) // polling interval
+		time.Sleep(time.Millisecond) // polling interval, not synchronization
 	}
 	for _, q := range live["consumer"] {
 		q.stop(t, 30*time.Second)
