@@ -4,10 +4,14 @@ package fence
 
 import "sync/atomic"
 
-var word atomic.Uint32
-
-// LoadLoad orders loads; on this architecture it uses a full barrier.
-func LoadLoad() { word.Add(0) }
+// LoadLoad orders loads; on this architecture it uses a full barrier (an
+// atomic read-modify-write).
+func LoadLoad() { fullBarrier() }
 
 // StoreStore orders stores; on this architecture it uses a full barrier.
-func StoreStore() { word.Add(0) }
+func StoreStore() { fullBarrier() }
+
+func fullBarrier() {
+	var w atomic.Uint32
+	w.Add(0)
+}
