@@ -28,7 +28,7 @@ build: ## Build every command into bin/.
 	$(GO) build -o bin/ ./cmd/...
 
 .PHONY: test
-test: lint unit ## Lint and run the whole default test suite (what CI runs).
+test: lint verify unit ## Lint, check generated files and run the whole default test suite (what CI runs).
 
 .PHONY: unit
 unit: export PODIPC_REQUIRE_ENVTEST := 1
@@ -50,6 +50,27 @@ $(STATICCHECK):
 	@mkdir -p $(BIN)
 	GOBIN=$(BIN)/.tmp-staticcheck GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	mv $(BIN)/.tmp-staticcheck/staticcheck $@ && rmdir $(BIN)/.tmp-staticcheck
+
+CONTROLLER_TOOLS_VERSION := v0.23.0
+CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate the deepcopy code of the API types (api/...).
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRD manifests in config/crd from the API types.
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:dir=config/crd
+
+.PHONY: verify
+verify: $(CONTROLLER_GEN) ## Fail on stale generated files; check the CRD with the API server's own validation code.
+	CONTROLLER_GEN=$(CONTROLLER_GEN) bash hack/tools/verify-generated.sh
+	cd hack/tools/crdcheck && $(GO) test -count=1 ./...
+
+$(CONTROLLER_GEN):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN)/.tmp-controller-gen GOFLAGS= $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	mv $(BIN)/.tmp-controller-gen/controller-gen $@ && rmdir $(BIN)/.tmp-controller-gen
 
 .PHONY: fmt
 fmt: ## Format the code.

@@ -1,0 +1,99 @@
+package v1alpha1
+
+// The memory a channel needs, as budgets the data plane must stay within. The
+// injector sizes the pod's tmpfs (an emptyDir with medium Memory, whose
+// sizeLimit, once exceeded, gets the pod evicted) and the sidecar's memory from
+// them, so every figure rounds up.
+const (
+	// ShmHeaderBytes is the budget of a shared-memory channel file's header:
+	// magic, version, geometry, counters, wake-up words and the peer table,
+	// each on its own cache lines.
+	ShmHeaderBytes = 64 << 10
+	// ShmSlotHeaderBytes is the budget of each slot's own header (its sequence
+	// and state word and the message length).
+	ShmSlotHeaderBytes = 64
+	// ShmSlotAlign is the alignment of a slot: two cache lines, so that
+	// adjacent-line prefetching never couples two slots.
+	ShmSlotAlign = 128
+
+	// JournalRecordOverheadBytes is the budget of a message queue journal's
+	// bookkeeping per message: the enqueue record's header and checksum and the
+	// acknowledgement record.
+	JournalRecordOverheadBytes = 128
+	// JournalSlack is the factor between a journal and the live messages it
+	// holds: the journal is compacted before its dead records outweigh its live
+	// ones, so it never exceeds twice its live content.
+	JournalSlack = 2
+	// BrokerMessageOverheadBytes is the budget of the sidecar's bookkeeping for
+	// each queued message in memory.
+	BrokerMessageOverheadBytes = 256
+
+	// FootprintGranule is what every tmpfs figure is rounded up to: 64 KiB,
+	// a whole number of pages on every kernel page size podipc runs on (4 KiB
+	// and 16 KiB and 64 KiB arm64 kernels).
+	FootprintGranule = 64 << 10
+)
+
+// Footprint is the memory a channel needs.
+type Footprint struct {
+	// TmpfsBytes is its largest size on the pod's tmpfs: the ring file of a
+	// shared-memory channel, the journal of a persistent message queue.
+	TmpfsBytes int64
+	// SidecarMemoryBytes is the sidecar memory it needs at most: a message
+	// queue's queued messages and their bookkeeping.
+	SidecarMemoryBytes int64
+}
+
+// Add returns the sum of two footprints.
+func (f Footprint) Add(g Footprint) Footprint {
+	return Footprint{TmpfsBytes: f.TmpfsBytes + g.TmpfsBytes, SidecarMemoryBytes: f.SidecarMemoryBytes + g.SidecarMemoryBytes}
+}
+
+// Footprint is the memory the channel needs at most, with unset fields taken
+// at their defaults. A channel without the settings block of its type needs
+// nothing (it is invalid and never created).
+func (s *ChannelSettings) Footprint() Footprint {
+	switch {
+	case s.Type == ChannelTypeSharedMemory && s.SharedMemory != nil:
+		shm := *s.SharedMemory
+		shm.Default()
+		return Footprint{TmpfsBytes: shm.RingFileBytes()}
+	case s.Type == ChannelTypeMessageQueue && s.MessageQueue != nil:
+		mq := *s.MessageQueue
+		mq.Default()
+		f := Footprint{SidecarMemoryBytes: mq.MaxBytes + int64(mq.MaxDepth)*BrokerMessageOverheadBytes}
+		if mq.Persistence == PersistenceVolume {
+			f.TmpfsBytes = mq.JournalBytes()
+		}
+		return f
+	}
+	return Footprint{}
+}
+
+// RingFileBytes is the largest size of the channel's file on the tmpfs: the
+// header and slotCount slots of slotSize bytes plus their headers, each slot
+// aligned, rounded up to FootprintGranule. s must be defaulted.
+func (s *SharedMemorySettings) RingFileBytes() int64 {
+	slot := roundUp(int64(s.SlotSize)+ShmSlotHeaderBytes, ShmSlotAlign)
+	return roundUp(ShmHeaderBytes+slot*int64(s.SlotCount), FootprintGranule)
+}
+
+// JournalBytes is the largest size of the queue's journal on the tmpfs
+// (persistence Volume): its live content, maxBytes of payload and the records
+// of maxDepth messages, times JournalSlack, rounded up to FootprintGranule.
+// s must be defaulted.
+func (s *MessageQueueSettings) JournalBytes() int64 {
+	live := s.MaxBytes + int64(s.MaxDepth)*JournalRecordOverheadBytes
+	return roundUp(JournalSlack*live, FootprintGranule)
+}
+
+// Footprint is the memory all the channels of the configuration need.
+func (c *ChannelConfig) Footprint() Footprint {
+	var f Footprint
+	for i := range c.Channels {
+		f = f.Add(c.Channels[i].Footprint())
+	}
+	return f
+}
+
+func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
