@@ -1,0 +1,271 @@
+// Package channelconfig reads and writes the channel configuration file, the
+// podipc.io/v1alpha1 ChannelConfig document that tells a sidecar which
+// channels to serve:
+//
+//	apiVersion: podipc.io/v1alpha1
+//	kind: ChannelConfig
+//	channels:
+//	- name: frames
+//	  type: SharedMemory
+//	  sharedMemory: {mode: Queue, slotSize: 65536, slotCount: 64}
+//	- name: jobs
+//	  type: MessageQueue
+//	  messageQueue: {maxDepth: 10000, delivery: AtLeastOnce}
+//
+// The injector writes it (Marshal of FromIPCChannels) into a pod annotation
+// that a downward-API volume projects into the sidecar; outside Kubernetes it
+// is written by hand. Parse reads it strictly, YAML or JSON: an unknown or
+// duplicated field is an error that names it; omitted fields take the same
+// defaults as in an IPCChannel, and the result is held to the same rules as
+// the CRD's schema, plus those that span channels (unique names, dead-letter
+// queues that exist). See docs/ipcchannel.md.
+package channelconfig
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podipc/podipc/api/v1alpha1"
+)
+
+// MaxSize is the largest configuration file Parse and Load accept. It is four
+// times a pod's whole annotation budget (256 KiB), so no real file comes near.
+const MaxSize = 1 << 20
+
+// ErrInvalid is matched (errors.Is) by every error that says the document
+// itself is wrong, as opposed to an error reading it. A sidecar that gets one
+// keeps serving its previous configuration.
+var ErrInvalid = errors.New("invalid channel configuration")
+
+// InvalidError lists everything wrong with a document. Each entry's field
+// path names the channel and the field: channels[jobs].messageQueue.maxDepth.
+type InvalidError struct {
+	Errs field.ErrorList
+}
+
+func (e *InvalidError) Error() string {
+	msgs := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		msgs[i] = err.Error()
+	}
+	return ErrInvalid.Error() + ": " + strings.Join(msgs, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+// Load reads and parses the configuration file at path.
+func Load(path string) (*v1alpha1.ChannelConfig, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read channel configuration: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read channel configuration %s: %w", path, err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes a ChannelConfig from YAML or JSON, applies the defaults and
+// validates it. Every error it returns matches ErrInvalid; a *InvalidError
+// carries the list of problems when the document decoded.
+func Parse(data []byte) (*v1alpha1.ChannelConfig, error) {
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("%w: the document is larger than %d bytes", ErrInvalid, MaxSize)
+	}
+	jsonData, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	// Defaults go in where a key is absent or null, before decoding, as the API
+	// server does: an explicit zero stays zero and is then rejected, rather than
+	// silently becoming the default.
+	var doc any
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(jsonData, &doc); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := checkHeader(doc); err != nil {
+		return nil, err
+	}
+	if errs := prepareDocument(doc.(map[string]any)); len(errs) > 0 {
+		return nil, &InvalidError{Errs: errs}
+	}
+	if jsonData, err = json.Marshal(doc); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	var cfg v1alpha1.ChannelConfig
+	strictErrs, err := sigsjson.UnmarshalStrict(jsonData, &cfg, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if len(strictErrs) > 0 {
+		errs := make(field.ErrorList, len(strictErrs))
+		for i, e := range strictErrs {
+			errs[i] = strictError(&cfg, e)
+		}
+		return nil, &InvalidError{Errs: errs}
+	}
+	if errs := v1alpha1.ValidateChannelConfig(&cfg); len(errs) > 0 {
+		return nil, &InvalidError{Errs: errs}
+	}
+	return &cfg, nil
+}
+
+// checkHeader rejects a document that is not an object with the apiVersion
+// and kind of a ChannelConfig, before anything else is said about it.
+func checkHeader(doc any) error {
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		return fmt.Errorf("%w: the document must be an object with apiVersion %s and kind %s",
+			ErrInvalid, v1alpha1.GroupVersion, v1alpha1.ChannelConfigKind)
+	}
+	var errs field.ErrorList
+	if v, _ := obj["apiVersion"].(string); v != v1alpha1.GroupVersion.String() {
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), obj["apiVersion"], []string{v1alpha1.GroupVersion.String()}))
+	}
+	if k, _ := obj["kind"].(string); k != v1alpha1.ChannelConfigKind {
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), obj["kind"], []string{v1alpha1.ChannelConfigKind}))
+	}
+	if len(errs) > 0 {
+		return &InvalidError{Errs: errs}
+	}
+	return nil
+}
+
+// strictError turns an error of strict decoding, `json: unknown field
+// "channels[0].sharedMemory.slotsize"` or `json: duplicate field "..."`, into
+// a field error whose path names the channel when it can:
+// channels[frames].sharedMemory.slotsize.
+func strictError(cfg *v1alpha1.ChannelConfig, err error) *field.Error {
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	for _, kind := range []string{"unknown field", "duplicate field"} {
+		quoted, ok := strings.CutPrefix(msg, kind+" ")
+		if !ok {
+			continue
+		}
+		path, perr := strconv.Unquote(quoted)
+		if perr != nil {
+			break
+		}
+		if m := channelIndex.FindStringSubmatch(path); m != nil {
+			if i, aerr := strconv.Atoi(m[1]); aerr == nil && i < len(cfg.Channels) {
+				path = v1alpha1.ChannelPath(cfg, i).String() + path[len(m[0]):]
+			}
+		}
+		return field.Forbidden(field.NewPath(path), kind)
+	}
+	return field.Forbidden(field.NewPath("<document>"), msg)
+}
+
+// channelIndex matches the start of a path into the i-th channel.
+var channelIndex = regexp.MustCompile(`^channels\[([0-9]+)\]`)
+
+// prepareDocument works on the decoded JSON document before it is decoded
+// into the Go types. It fills in the default of every field of a settings
+// block that is absent or null, the defaults of v1alpha1's Default methods read
+// back through JSON. And it checks the durations, whose decoding errors would
+// not say which field they are about.
+func prepareDocument(doc map[string]any) field.ErrorList {
+	channels, _ := doc["channels"].([]any)
+	if len(channels) == 0 {
+		return nil
+	}
+	shm := &v1alpha1.SharedMemorySettings{}
+	shm.Default()
+	mq := &v1alpha1.MessageQueueSettings{}
+	mq.Default()
+	defaults := map[string]map[string]any{"sharedMemory": asJSONObject(shm), "messageQueue": asJSONObject(mq)}
+
+	// Paths name channels as ValidateChannelConfig does, so build the names.
+	named := &v1alpha1.ChannelConfig{Channels: make([]v1alpha1.Channel, len(channels))}
+	for i, ch := range channels {
+		ch, _ := ch.(map[string]any)
+		named.Channels[i].Name, _ = ch["name"].(string)
+	}
+	var errs field.ErrorList
+	for i, ch := range channels {
+		ch, _ := ch.(map[string]any)
+		for block, values := range defaults {
+			settings, ok := ch[block].(map[string]any)
+			if !ok {
+				continue
+			}
+			for k, v := range values {
+				if settings[k] == nil {
+					settings[k] = v
+				}
+			}
+		}
+		settings, _ := ch["messageQueue"].(map[string]any)
+		for _, k := range []string{"ackTimeout", "defaultTTL"} {
+			if d, ok := settings[k].(string); ok {
+				if _, err := time.ParseDuration(d); err != nil {
+					path := v1alpha1.ChannelPath(named, i).Child("messageQueue", k)
+					errs = append(errs, field.Invalid(path, d, "must be a duration such as 500ms, 30s, 1m30s or 2h"))
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// asJSONObject is v as the object encoding/json makes of it.
+func asJSONObject(v any) map[string]any {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("channelconfig: encode defaults: %v", err)) // plain structs always encode
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(data, &obj); err != nil {
+		panic(fmt.Sprintf("channelconfig: decode defaults: %v", err))
+	}
+	return obj
+}
+
+// Marshal encodes cfg as YAML with its apiVersion and kind set, every
+// default written out, and the channels in the order given.
+func Marshal(cfg *v1alpha1.ChannelConfig) ([]byte, error) {
+	out := cfg.DeepCopy()
+	out.APIVersion, out.Kind = v1alpha1.GroupVersion.String(), v1alpha1.ChannelConfigKind
+	out.Default()
+	data, err := yaml.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode channel configuration: %w", err)
+	}
+	return data, nil
+}
+
+// FromIPCChannels builds the configuration of a pod from the IPCChannels that
+// apply to it: one channel per object, named after it, with every default
+// filled in and sorted by name, so that the same set of channels always gives
+// the same bytes.
+func FromIPCChannels(items []v1alpha1.IPCChannel) *v1alpha1.ChannelConfig {
+	cfg := &v1alpha1.ChannelConfig{Channels: make([]v1alpha1.Channel, 0, len(items))}
+	cfg.APIVersion, cfg.Kind = v1alpha1.GroupVersion.String(), v1alpha1.ChannelConfigKind
+	for i := range items {
+		c := v1alpha1.Channel{Name: items[i].Name}
+		items[i].Spec.ChannelSettings.DeepCopyInto(&c.ChannelSettings)
+		c.Default()
+		cfg.Channels = append(cfg.Channels, c)
+	}
+	slices.SortFunc(cfg.Channels, func(a, b v1alpha1.Channel) int { return strings.Compare(a.Name, b.Name) })
+	return cfg
+}
