@@ -104,9 +104,11 @@ func (c *Channel) stats(lockProbe *os.File) Stats {
 		}
 	}
 	var depth uint64
-	if c.geo.mode == ModeQueue {
-		depth = tail - atomic.LoadUint64(c.head)
-	} else if haveSubscriber {
+	if head := atomic.LoadUint64(c.head); c.geo.mode == ModeQueue && head < tail {
+		// head can pass tail for a moment when a producer died between
+		// claiming a slot and advancing tail.
+		depth = tail - head
+	} else if c.geo.mode == ModeBroadcast && haveSubscriber {
 		depth = tail - minCursor
 	}
 	st.Depth = min(depth, uint64(c.geo.slotCount))
