@@ -20,10 +20,14 @@ const (
 	// bookkeeping per message: the enqueue record's header and checksum and the
 	// acknowledgement record.
 	JournalRecordOverheadBytes = 128
-	// JournalSlack is the factor between a journal and the live messages it
-	// holds: the journal is compacted before its dead records outweigh its live
-	// ones, so it never exceeds twice its live content.
-	JournalSlack = 2
+	// JournalSlack and JournalCompactMinBytes bound a journal by its live
+	// content: the broker compacts it once it is at least JournalCompactMinBytes
+	// (pkg/mq's default) and more than half dead, and it is checked only when a
+	// message leaves, so a burst of enqueues can take it to twice its live
+	// content or to JournalCompactMinBytes plus its live content, whichever is
+	// larger; the sum of the two bounds both.
+	JournalSlack           = 2
+	JournalCompactMinBytes = 1 << 20
 	// BrokerMessageOverheadBytes is the budget of the sidecar's bookkeeping for
 	// each queued message in memory.
 	BrokerMessageOverheadBytes = 256
@@ -80,11 +84,11 @@ func (s *SharedMemorySettings) RingFileBytes() int64 {
 
 // JournalBytes is the largest size of the queue's journal on the tmpfs
 // (persistence Volume): its live content, maxBytes of payload and the records
-// of maxDepth messages, times JournalSlack, rounded up to FootprintGranule.
-// s must be defaulted.
+// of maxDepth messages, times JournalSlack, plus JournalCompactMinBytes,
+// rounded up to FootprintGranule. s must be defaulted.
 func (s *MessageQueueSettings) JournalBytes() int64 {
 	live := s.MaxBytes + int64(s.MaxDepth)*JournalRecordOverheadBytes
-	return roundUp(JournalSlack*live, FootprintGranule)
+	return roundUp(JournalSlack*live+JournalCompactMinBytes, FootprintGranule)
 }
 
 // Footprint is the memory all the channels of the configuration need.

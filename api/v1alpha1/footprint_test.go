@@ -29,10 +29,10 @@ func TestFootprint(t *testing.T) {
 		s:    v1alpha1.ChannelSettings{Type: "MessageQueue", MessageQueue: &v1alpha1.MessageQueueSettings{}},
 		want: v1alpha1.Footprint{SidecarMemoryBytes: 16<<20 + 10000*256},
 	}, {
-		name: "journaled queue: twice its payload and per-message records, rounded",
+		name: "journaled queue: twice its payload and per-message records, plus the compaction threshold, rounded",
 		s: v1alpha1.ChannelSettings{Type: "MessageQueue", MessageQueue: &v1alpha1.MessageQueueSettings{
 			MaxDepth: 100, MaxBytes: 1 << 20, Persistence: v1alpha1.PersistenceVolume}},
-		want: v1alpha1.Footprint{TmpfsBytes: 2*(1<<20) + granule, SidecarMemoryBytes: 1<<20 + 100*256},
+		want: v1alpha1.Footprint{TmpfsBytes: 2*(1<<20) + 1<<20 + granule, SidecarMemoryBytes: 1<<20 + 100*256},
 	}, {
 		name: "no settings block",
 		s:    v1alpha1.ChannelSettings{Type: "SharedMemory"},
