@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func TestDeadConsumerHoldingBorrowIsRedelivered(t *testing.T) {
 	if st := c.Stats(); st.DeadPeers != 1 {
 		t.Fatalf("a killed consumer should show as a dead peer until reaped: %+v", st)
 	}
-	if _, err := q.TryRecv(make([]byte, 32)); err != ErrEmpty {
+	if _, err := q.TryRecv(make([]byte, 32)); !errors.Is(err, ErrEmpty) {
 		t.Fatalf("before reaping, TryRecv = %v, want ErrEmpty", err)
 	}
 	if n, err := c.ReapDeadPeers(); n != 1 || err != nil {
@@ -85,7 +86,7 @@ func TestBlockedProducerRecoversDeadConsumer(t *testing.T) {
 	if err := p.TrySend([]byte("second")); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.TrySend([]byte("x")); err != ErrFull {
+	if err := p.TrySend([]byte("x")); !errors.Is(err, ErrFull) {
 		t.Fatalf("TrySend = %v, want ErrFull", err)
 	}
 	holder.kill()
@@ -109,6 +110,62 @@ func TestBlockedProducerRecoversDeadConsumer(t *testing.T) {
 		t.Fatalf("received %v, want %v", got, want)
 	}
 	if st := c.Stats(); st.Redelivered != 1 || st.Reaped != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+// TestBroadcastProducerKilledMidWrite: a Broadcast producer killed while it
+// holds a reservation blocks no successor and shows subscribers nothing of
+// its half-written message; the successor rewrites the same position.
+func TestBroadcastProducerKilledMidWrite(t *testing.T) {
+	c := newTestChannel(t, Options{Mode: ModeBroadcast, SlotSize: 32, SlotCount: 4})
+	fam := newFamily(t, c)
+	sub, _ := c.Subscribe()
+	holder := startHolder(t, fam, "reserve-and-hold")
+	if _, err := c.NewProducer(); !errors.Is(err, ErrProducerExists) {
+		t.Fatalf("NewProducer while a live producer holds the channel = %v, want ErrProducerExists", err)
+	}
+	buf := make([]byte, 32)
+	if _, err := sub.TryRecv(buf); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("TryRecv during the reservation = %v, want ErrEmpty", err)
+	}
+	holder.kill()
+	if _, err := sub.TryRecv(buf); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("TryRecv after the producer died = %v, want ErrEmpty", err)
+	}
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatalf("NewProducer after the producer died: %v", err)
+	}
+	if err := p.TrySend([]byte("whole")); err != nil {
+		t.Fatal(err)
+	}
+	n, err := sub.TryRecv(buf)
+	if err != nil || string(buf[:n]) != "whole" || sub.cursor != 1 {
+		t.Fatalf("TryRecv = %q, %v at cursor %d; want \"whole\" at position 0", buf[:n], err, sub.cursor)
+	}
+}
+
+// TestBroadcastBlockedProducerSkipsDeadSubscriber: with OverflowBlock the
+// producer waits for the slowest subscriber only while it lives.
+func TestBroadcastBlockedProducerSkipsDeadSubscriber(t *testing.T) {
+	c := newTestChannel(t, Options{Mode: ModeBroadcast, SlotSize: 16, SlotCount: 2})
+	fam := newFamily(t, c)
+	p, _ := c.NewProducer(WithLivenessCheck(10 * time.Millisecond))
+	stuck := startHolder(t, fam, "borrow-and-hold") // subscribes, never reads
+	for i := 0; i < 2; i++ {
+		if err := p.TrySend([]byte("m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.TrySend([]byte("m")); !errors.Is(err, ErrFull) {
+		t.Fatalf("TrySend with a subscriber a ring behind = %v, want ErrFull", err)
+	}
+	stuck.kill()
+	if err := p.Send(testCtx(t, 20*time.Second), []byte("m")); err != nil {
+		t.Fatalf("Send after the slow subscriber died: %v", err)
+	}
+	if st := c.Stats(); st.Reaped != 1 || st.Subscribers != 0 {
 		t.Fatalf("stats = %+v", st)
 	}
 }

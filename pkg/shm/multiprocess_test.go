@@ -226,6 +226,15 @@ func childHold(ctx context.Context, c *Channel, rec *recorder, reserve bool) err
 		if err := rec.record(r.pos); err != nil {
 			return err
 		}
+	} else if c.Options().Mode == ModeBroadcast {
+		// A subscriber that stops reading: its cursor holds the producer.
+		s, err := c.Subscribe()
+		if err != nil {
+			return err
+		}
+		if err := rec.record(s.cursor); err != nil {
+			return err
+		}
 	} else {
 		q, err := c.NewConsumer()
 		if err != nil {
