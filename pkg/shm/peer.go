@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -47,24 +48,26 @@ type peer struct {
 	lock  *os.File // a description of its own: the kernel drops its locks when the process dies
 	entry unsafe.Pointer
 	cfg   peerConfig
-	owner closer
+	owner io.Closer // the public Producer, Consumer or Subscriber, closed by Channel.Close
 
 	sent, received, lost, redelivered, abandoned *uint64
 
-	// wakeCtx is the last context a sleep of this peer registered a
-	// cancellation wake-up for; peers are usually handed the same
-	// long-lived context on every call, so the registration is reused.
-	wakeCtx  context.Context
+	// wakeDone is the Done channel of the last context a sleep of this
+	// peer registered a cancellation wake-up for. Callers usually pass the
+	// same long-lived context on every call, so the registration is kept
+	// and reused rather than made and dropped per sleep.
+	wakeDone <-chan struct{}
 	wakeStop func() bool
 }
 
 // armWake makes sure cancellation of ctx wakes the futex word sig.
 func (p *peer) armWake(ctx context.Context, sig *uint32) {
-	if ctx.Done() == nil || p.wakeCtx == ctx {
+	done := ctx.Done()
+	if done == nil || done == p.wakeDone {
 		return
 	}
 	p.disarmWake()
-	p.wakeCtx = ctx
+	p.wakeDone = done
 	p.wakeStop = context.AfterFunc(ctx, func() { p.ch.wakeIfMapped(sig) })
 }
 
@@ -72,11 +75,8 @@ func (p *peer) disarmWake() {
 	if p.wakeStop != nil {
 		p.wakeStop()
 	}
-	p.wakeCtx, p.wakeStop = nil, nil
+	p.wakeDone, p.wakeStop = nil, nil
 }
-
-// closer is the Close method of the public peer type embedding a peer.
-type closer interface{ Close() error }
 
 func (c *Channel) peerEntry(i uint32) unsafe.Pointer {
 	return unsafe.Add(c.base, c.geo.peersOffset+uint64(i)*peerBytes)
@@ -103,7 +103,7 @@ func (c *Channel) reopen() (*os.File, error) {
 // byte through a fresh description (the kernel arbitrates between
 // registrants), recovers whatever a dead previous holder left behind, then
 // publishes the entry.
-func (c *Channel) register(p *peer, role Role, opts []PeerOption, owner closer) error {
+func (c *Channel) register(p *peer, role Role, opts []PeerOption, owner io.Closer) error {
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
