@@ -13,9 +13,11 @@ import (
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -104,6 +106,7 @@ func NewManager(cfg *rest.Config, o Options, log logr.Logger) (ctrl.Manager, err
 		LeaderElectionID:              o.LeaderElectionID,
 		LeaderElectionNamespace:       o.Namespace,
 		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{SkipNameValidation: ptr.To(o.SkipNameValidation)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create the manager: %w", err)
@@ -133,7 +136,7 @@ func NewManager(cfg *rest.Config, o Options, log logr.Logger) (ctrl.Manager, err
 	}
 
 	mutator := &webhook.PodMutator{Channels: webhook.ReaderChannelLister{Reader: mgr.GetClient()}, Settings: settings}
-	mgr.GetWebhookServer().Register(webhook.Path, webhook.NewHTTPHandler(mutator))
+	mgr.GetWebhookServer().Register(webhook.Path, webhook.NewHTTPHandler(mutator, log.WithName("webhook")))
 
 	if err := (&controller.PodConfigReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("podipc-injector")}).SetupWithManager(mgr); err != nil {
 		return nil, err

@@ -68,6 +68,9 @@ type Options struct {
 	SidecarMemoryLimit   string
 	SidecarStartup       time.Duration
 	Version              string
+	// SkipNameValidation lets several managers register the same controller
+	// names in one process (tests); not a flag.
+	SkipNameValidation bool
 }
 
 // DefaultOptions are the flags' defaults.

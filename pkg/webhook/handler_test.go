@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,7 +36,7 @@ func (s channelSet) ListChannels(_ context.Context, namespace string) ([]v1alpha
 }
 
 func testHandler(lister ChannelLister) http.Handler {
-	return NewHTTPHandler(&PodMutator{Channels: lister, Settings: testSettings()})
+	return NewHTTPHandler(&PodMutator{Channels: lister, Settings: testSettings()}, logr.Discard())
 }
 
 func defaultChannels() channelSet {

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -25,16 +26,18 @@ const MaxRequestBytes = 7 << 20
 // well-formed AdmissionReview request with HTTP 400 (413 when too large, 405
 // for a method other than POST): the caller is not an API server speaking
 // the protocol, and a status code says so to any client.
-func NewHTTPHandler(h admission.Handler) http.Handler {
-	return &reviewHandler{handler: h}
+// Handle gets log, with the request's uid, in its context (logf.FromContext).
+func NewHTTPHandler(h admission.Handler, log logr.Logger) http.Handler {
+	return &reviewHandler{handler: h, log: log}
 }
 
 type reviewHandler struct {
 	handler admission.Handler
+	log     logr.Logger
 }
 
 func (s *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := logf.FromContext(r.Context())
+	log := s.log
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "admission reviews are POSTed", http.StatusMethodNotAllowed)
@@ -46,7 +49,9 @@ func (s *reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), status)
 		return
 	}
-	resp := s.handler.Handle(r.Context(), admission.Request{AdmissionRequest: *review.Request})
+	log = log.WithValues("uid", review.Request.UID)
+	ctx := logf.IntoContext(r.Context(), log)
+	resp := s.handler.Handle(ctx, admission.Request{AdmissionRequest: *review.Request})
 	if err := resp.Complete(admission.Request{AdmissionRequest: *review.Request}); err != nil {
 		log.Error(err, "cannot complete the admission response")
 		resp = admission.Errored(http.StatusInternalServerError, err)
