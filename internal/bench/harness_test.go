@@ -2,14 +2,21 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podipc/podipc/pkg/shm"
 )
 
 func testEnv(t *testing.T) Env {
@@ -83,4 +90,117 @@ func TestCRing(t *testing.T) {
 	if err != nil || gbps <= 0 {
 		t.Fatalf("memcpy reference = %v GB/s, %v", gbps, err)
 	}
+}
+
+// TestTwoProcessPeerKilled: when side B dies mid-run (SIGKILL), side A
+// must give up promptly with an error, whether it waits in the kernel (a
+// pipe) or spins on shared memory, instead of waiting for the job timeout.
+func TestTwoProcessPeerKilled(t *testing.T) {
+	// echoes reports how many messages the peer has echoed so far.
+	tests := []struct {
+		backend string
+		echoes  func(t *testing.T, peer int, dir string) uint64
+	}{
+		{"pipe", func(t *testing.T, peer int, _ string) uint64 { return writeSyscalls(t, peer) }},
+		{nameShmSpin, func(t *testing.T, _ int, dir string) uint64 {
+			paths, _ := filepath.Glob(filepath.Join(dir, "*-ba"))
+			if len(paths) != 1 {
+				return 0
+			}
+			st, err := shm.ReadStats(paths[0])
+			if err != nil {
+				return 0
+			}
+			return st.Sent
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.backend, func(t *testing.T) {
+			backend, err := Lookup(tt.backend)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := testEnv(t)
+			job := DefaultConfig().Quick().job(tt.backend, KindRTT, 64)
+			job.Dir = t.TempDir()
+			job.Samples, job.Budget = 4<<20, 10*time.Minute // seconds at best: far past the kill
+			errc := make(chan error, 1)
+			go func() {
+				_, err := runTwoProcess(context.Background(), env, backend.Transport, job)
+				errc <- err
+			}()
+			peer := waitForChild(t, 30*time.Second)
+			// Kill it in the middle of the ping-pong, not during setup.
+			deadline := time.Now().Add(30 * time.Second)
+			for tt.echoes(t, peer, job.Dir) < 1000 {
+				if time.Now().After(deadline) {
+					t.Fatal("the peer echoed fewer than 1000 messages in 30s")
+				}
+				runtime.Gosched()
+			}
+			if err := syscall.Kill(peer, syscall.SIGKILL); err != nil {
+				t.Fatalf("kill peer %d: %v", peer, err)
+			}
+			select {
+			case err := <-errc:
+				if err == nil {
+					t.Fatal("runTwoProcess succeeded with its peer killed")
+				}
+				t.Logf("side A reported: %v", err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("side A still running 30s after its peer was killed")
+			}
+		})
+	}
+}
+
+// writeSyscalls reads how many write system calls process pid has made.
+func writeSyscalls(t *testing.T, pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		t.Fatalf("read /proc/%d/io: %v", pid, err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no syscw in /proc/%d/io", pid)
+	return 0
+}
+
+// waitForChild polls /proc until this process has a child, and returns its
+// pid.
+func waitForChild(t *testing.T, patience time.Duration) int {
+	t.Helper()
+	self := os.Getpid()
+	deadline := time.Now().Add(patience)
+	for time.Now().Before(deadline) {
+		entries, err := os.ReadDir("/proc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+			if err != nil {
+				continue // gone already
+			}
+			// The fields after the parenthesised command: state, ppid, ...
+			rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
+			if f := strings.Fields(rest); len(f) > 1 && f[1] == strconv.Itoa(self) {
+				return pid
+			}
+		}
+		runtime.Gosched()
+	}
+	t.Fatalf("no child process within %v", patience)
+	return 0
 }
