@@ -48,19 +48,29 @@ type Channel struct {
 // and opens it. The file appears at path only once fully initialised (it is
 // built under a temporary name in the same directory and hard-linked into
 // place), so a concurrent Open never sees a half-written header. Create
-// fails with ErrExists if path exists. Put channels on a tmpfs (/dev/shm or
-// a memory-backed emptyDir): on a disk file system the kernel would write
-// the ring back to disk.
+// fails with ErrExists if path exists, and with a *NoSpaceError (errors.Is
+// ErrNoSpace) saying how many bytes the channel needs if its file system
+// cannot hold it: every block of the file is allocated before it is mapped,
+// so a full tmpfs is an error here, never a SIGBUS in a process using the
+// channel later. Nothing is left behind by a failed Create. Put channels on
+// a tmpfs (/dev/shm or a memory-backed emptyDir): on a disk file system the
+// kernel would write the ring back to disk.
 func Create(path string, opts Options, copts ...ChannelOption) (*Channel, error) {
+	return create(path, opts, newChannelConfig(copts), unix.MAP_POPULATE)
+}
+
+// create is Create with the extra mmap flags of the returned handle's
+// mapping.
+func create(path string, opts Options, cfg channelConfig, mapFlags int) (*Channel, error) {
 	opts = opts.withDefaults()
 	if field, err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidOptions, field, err)
 	}
-	cfg := newChannelConfig(copts)
 	g := computeGeometry(opts)
 	g.created = time.Now().UnixNano()
 
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".creating-*")
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".creating-*")
 	if err != nil {
 		return nil, fmt.Errorf("shm: create %s: %w", path, err)
 	}
@@ -73,10 +83,17 @@ func Create(path string, opts Options, copts ...ChannelOption) (*Channel, error)
 	if err := tmp.Chmod(cfg.perm); err != nil {
 		return fail(err)
 	}
-	if err := tmp.Truncate(int64(g.fileSize)); err != nil {
+	if err := allocate(tmp, int64(g.fileSize)); err != nil {
+		if isNoSpace(err) {
+			// Free the partial file first, so the error says what the
+			// file system really has.
+			_ = tmp.Close()
+			_ = os.Remove(tmpName)
+			return nil, noSpaceError(path, dir, int64(g.fileSize), err)
+		}
 		return fail(err)
 	}
-	mem, err := unix.Mmap(int(tmp.Fd()), 0, int(g.fileSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	mem, err := unix.Mmap(int(tmp.Fd()), 0, int(g.fileSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|mapFlags)
 	if err != nil {
 		return fail(fmt.Errorf("mmap: %w", err))
 	}

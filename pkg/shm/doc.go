@@ -11,10 +11,13 @@
 // # Channels and peers
 //
 // Create makes a channel file (atomically: it appears fully initialised or
-// not at all); Open maps an existing one after validating its header, and
-// returns a *HeaderError (errors.Is ErrNotChannel, ErrVersion, ErrTruncated
-// or ErrCorrupt) for anything that is not a well-formed channel of this
-// layout version. ReadStats reads a channel's counters read-only.
+// not at all). It allocates every block of the file before mapping it, so a
+// tmpfs without room for the channel is a *NoSpaceError (errors.Is
+// ErrNoSpace) saying how many bytes the channel needs, never a SIGBUS. Open
+// maps an existing one after validating its header, and returns a
+// *HeaderError (errors.Is ErrNotChannel, ErrVersion, ErrTruncated or
+// ErrCorrupt) for anything that is not a well-formed channel of this layout
+// version. ReadStats reads a channel's counters read-only.
 //
 // Every producer, consumer and subscriber registers in the channel's peer
 // table. Liveness comes from the kernel: each registration holds an

@@ -19,6 +19,9 @@ var (
 	ErrInvalidOptions = errors.New("shm: invalid options")
 	// ErrExists: Create found a file at the path already.
 	ErrExists = errors.New("shm: channel file already exists")
+	// ErrNoSpace matches every *NoSpaceError: the file system (the pod's
+	// tmpfs) has no room for the channel file Create was making.
+	ErrNoSpace = errors.New("shm: no space for the channel file")
 	// ErrFull: the ring has no free slot and the call does not block.
 	ErrFull = errors.New("shm: channel full")
 	// ErrEmpty: there is no message and the call does not block.
@@ -87,6 +90,32 @@ func (e *TooLargeError) Error() string {
 }
 
 func (e *TooLargeError) Is(target error) bool { return target == ErrMessageTooLarge }
+
+// NoSpaceError reports that Create could not allocate a channel file: how
+// many bytes the file needs and how many its file system had available
+// afterwards. Create allocates every block of the file before anything is
+// written through the mapping, so a full tmpfs is this error and never a
+// SIGBUS. It matches ErrNoSpace, and its Err (ENOSPC or EDQUOT) under
+// errors.Is.
+type NoSpaceError struct {
+	Path string
+	Need int64 // the size of the channel file
+	Free int64 // bytes available to the caller on its file system; -1 if unknown
+	Err  error
+}
+
+func (e *NoSpaceError) Error() string {
+	if e.Free < 0 {
+		return fmt.Sprintf("shm: create %s: the channel file needs %d bytes: %v", e.Path, e.Need, e.Err)
+	}
+	return fmt.Sprintf("shm: create %s: the channel file needs %d bytes, its file system has %d available: %v",
+		e.Path, e.Need, e.Free, e.Err)
+}
+
+func (e *NoSpaceError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrNoSpace) true for every *NoSpaceError.
+func (e *NoSpaceError) Is(target error) bool { return target == ErrNoSpace }
 
 func corruptf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
