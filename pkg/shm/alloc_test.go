@@ -52,7 +52,7 @@ func expectEmptyDir(t *testing.T, dir string) {
 	}
 }
 
-// A tmpfs without room for the channel: Create returns a
+// A tmpfs without room for the channel: Create and CreateControl return a
 // *NoSpaceError naming the sizes, leave no file behind and give back every
 // block they took. Before the fix this was a SIGBUS while the slot headers
 // were written.
@@ -64,6 +64,13 @@ func TestCreateOnFullTmpfsIsNoSpaceError(t *testing.T) {
 			c, err := Create(path, bigQueue)
 			if err == nil {
 				_ = c.Close()
+			}
+			return err
+		},
+		"CreateControl": func(path string) error {
+			k, err := CreateControl(path, bigQueue)
+			if err == nil {
+				_ = k.Close()
 			}
 			return err
 		},
@@ -131,7 +138,7 @@ func TestCreateAllocatesEveryBlock(t *testing.T) {
 	} {
 		t.Run(opts.Mode.String(), func(t *testing.T) {
 			var st unix.Stat_t
-			if err := unix.Stat(newTestChannel(t, opts).Path(), &st); err != nil {
+			if err := unix.Stat(newTestControl(t, opts).Path(), &st); err != nil {
 				t.Fatal(err)
 			}
 			if allocated := st.Blocks * 512; allocated < st.Size {

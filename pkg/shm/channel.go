@@ -29,7 +29,7 @@ type Channel struct {
 	log  *slog.Logger
 
 	base  unsafe.Pointer
-	slots unsafe.Pointer
+	slots unsafe.Pointer // nil when only the header and peer table are mapped (Control)
 
 	tail, head                     *uint64
 	dataSig, dataWaiters           *uint32
@@ -165,7 +165,9 @@ func newChannel(path string, f *os.File, mem []byte, g geometry, cfg channelConf
 		base:  unsafe.Pointer(&mem[0]),
 		peers: make(map[*peer]struct{}),
 	}
-	c.slots = unsafe.Add(c.base, g.slotsOffset)
+	if uint64(len(mem)) == g.fileSize { // a Control maps no ring: slots stays nil
+		c.slots = unsafe.Add(c.base, g.slotsOffset)
+	}
 	c.tail = c.u64(offTail)
 	c.head = c.u64(offHead)
 	c.dataSig, c.dataWaiters = c.u32(offData), c.u32(offData+4)

@@ -17,7 +17,9 @@
 // maps an existing one after validating its header, and returns a
 // *HeaderError (errors.Is ErrNotChannel, ErrVersion, ErrTruncated or
 // ErrCorrupt) for anything that is not a well-formed channel of this layout
-// version. ReadStats reads a channel's counters read-only.
+// version. ReadStats reads a channel's counters read-only. A Control
+// (OpenControl, CreateControl) is a supervisor's handle: statistics and
+// dead-peer recovery through a mapping of the header and peer table only.
 //
 // Every producer, consumer and subscriber registers in the channel's peer
 // table. Liveness comes from the kernel: each registration holds an

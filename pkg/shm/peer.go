@@ -11,6 +11,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/podipc/podipc/internal/futex"
 	"github.com/podipc/podipc/internal/ofdlock"
 )
@@ -138,7 +140,10 @@ func (c *Channel) register(p *peer, role Role, opts []PeerOption, owner io.Close
 		}
 		*p = peer{ch: c, idx: i, role: role, lock: lock, entry: c.peerEntry(i), cfg: cfg, owner: owner}
 		if atomic.LoadUint32(entryU32(p.entry, peerState)) != peerFree {
-			c.recoverLocked(i, "registration found a dead peer's entry")
+			if err := c.recoverLocked(i, "registration found a dead peer's entry"); err != nil {
+				_ = lock.Close()
+				return fmt.Errorf("shm: register %v: %w", role, err)
+			}
 		}
 		p.publish()
 		c.mu.Lock()
@@ -233,7 +238,9 @@ func (c *Channel) recoverPeer(i uint32, why string) (bool, error) {
 	if atomic.LoadUint32(entryU32(c.peerEntry(i), peerState)) == peerFree {
 		return false, nil
 	}
-	c.recoverLocked(i, why)
+	if err := c.recoverLocked(i, why); err != nil {
+		return false, err
+	}
 	return true, nil
 }
 
@@ -243,14 +250,21 @@ func (c *Channel) recoverPeer(i uint32, why string) (bool, error) {
 //   - (p, WRITING, i)  -> (p, ABANDONED, i): never committed, consumers skip it;
 //   - (p, READING, i)  -> (p, REDELIVER, i): delivered again to another consumer;
 //   - any REDELIVER slot of i bumps redeliverGen so consumers scan for it.
-func (c *Channel) recoverLocked(i uint32, why string) {
+//
+// A handle without the ring mapped (a Control) maps it for the scan only.
+func (c *Channel) recoverLocked(i uint32, why string) error {
 	e := c.peerEntry(i)
 	role := Role(atomic.LoadUint32(entryU32(e, peerRole)))
 	pid := atomic.LoadUint32(entryU32(e, peerPID))
 	var abandoned, redeliver uint64
 	if c.geo.mode == ModeQueue {
+		slots, unmapRing, err := c.ringForRecovery()
+		if err != nil {
+			return fmt.Errorf("shm: recover peer %d: %w", i, err)
+		}
+		defer unmapRing()
 		for s := uint64(0); s < uint64(c.geo.slotCount); s++ {
-			word := c.slotWord(c.slot(s))
+			word := c.slotWord(unsafe.Add(slots, s*uint64(c.geo.slotStride)))
 			for {
 				w := atomic.LoadUint64(word)
 				if slotOwner(w) != i {
@@ -292,6 +306,26 @@ func (c *Channel) recoverLocked(i uint32, why string) {
 	c.signal(c.spaceSig, c.spaceWaiters)
 	c.log.Info("recovered dead peer", "peer", i, "role", role, "pid", pid, "reason", why,
 		"abandonedSlots", abandoned, "redeliverSlots", redeliver)
+	return nil
+}
+
+// ringForRecovery returns the address of slot 0 and a function to call when
+// done with it. A handle that maps the whole file returns its own mapping;
+// one that maps only the header and peer table (a Control) maps the ring
+// until the function is called, so a supervisor holds the ring's pages in
+// its address space only while it recovers a dead peer.
+func (c *Channel) ringForRecovery() (unsafe.Pointer, func(), error) {
+	if c.slots != nil {
+		return c.slots, func() {}, nil
+	}
+	// slotsOffset is a multiple of 4096, not necessarily of the system's
+	// page size (64 KiB on some arm64 kernels): map from the page it is in.
+	start := c.geo.slotsOffset &^ uint64(os.Getpagesize()-1)
+	mem, err := unix.Mmap(int(c.file.Fd()), int64(start), int(c.geo.fileSize-start), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, nil, fmt.Errorf("map the ring: %w", err)
+	}
+	return unsafe.Add(unsafe.Pointer(&mem[0]), c.geo.slotsOffset-start), func() { _ = unix.Munmap(mem) }, nil
 }
 
 // ReapDeadPeers recovers every registered peer whose process is gone: their

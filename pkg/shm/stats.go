@@ -36,31 +36,7 @@ type Stats struct {
 
 // Stats reads the channel's counters. It only reads shared memory (plus
 // one F_OFD_GETLK per registered peer) and never disturbs the data path.
-func (c *Channel) Stats() Stats { return c.stats(c.file) }
-
-// ReadStats opens the channel file at path read-only, validates it and
-// returns its Stats. It never registers and never writes, so a monitor (the
-// sidecar's metrics endpoint) can call it as often as it likes.
-func ReadStats(path string) (Stats, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Stats{}, fmt.Errorf("shm: read stats %s: %w", path, err)
-	}
-	defer func() { _ = f.Close() }()
-	g, err := readGeometry(f)
-	if err != nil {
-		return Stats{}, fmt.Errorf("shm: read stats %s: %w", path, err)
-	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, int(g.fileSize), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return Stats{}, fmt.Errorf("shm: read stats %s: mmap: %w", path, err)
-	}
-	defer func() { _ = unix.Munmap(mem) }()
-	c := newChannel(path, f, mem, g, newChannelConfig(nil))
-	return c.stats(f), nil
-}
-
-func (c *Channel) stats(lockProbe *os.File) Stats {
+func (c *Channel) Stats() Stats {
 	st := Stats{
 		Mode:        c.geo.mode,
 		Overflow:    c.geo.overflow,
@@ -86,7 +62,7 @@ func (c *Channel) stats(lockProbe *os.File) Stats {
 		st.Lost += atomic.LoadUint64(entryU64(e, peerLost))
 		st.Redelivered += atomic.LoadUint64(entryU64(e, peerRedelivered))
 		st.Abandoned += atomic.LoadUint64(entryU64(e, peerAbandoned))
-		if live, err := ofdlock.Held(lockProbe, c.peerLockOffset(i)); err != nil || !live {
+		if live, err := ofdlock.Held(c.file, c.peerLockOffset(i)); err != nil || !live {
 			st.DeadPeers++
 			continue
 		}
@@ -113,4 +89,17 @@ func (c *Channel) stats(lockProbe *os.File) Stats {
 	}
 	st.Depth = min(depth, uint64(c.geo.slotCount))
 	return st
+}
+
+// ReadStats opens the channel file at path read-only, validates it and
+// returns its Stats. It maps only the header and peer table, never
+// registers and never writes, so a monitor can call it as often as it
+// likes.
+func ReadStats(path string) (Stats, error) {
+	k, err := openControl(path, os.O_RDONLY, unix.PROT_READ, newChannelConfig(nil))
+	if err != nil {
+		return Stats{}, fmt.Errorf("shm: read stats %s: %w", path, err)
+	}
+	defer func() { _ = k.Close() }()
+	return k.Stats(), nil
 }
