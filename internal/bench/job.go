@@ -48,7 +48,7 @@ type Job struct {
 }
 
 func (j Job) linkSpec() LinkSpec {
-	return LinkSpec{Size: j.Size, Slots: j.Slots, Dir: j.Dir}
+	return LinkSpec{Size: j.Size, Slots: j.Slots, Dir: j.Dir, Kind: j.Kind}
 }
 
 // timeout bounds the whole job, so that a wedged peer cannot hang the run.

@@ -9,17 +9,21 @@ import (
 	"os"
 )
 
-// IsPeer reports whether this process was started as a benchmark peer.
+// IsPeer reports whether this process was started as a benchmark peer:
+// side B of a job, or the broker of the podipc mq transports.
 // Binaries that run benchmarks (the tool, its tests) check it first thing
 // in main or TestMain and then call PeerMain.
 func IsPeer() bool {
 	_, ok := os.LookupEnv(peerEnv)
-	return ok
+	return ok || isBroker()
 }
 
-// PeerMain runs side B of the job this process was started for and
-// returns the process exit code.
+// PeerMain runs the role this process was started for (side B of a job, or
+// an mq broker) and returns the process exit code.
 func PeerMain() int {
+	if isBroker() {
+		return brokerMain()
+	}
 	ctrl := os.NewFile(3, "control")
 	enc := json.NewEncoder(ctrl)
 	msg, err := runPeer(ctrl, enc)
@@ -78,7 +82,7 @@ func runPeer(ctrl *os.File, enc *json.Encoder) (peerMsg, error) {
 	}
 
 	done := peerMsg{Done: true}
-	err = withoutGC(func() error {
+	err = runTimed(backend.Transport, func() error {
 		switch job.Kind {
 		case KindRTT:
 			return echoSide(ctx, conn, job)

@@ -138,6 +138,9 @@ func TestTransportsStream(t *testing.T) {
 func TestConnsDoNotAllocate(t *testing.T) {
 	for _, b := range goTransports(t) {
 		t.Run(b.Name, func(t *testing.T) {
+			if _, ok := b.Transport.(allocatingTransport); ok {
+				t.Skip("a client library measured as shipped: it allocates, and its timed loops keep the GC on")
+			}
 			a, peer := attachInProcess(t, b.Transport, testSpec(t, 64))
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()

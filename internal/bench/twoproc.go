@@ -82,7 +82,7 @@ func runTwoProcess(ctx context.Context, env Env, t Transport, job Job) (Result, 
 		}
 		return fmt.Errorf("unknown kind %q", job.Kind)
 	}
-	errA := runPinned(job.CPUs[0], func() error { return withoutGC(sideA) })
+	errA := runPinned(job.CPUs[0], func() error { return runTimed(t, sideA) })
 
 	awaitCtx := ctx
 	if errA != nil {
