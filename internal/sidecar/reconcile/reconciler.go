@@ -4,9 +4,11 @@
 //
 // The rules, which docs/sidecar.md states for users:
 //   - A declared channel that does not exist is created. A shared-memory file
-//     is created at its full size with its pages faulted in, after checking
-//     that the tmpfs has room for it, so that an undersized tmpfs is an error
-//     here rather than a SIGBUS in an application later.
+//     is created with every block allocated (charged to the sidecar), so that
+//     an undersized tmpfs is an error here, naming the bytes the channel
+//     needs and the tmpfs has, rather than a SIGBUS in an application later.
+//     The sidecar keeps only the header and peer table of each file mapped:
+//     its statistics and dead-peer reaping need nothing else.
 //   - Channel files found on the tmpfs are adopted (validated with shm.Open),
 //     never wiped: the sidecar restarting, or the application containers
 //     restarting, loses no data.

@@ -22,12 +22,13 @@ type shmEntry struct {
 	name string
 	path string
 
-	// ch is the sidecar's handle on the file at path; nil when there is no
-	// file or it is unusable.
-	ch *shm.Channel
+	// ctl is the sidecar's handle on the file at path: it maps the header
+	// and peer table only, which is all statistics and reaping need. nil
+	// when there is no file or it is unusable.
+	ctl *shm.Control
 	// unusable says why the file at path could not be opened as a channel.
 	unusable error
-	// ino identifies the file ch (or unusable) is about, to notice a file
+	// ino identifies the file ctl (or unusable) is about, to notice a file
 	// removed or replaced behind the sidecar's back.
 	ino       uint64
 	fileBytes int64
@@ -64,8 +65,8 @@ func (r *Reconciler) adopt() error {
 		e := &shmEntry{name: name, path: path, state: status.StatePending, message: "adopted; waiting for a configuration"}
 		r.openEntry(e)
 		r.shm[name] = e
-		if e.ch != nil {
-			st := e.ch.Stats()
+		if e.ctl != nil {
+			st := e.ctl.Stats()
 			r.log.Info("adopted existing channel", "channel", name, "mode", modeName(st.Mode),
 				"slotSize", st.SlotSize, "slotCount", st.Capacity, "depth", st.Depth,
 				"peers", st.Producers+st.Consumers+st.Subscribers)
@@ -105,12 +106,12 @@ func (r *Reconciler) syncShmLocked(want map[string]v1alpha1.SharedMemorySettings
 func (r *Reconciler) syncShmChannel(e *shmEntry) bool {
 	r.refreshEntry(e)
 	want := shmOptions(e.want)
-	if e.ch == nil && e.unusable == nil {
+	if e.ctl == nil && e.unusable == nil {
 		return r.install(e, want)
 	}
 	var mismatch string
-	if e.ch != nil {
-		mismatch = describeMismatch(e.ch.Options(), want)
+	if e.ctl != nil {
+		mismatch = describeMismatch(e.ctl.Options(), want)
 		if mismatch == "" {
 			r.setState(e, status.StateReady, "")
 			return true
@@ -136,23 +137,23 @@ func (r *Reconciler) syncShmChannel(e *shmEntry) bool {
 func (r *Reconciler) refreshEntry(e *shmEntry) {
 	fi, err := os.Stat(e.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		if e.ch != nil || e.unusable != nil {
+		if e.ctl != nil || e.unusable != nil {
 			r.log.Warn("channel file disappeared; creating it again", "channel", e.name)
 			r.closeEntry(e)
 		}
 		return
 	}
-	if err == nil && (e.ch != nil || e.unusable != nil) && inode(fi) == e.ino {
+	if err == nil && (e.ctl != nil || e.unusable != nil) && inode(fi) == e.ino {
 		return
 	}
-	if e.ch != nil || e.unusable != nil {
+	if e.ctl != nil || e.unusable != nil {
 		r.log.Warn("channel file was replaced behind the sidecar; adopting the new file", "channel", e.name)
 	}
 	r.closeEntry(e)
 	r.openEntry(e)
 }
 
-// openEntry opens the file at e.path, setting e.ch or e.unusable.
+// openEntry opens the file at e.path, setting e.ctl or e.unusable.
 func (r *Reconciler) openEntry(e *shmEntry) {
 	fi, err := os.Stat(e.path)
 	if err != nil {
@@ -160,24 +161,22 @@ func (r *Reconciler) openEntry(e *shmEntry) {
 		return
 	}
 	e.ino, e.fileBytes = inode(fi), fi.Size()
-	ch, err := shm.Open(e.path, shm.WithLogger(r.log))
+	ctl, err := shm.OpenControl(e.path, shm.WithLogger(r.log))
 	if err != nil {
 		e.unusable = err
 		return
 	}
-	e.ch, e.unusable = ch, nil
+	e.ctl, e.unusable = ctl, nil
 }
 
 // install creates the channel file for e with its declared settings,
 // replacing (atomically, by rename) whatever file is at e.path, and reports
-// whether it succeeded.
+// whether it succeeded. shm.CreateControl allocates the whole file, so a
+// tmpfs without room for it fails here, with nothing left behind, and the
+// pages are charged to the sidecar; the sidecar then maps only the header
+// and peer table.
 func (r *Reconciler) install(e *shmEntry, opts shm.Options) bool {
-	need := e.want.RingFileBytes()
-	if err := checkSpace(r.shmDir, e.name, need); err != nil {
-		r.setState(e, status.StateFailed, err.Error())
-		return false
-	}
-	replacing := e.ch != nil || e.unusable != nil
+	replacing := e.ctl != nil || e.unusable != nil
 	target := e.path
 	if replacing {
 		target = filepath.Join(r.shmDir, "."+e.name+".new")
@@ -186,21 +185,21 @@ func (r *Reconciler) install(e *shmEntry, opts shm.Options) bool {
 			return false
 		}
 	}
-	ch, err := createChannel(target, opts, shm.WithFileMode(r.opts.FileMode), shm.WithLogger(r.log))
+	ctl, err := shm.CreateControl(target, opts, shm.WithFileMode(r.opts.FileMode), shm.WithLogger(r.log))
 	if err != nil {
-		r.setState(e, status.StateFailed, fmt.Sprintf("create: %v", err))
+		r.setState(e, status.StateFailed, createFailure(e.name, err))
 		return false
 	}
 	if replacing {
 		if err := os.Rename(target, e.path); err != nil {
-			_ = ch.Close()
+			_ = ctl.Close()
 			_ = os.Remove(target)
 			r.setState(e, status.StateFailed, fmt.Sprintf("replace the old file: %v", err))
 			return false
 		}
 		r.closeEntry(e)
 	}
-	e.ch, e.unusable = ch, nil
+	e.ctl, e.unusable = ctl, nil
 	if fi, err := os.Stat(e.path); err == nil {
 		e.ino, e.fileBytes = inode(fi), fi.Size()
 	}
@@ -242,10 +241,10 @@ func (r *Reconciler) removeShmChannel(e *shmEntry) {
 // reapLocked recovers the dead peers of every channel.
 func (r *Reconciler) reapLocked() {
 	for _, e := range r.shm {
-		if e.ch == nil {
+		if e.ctl == nil {
 			continue
 		}
-		n, err := e.ch.ReapDeadPeers()
+		n, err := e.ctl.ReapDeadPeers()
 		r.counters.ReapedPeers += uint64(n)
 		if err != nil {
 			r.log.Warn("reaping dead peers failed", "channel", e.name, "err", err)
@@ -260,12 +259,12 @@ func (r *Reconciler) closeEntry(e *shmEntry) {
 }
 
 func (e *shmEntry) close() error {
-	ch := e.ch
-	e.ch, e.unusable, e.ino, e.fileBytes = nil, nil, 0, 0
-	if ch == nil {
+	ctl := e.ctl
+	e.ctl, e.unusable, e.ino, e.fileBytes = nil, nil, 0, 0
+	if ctl == nil {
 		return nil
 	}
-	return ch.Close()
+	return ctl.Close()
 }
 
 // setState records e's state and logs transitions.
@@ -287,10 +286,10 @@ func logStateChange(log *slog.Logger, typ, name string, s status.State, msg stri
 
 // attachedPeers describes who holds the channel, for messages.
 func (e *shmEntry) attachedPeers() string {
-	if e.ch == nil {
+	if e.ctl == nil {
 		return "the processes holding it"
 	}
-	st := e.ch.Stats()
+	st := e.ctl.Stats()
 	n := st.Producers + st.Consumers + st.Subscribers
 	if n == 0 {
 		return "the processes holding it"
@@ -307,11 +306,21 @@ func (e *shmEntry) status() status.Channel {
 		State:    e.state,
 		Message:  e.message,
 	}
-	if e.ch == nil {
+	if e.ctl == nil {
 		return c
 	}
-	c.SharedMemory = SharedMemoryStatus(e.ch.Stats(), e.ch.Options().MaxPeers, e.fileBytes)
+	c.SharedMemory = SharedMemoryStatus(e.ctl.Stats(), e.ctl.Options().MaxPeers, e.fileBytes)
 	return c
+}
+
+// createFailure says why a channel file could not be created, for the
+// channel's status: for a tmpfs without room, in the sizes that decide it.
+func createFailure(name string, err error) string {
+	var noSpace *shm.NoSpaceError
+	if errors.As(err, &noSpace) && noSpace.Free >= 0 {
+		return fmt.Sprintf("channel %s needs %d bytes, tmpfs has %d free", name, noSpace.Need, noSpace.Free)
+	}
+	return fmt.Sprintf("create: %v", err)
 }
 
 // SharedMemoryStatus renders the statistics of a channel file.
