@@ -90,6 +90,15 @@ BENCH_FLAGS ?=
 
 .PHONY: bench
 bench: ## Run the cross-process IPC benchmark (a few minutes; docs/benchmarks.md).
+	@# The NATS baseline needs Debian's nats-server: installed here when running
+	@# as root, otherwise the report marks NATS n/a with the reason.
+	@if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null 2>&1 || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server; } >&2 || \
+	    echo "could not install nats-server: NATS will be n/a" >&2; \
+	  else echo "nats-server not installed (apt-get install nats-server): NATS will be n/a" >&2; fi; \
+	fi
 	$(GO) build -o bin/podipc-bench ./cmd/podipc-bench
 	bin/podipc-bench $(BENCH_FLAGS)
 

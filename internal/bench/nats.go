@@ -21,7 +21,10 @@ import (
 // reply subject (an inbox it subscribed to once) and side B answers with
 // Msg.Respond. Throughput is plain publish/subscribe: A publishes and
 // flushes after the last message, B's subscription counts.
-type natsTransport struct{}
+type natsTransport struct {
+	// server is the nats-server binary; empty looks it up (natsServerPath).
+	server string
+}
 
 // nameNATS is the NATS backend's name, a verdict baseline.
 const nameNATS = "nats"
@@ -39,9 +42,16 @@ const (
 	natsDefaultMaxPayload = 1 << 20
 )
 
-// natsServerPath finds the nats-server binary: in PATH, or where Debian's
-// package installs it (/usr/sbin, which a non-root PATH may lack).
-func natsServerPath() (string, error) {
+// natsServerPath finds the nats-server binary: configured, or in PATH, or
+// where Debian's package installs it (/usr/sbin, which a non-root PATH may
+// lack).
+func natsServerPath(configured string) (string, error) {
+	if configured != "" {
+		if _, err := os.Stat(configured); err != nil {
+			return "", fmt.Errorf("%w: nats-server: %v", ErrUnavailable, err)
+		}
+		return configured, nil
+	}
 	if p, err := exec.LookPath("nats-server"); err == nil {
 		return p, nil
 	}
@@ -52,11 +62,11 @@ func natsServerPath() (string, error) {
 	return "", fmt.Errorf("%w: nats-server is not installed (Debian: apt-get install nats-server; make bench installs it when run as root)", ErrUnavailable)
 }
 
-func (natsTransport) Setup(spec LinkSpec) (Link, error) {
+func (t natsTransport) Setup(spec LinkSpec) (Link, error) {
 	if spec.Size > natsMaxPayload {
 		return nil, fmt.Errorf("%w: %s exceeds NATS's largest max_payload (%s)", ErrUnavailable, FormatSize(spec.Size), FormatSize(natsMaxPayload))
 	}
-	bin, err := natsServerPath()
+	bin, err := natsServerPath(t.server)
 	if err != nil {
 		return nil, err
 	}

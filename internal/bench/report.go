@@ -120,6 +120,7 @@ func (r *Report) writeRTT(p *printer) {
 		{"p99.9", func(res Result) string { return formatNanos(res.RTT.P999) }},
 		{"×" + nameCRing, func(res Result) string { return r.ratioText(res, nameCRing, p50) }},
 		{"×" + nameUnixStream, func(res Result) string { return r.ratioText(res, nameUnixStream, p50) }},
+		{"×" + nameNATS, func(res Result) string { return r.ratioText(res, nameNATS, p50) }},
 	})
 }
 
@@ -129,6 +130,7 @@ func (r *Report) writeThroughput(p *printer) {
 		{"GB/s", func(res Result) string { return fmt.Sprintf("%.3f", res.Throughput.GBPerS) }},
 		{"×" + nameCRing, func(res Result) string { return r.ratioText(res, nameCRing, msgsPerS) }},
 		{"×" + nameUnixStream, func(res Result) string { return r.ratioText(res, nameUnixStream, msgsPerS) }},
+		{"×" + nameNATS, func(res Result) string { return r.ratioText(res, nameNATS, msgsPerS) }},
 	})
 }
 

@@ -71,6 +71,16 @@ func targets() []target {
 			kind: KindThroughput, size: 64, metric: msgsPerS, limit: 0.5},
 		{name: "shm 1 MiB copy throughput at least 70% of memcpy", subject: nameShmSpin, baseline: memcpyBaseline,
 			kind: KindThroughput, size: 1 << 20, metric: gbPerS, limit: 0.7},
+		{name: "mq with acks rtt p50 at most 2× the Unix socket's", subject: nameMQAtLeastOnce, baseline: nameUnixStream,
+			kind: KindRTT, size: 64, metric: p50, limit: 2, atMost: true},
+		{name: "mq with acks rtt p50 at most 2× the Unix socket's", subject: nameMQAtLeastOnce, baseline: nameUnixStream,
+			kind: KindRTT, size: 4 << 10, metric: p50, limit: 2, atMost: true},
+		{name: "mq at-most-once rtt p50 at most 2× the Unix socket's", subject: nameMQAtMostOnce, baseline: nameUnixStream,
+			kind: KindRTT, size: 64, metric: p50, limit: 2, atMost: true},
+		{name: "mq at-most-once rtt p50 at most 2× the Unix socket's", subject: nameMQAtMostOnce, baseline: nameUnixStream,
+			kind: KindRTT, size: 4 << 10, metric: p50, limit: 2, atMost: true},
+		{name: "mq 64 B throughput with acks at least 2× NATS core pub/sub", subject: nameMQAtLeastOnce, baseline: nameNATS,
+			kind: KindThroughput, size: 64, metric: msgsPerS, limit: 2},
 	}
 }
 
