@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +29,10 @@ import (
 // brokerEnv carries the broker's specification (JSON) to the broker process
 // and marks it as one.
 const brokerEnv = "PODIPC_BENCH_MQ_BROKER"
+
+// brokerProfileEnv, when set in the coordinator's environment, makes every
+// broker process write a CPU profile to its value plus "." and its pid.
+const brokerProfileEnv = "PODIPC_BENCH_MQ_CPUPROFILE"
 
 // brokerReady is the line the broker process prints on stdout once it
 // serves.
@@ -51,11 +56,35 @@ func isBroker() bool {
 
 // brokerMain runs the broker role and returns the process exit code.
 func brokerMain() int {
+	if path := os.Getenv(brokerProfileEnv); path != "" {
+		stop, err := startCPUProfile(fmt.Sprintf("%s.%d", path, os.Getpid()))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "podipc-bench mq broker: %v\n", err)
+			return 1
+		}
+		defer stop()
+	}
 	if err := serveBroker(os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "podipc-bench mq broker: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // serveBroker serves the queues of the spec in brokerEnv, tells ready once it

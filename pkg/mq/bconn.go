@@ -201,7 +201,7 @@ func (c *bconn) handleSend(bt *batch, s mqwire.Send) {
 		bt.fail(c, s.Req, n, mqwire.CodeUnknownQueue, string(s.Queue))
 		return
 	}
-	m := &message{body: append(make([]byte, 0, n), s.Body...), priority: s.Priority}
+	m := c.b.newMessage(s.Body, s.Priority)
 	q.send(bt, c, s.Req, m, time.Duration(s.TTLMillis)*time.Millisecond, time.Duration(s.TimeoutMillis)*time.Millisecond)
 }
 

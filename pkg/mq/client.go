@@ -138,7 +138,14 @@ func (c *Client) MaxMessageSize() int { return int(c.limits.MaxMessage) }
 
 // Confirmation is the broker's answer to an asynchronous send.
 type Confirmation struct {
-	done    chan struct{}
+	// answered is set once the fields below the mutex are final.
+	answered atomic.Bool
+	mu       sync.Mutex
+	// done is made by the first caller that waits before the answer (or
+	// asks for Done), so that a pipelined sender that looks only after the
+	// answer came never allocates it.
+	done chan struct{}
+
 	err     error
 	id      uint64
 	bodyLen int
@@ -148,26 +155,73 @@ type Confirmation struct {
 	prefetch uint32
 }
 
+// resolve records the answer (fields set before it, and err) and wakes the
+// waiters. It is called once.
+func (cf *Confirmation) resolve(err error) {
+	cf.err = err
+	cf.mu.Lock()
+	cf.answered.Store(true)
+	if cf.done != nil {
+		close(cf.done)
+	}
+	cf.mu.Unlock()
+}
+
+// pending returns a channel that is closed when the answer comes, or nil if
+// it has come.
+func (cf *Confirmation) pending() <-chan struct{} {
+	if cf.answered.Load() {
+		return nil
+	}
+	cf.mu.Lock()
+	defer cf.mu.Unlock()
+	if cf.answered.Load() {
+		return nil
+	}
+	if cf.done == nil {
+		cf.done = make(chan struct{})
+	}
+	return cf.done
+}
+
 // Done is closed when the broker has answered (or the connection is lost).
-func (cf *Confirmation) Done() <-chan struct{} { return cf.done }
+func (cf *Confirmation) Done() <-chan struct{} {
+	cf.mu.Lock()
+	defer cf.mu.Unlock()
+	if cf.done == nil {
+		cf.done = make(chan struct{})
+		if cf.answered.Load() {
+			close(cf.done)
+		}
+	}
+	return cf.done
+}
 
 // Err is the send's outcome once Done is closed: nil if the message is
 // queued (and journaled, for a persistent queue).
 func (cf *Confirmation) Err() error {
-	<-cf.done
+	if ch := cf.pending(); ch != nil {
+		<-ch
+	}
 	return cf.err
 }
 
 // ID is the message's id in its queue, once Done is closed without error.
 func (cf *Confirmation) ID() uint64 {
-	<-cf.done
+	if ch := cf.pending(); ch != nil {
+		<-ch
+	}
 	return cf.id
 }
 
 // Wait waits for the answer or for ctx to end.
 func (cf *Confirmation) Wait(ctx context.Context) error {
+	ch := cf.pending()
+	if ch == nil {
+		return cf.err
+	}
 	select {
-	case <-cf.done:
+	case <-ch:
 		return cf.err
 	case <-ctx.Done():
 		return ctx.Err()
@@ -194,7 +248,7 @@ func (c *Client) Send(ctx context.Context, queue string, body []byte, opts ...Se
 func (c *Client) SendAsync(ctx context.Context, queue string, body []byte, opts ...SendOption) (*Confirmation, error) {
 	var so sendOptions
 	for _, o := range opts {
-		o.applySend(&so)
+		so = o.applySend(so)
 	}
 	if err := so.validate(); err != nil {
 		return nil, err
@@ -210,7 +264,7 @@ func (c *Client) SendAsync(ctx context.Context, queue string, body []byte, opts 
 		ms := (time.Until(dl) + time.Millisecond - 1) / time.Millisecond
 		timeoutMillis = uint32(min(max(ms, 1), 1<<32-1))
 	}
-	cf := &Confirmation{done: make(chan struct{}), bodyLen: len(body), isSend: true}
+	cf := &Confirmation{bodyLen: len(body), isSend: true}
 	req, err := c.reserveSend(ctx, cf)
 	if err != nil {
 		return nil, err
@@ -257,6 +311,15 @@ func (c *Client) reserveSend(ctx context.Context, cf *Confirmation) (uint32, err
 	return req, nil
 }
 
+// windowRoomy reports, with c.mu held, whether the send window has room
+// enough to wake senders blocked on it: a quarter of it free, or nothing
+// pending. Waking them at once on every answer would hand a busy sender one
+// slot per wake-up.
+func (c *Client) windowRoomy() bool {
+	return c.pendingSends == 0 ||
+		(4*c.pendingSends <= 3*int(c.limits.MaxPendingSends) && 4*c.pendingBytes <= 3*int(c.limits.MaxPendingBytes))
+}
+
 // registerLocked assigns a request id to cf.
 func (c *Client) registerLocked(cf *Confirmation) uint32 {
 	for {
@@ -270,7 +333,7 @@ func (c *Client) registerLocked(cf *Confirmation) uint32 {
 
 // call sends a request frame and waits for its answer.
 func (c *Client) call(ctx context.Context, enc func(b []byte, req uint32) []byte) (*Confirmation, error) {
-	cf := &Confirmation{done: make(chan struct{})}
+	cf := &Confirmation{}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -286,17 +349,16 @@ func (c *Client) call(ctx context.Context, enc func(b []byte, req uint32) []byte
 	}
 	c.w.mu.Unlock()
 	c.w.flush()
-	select {
-	case <-cf.done:
-		return cf, cf.err
-	case <-ctx.Done():
+	err := cf.Wait(ctx)
+	if err != nil && !cf.answered.Load() {
+		// ctx ended first: nobody waits for the answer any more.
 		c.mu.Lock()
 		if c.calls[req] == cf {
 			delete(c.calls, req)
 		}
 		c.mu.Unlock()
-		return cf, ctx.Err()
 	}
+	return cf, err
 }
 
 // Ping waits for a round trip to the broker. Because the broker handles a
@@ -413,8 +475,7 @@ func (c *Client) terminate(err error) {
 	c.mu.Unlock()
 	c.w.close()
 	for _, cf := range calls {
-		cf.err = err
-		close(cf.done)
+		cf.resolve(err)
 	}
 	for _, k := range consumers {
 		k.finish(err)
@@ -514,7 +575,7 @@ func (c *Client) complete(req uint32, fill func(*Confirmation), err error) {
 	if cf != nil && cf.isSend {
 		c.pendingSends--
 		c.pendingBytes -= cf.bodyLen
-		if c.windowFreed != nil {
+		if c.windowFreed != nil && c.windowRoomy() {
 			close(c.windowFreed)
 			c.windowFreed = nil
 		}
@@ -529,8 +590,7 @@ func (c *Client) complete(req uint32, fill func(*Confirmation), err error) {
 	if fill != nil {
 		fill(cf)
 	}
-	cf.err = err
-	close(cf.done)
+	cf.resolve(err)
 }
 
 func (c *Client) dispatch(d mqwire.Deliver) error {
@@ -540,21 +600,54 @@ func (c *Client) dispatch(d mqwire.Deliver) error {
 	if k == nil {
 		return nil // cancelled locally; the broker requeues it
 	}
-	del := &Delivery{
-		Body:       append(make([]byte, 0, len(d.Body)), d.Body...),
-		ID:         d.ID,
-		Priority:   d.Priority,
-		Deliveries: int(d.Deliveries),
-		EnqueuedAt: time.Unix(0, d.EnqueuedAt),
-		consumer:   k,
-		tag:        d.Tag,
-	}
+	del := newDelivery(len(d.Body))
+	copy(del.Body, d.Body)
+	del.ID, del.Priority, del.Deliveries = d.ID, d.Priority, int(d.Deliveries)
+	del.EnqueuedAt = time.Unix(0, d.EnqueuedAt)
+	del.consumer, del.tag = k, d.Tag
 	select {
 	case k.ch <- del:
 		return nil
 	default:
 		return fmt.Errorf("%w: broker exceeded consumer %d's prefetch", ErrProtocol, d.Consumer)
 	}
+}
+
+// Deliveries with small bodies are allocated together with their body: one
+// allocation per message instead of two. The body lies after the Delivery's
+// pointers, so the garbage collector does not scan it.
+type (
+	delivery64 struct {
+		d Delivery
+		b [64]byte
+	}
+	delivery256 struct {
+		d Delivery
+		b [256]byte
+	}
+	delivery1024 struct {
+		d Delivery
+		b [1024]byte
+	}
+)
+
+// newDelivery returns a Delivery with an n-byte Body.
+func newDelivery(n int) *Delivery {
+	switch {
+	case n <= 64:
+		x := new(delivery64)
+		x.d.Body = x.b[:n:n]
+		return &x.d
+	case n <= 256:
+		x := new(delivery256)
+		x.d.Body = x.b[:n:n]
+		return &x.d
+	case n <= 1024:
+		x := new(delivery1024)
+		x.d.Body = x.b[:n:n]
+		return &x.d
+	}
+	return &Delivery{Body: make([]byte, n)}
 }
 
 // appendSettle queues an ACK, NACK or CREDIT, merging it into the previous

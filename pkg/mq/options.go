@@ -40,7 +40,7 @@ func WithSocketPath(path string) DialOption { return func(o *dialOptions) { o.pa
 func WithLogger(l *slog.Logger) DialOption { return func(o *dialOptions) { o.logger = l } }
 
 // SendOption configures one send.
-type SendOption interface{ applySend(*sendOptions) }
+type SendOption interface{ applySend(sendOptions) sendOptions }
 
 type sendOptions struct {
 	priority uint8
@@ -49,7 +49,10 @@ type sendOptions struct {
 
 type priorityOption uint8
 
-func (p priorityOption) applySend(o *sendOptions) { o.priority = uint8(p) }
+func (p priorityOption) applySend(o sendOptions) sendOptions {
+	o.priority = uint8(p)
+	return o
+}
 
 // WithPriority sets the message's priority, from 0 (lowest, the default) to
 // MaxPriority.
@@ -57,7 +60,10 @@ func WithPriority(p uint8) SendOption { return priorityOption(p) }
 
 type ttlOption time.Duration
 
-func (t ttlOption) applySend(o *sendOptions) { o.ttl = time.Duration(t) }
+func (t ttlOption) applySend(o sendOptions) sendOptions {
+	o.ttl = time.Duration(t)
+	return o
+}
 
 // WithTTL sets the message's time to live: if it is not delivered within
 // ttl of its arrival at the broker it expires (and is dead-lettered if the

@@ -27,6 +27,36 @@ type message struct {
 	consumer   *consumer
 	deadline   int64 // broker-monotonic nanoseconds
 	prev, next *message
+
+	// pooled is set on messages from Broker.newMessage, whose body the
+	// broker owns: they are reused once they leave their queue for good.
+	pooled bool
+}
+
+// maxPooledBody is the largest body buffer a reused message keeps.
+const maxPooledBody = 64 << 10
+
+// newMessage returns a message holding a copy of body, reusing one that
+// left its queue for good.
+func (b *Broker) newMessage(body []byte, priority uint8) *message {
+	m, _ := b.messages.Get().(*message)
+	if m == nil || cap(m.body) < len(body) {
+		m = &message{body: make([]byte, 0, len(body))}
+	}
+	m.body = append(m.body[:0], body...)
+	m.priority = priority
+	m.pooled = true
+	return m
+}
+
+// recycle makes m, which has left its queue for good and which nothing
+// references any more, available to newMessage.
+func (b *Broker) recycle(m *message) {
+	if !m.pooled || cap(m.body) > maxPooledBody {
+		return
+	}
+	*m = message{body: m.body[:0]}
+	b.messages.Put(m)
 }
 
 func (m *message) journaled() mqjournal.Message {
@@ -370,16 +400,17 @@ func (q *queue) unlinkInflight(m *message) {
 	m.consumer = nil
 }
 
-// forget removes a message that left the queue for good from the journal.
+// forget removes a message that left the queue for good from the journal,
+// and recycles it: the caller must not use m afterwards.
 func (q *queue) forget(bt *batch, m *message) {
-	if q.journal == nil {
-		return
+	if q.journal != nil {
+		q.journal.AppendRemove(m.id, len(m.body))
+		bt.touch(q.journal)
+		if q.journal.ShouldCompact() {
+			q.compact()
+		}
 	}
-	q.journal.AppendRemove(m.id, len(m.body))
-	bt.touch(q.journal)
-	if q.journal.ShouldCompact() {
-		q.compact()
-	}
+	q.b.recycle(m)
 }
 
 // compact rewrites the journal from the live messages.
