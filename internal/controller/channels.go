@@ -3,17 +3,23 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/podipc/podipc/api/v1alpha1"
@@ -35,9 +41,13 @@ type ChannelStatusReconciler struct {
 func (r *ChannelStatusReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("ipcchannel-status").
-		For(&v1alpha1.IPCChannel{}).
-		Watches(&v1alpha1.IPCChannel{}, handler.EnqueueRequestsFromMapFunc(r.channelsOfNamespace)).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.channelsOfNamespace)).
+		// Its own status writes bump no generation and need no reconcile.
+		For(&v1alpha1.IPCChannel{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.IPCChannel{}, handler.EnqueueRequestsFromMapFunc(r.channelsOfNamespace),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Pod events are many; counts may lag by StatusBatchDelay, so a burst of
+		// pod creations costs one reconcile per channel, not one per pod.
+		Watches(&corev1.Pod{}, r.delayedChannelsOfNamespace(), builder.WithPredicates(podCountsChanged)).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("set up the IPCChannel status controller: %w", err)
@@ -58,6 +68,29 @@ func (r *ChannelStatusReconciler) channelsOfNamespace(ctx context.Context, o cli
 	return reqs
 }
 
+// StatusBatchDelay is how long pod events are collected before the counts of
+// the channels of their namespace are computed again.
+const StatusBatchDelay = time.Second
+
+func (r *ChannelStatusReconciler) delayedChannelsOfNamespace() handler.EventHandler {
+	enqueue := func(ctx context.Context, o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		for _, req := range r.channelsOfNamespace(ctx, o) {
+			q.AddAfter(req, StatusBatchDelay) // a request already waiting is not added twice
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, e.Object, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, e.ObjectNew, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, e.Object, q)
+		},
+	}
+}
+
 // Reconcile computes and writes the channel's status.
 func (r *ChannelStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var ch v1alpha1.IPCChannel
@@ -72,14 +105,15 @@ func (r *ChannelStatusReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, fmt.Errorf("list IPCChannels in %s: %w", ch.Namespace, err)
 	}
 	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(ch.Namespace), client.MatchingLabelsSelector{Selector: injectedPods}); err != nil {
+	// Read only: the cache's objects are not copied.
+	if err := r.Client.List(ctx, &pods, client.InNamespace(ch.Namespace), client.MatchingLabelsSelector{Selector: injectedPods}, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list injected pods in %s: %w", ch.Namespace, err)
 	}
 
 	status := ch.Status.DeepCopy()
 	status.ObservedGeneration = ch.Generation
 	meta.SetStatusCondition(&status.Conditions, validCondition(&ch, channels.Items))
-	status.MatchedPods, status.ReadyPods = countPods(&ch, channels.Items, pods.Items)
+	status.MatchedPods, status.ReadyPods = countPods(&ch, pods.Items)
 	meta.SetStatusCondition(&status.Conditions, readyCondition(status.MatchedPods, status.ReadyPods))
 	for i := range status.Conditions {
 		status.Conditions[i].ObservedGeneration = ch.Generation
@@ -96,6 +130,22 @@ func (r *ChannelStatusReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	return ctrl.Result{}, nil
 }
+
+// podCountsChanged passes the pod events that can change a channel's
+// counts: creations, deletions, and updates of what countPods reads.
+var podCountsChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	old, okOld := e.ObjectOld.(*corev1.Pod)
+	cur, okNew := e.ObjectNew.(*corev1.Pod)
+	if !okOld || !okNew {
+		return true
+	}
+	return !maps.Equal(old.Labels, cur.Labels) ||
+		old.Annotations[webhook.AnnotationStatus] != cur.Annotations[webhook.AnnotationStatus] ||
+		old.Annotations[webhook.AnnotationChannels] != cur.Annotations[webhook.AnnotationChannels] ||
+		old.Status.Phase != cur.Status.Phase ||
+		(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) ||
+		sidecarReady(old) != sidecarReady(cur)
+}}
 
 // validCondition checks what the API server's schema cannot: rules over the
 // other channels of the namespace, and the schema's rules again for objects
@@ -123,14 +173,10 @@ func validCondition(ch *v1alpha1.IPCChannel, all []v1alpha1.IPCChannel) metav1.C
 // countPods counts the running injected pods the channel applies to and,
 // of those, the ones that have it in their configuration and whose sidecar
 // is ready.
-func countPods(ch *v1alpha1.IPCChannel, all []v1alpha1.IPCChannel, pods []corev1.Pod) (matched, ready int32) {
+func countPods(ch *v1alpha1.IPCChannel, pods []corev1.Pod) (matched, ready int32) {
 	for i := range pods {
 		pod := &pods[i]
-		if pod.DeletionTimestamp != nil || podFinished(pod) {
-			continue
-		}
-		sel, err := webhook.SelectChannels(pod, all)
-		if err != nil || !slices.ContainsFunc(sel.Channels, func(c v1alpha1.IPCChannel) bool { return c.Name == ch.Name }) {
+		if pod.DeletionTimestamp != nil || podFinished(pod) || !webhook.ChannelApplies(pod, ch) {
 			continue
 		}
 		matched++

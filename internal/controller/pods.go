@@ -12,9 +12,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/podipc/podipc/api/v1alpha1"
@@ -42,8 +44,13 @@ type PodConfigReconciler struct {
 func (r *PodConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("pod-config").
-		For(&corev1.Pod{}).
-		Watches(&v1alpha1.IPCChannel{}, handler.EnqueueRequestsFromMapFunc(r.podsOfNamespace)).
+		// Pod status updates (the kubelet's, frequent) do not change a pod's
+		// channels; label and annotation changes do.
+		For(&corev1.Pod{}, builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		// Only spec changes, creations and deletions of channels matter to pods;
+		// status updates (the other controller's) do not bump the generation.
+		Watches(&v1alpha1.IPCChannel{}, handler.EnqueueRequestsFromMapFunc(r.podsOfNamespace),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("set up the pod config controller: %w", err)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/injector"
+	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/webhook"
 )
 
@@ -322,8 +323,12 @@ func TestInjectorSelfManaged(t *testing.T) {
 				return err
 			}
 			st, _, _ := webhook.ReadStatus(&got)
-			if !slices.Equal(st.Channels, []string{"frames", "later"}) || len(st.Missing) != 0 || !strings.Contains(got.Annotations[webhook.AnnotationConfig], "name: later") {
-				return fmt.Errorf("status %+v", st)
+			cfg, err := channelconfig.Parse([]byte(got.Annotations[webhook.AnnotationConfig]))
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(st.Channels, []string{"frames", "later"}) || len(st.Missing) != 0 || len(cfg.Channels) != 2 || cfg.Channels[1].Name != "later" {
+				return fmt.Errorf("status %+v, config %+v", st, cfg.Channels)
 			}
 			return nil
 		})

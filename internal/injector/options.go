@@ -55,6 +55,7 @@ type Options struct {
 	WebhookPort          int
 	MetricsAddr          string
 	HealthAddr           string
+	PprofAddr            string
 	LeaderElect          bool
 	LeaderElectionID     string
 	NativeSidecar        NativeSidecarMode
@@ -127,6 +128,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "port of the webhook server")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, `address of the Prometheus metrics endpoint ("0" disables it)`)
 	fs.StringVar(&o.HealthAddr, "health-probe-bind-address", o.HealthAddr, "address of /healthz and /readyz")
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", o.PprofAddr, "address of the Go profiler's /debug/pprof endpoints (empty: off)")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader for the controllers and certificate rotation (the webhook serves on every replica)")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "name of the leader-election Lease")
 	fs.Func("native-sidecar", `inject the sidecar as a native sidecar: "auto" (when the API server is 1.29 or later), "always" or "never"`, func(v string) error {

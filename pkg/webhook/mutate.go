@@ -87,7 +87,7 @@ func Mutate(pod *corev1.Pod, channels []v1alpha1.IPCChannel, s Settings) (*corev
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
 	}
-	out.Annotations[AnnotationConfig] = string(cfg.YAML)
+	out.Annotations[AnnotationConfig] = string(cfg.JSON)
 	st := Status{
 		Version:            s.InjectorVersion,
 		Channels:           cfg.Names(),

@@ -485,3 +485,20 @@ func TestSettingsValidate(t *testing.T) {
 		t.Fatalf("err = %v, want both problems", err)
 	}
 }
+
+func TestChannelAppliesAgreesWithSelectChannels(t *testing.T) {
+	channels := []v1alpha1.IPCChannel{shmChannel("all", 0, 0, nil), shmChannel("demo", 0, 0, selectApp("demo")), shmChannel("other", 0, 0, selectApp("other"))}
+	for _, pod := range []*corev1.Pod{
+		injectPod(nil, "a"),
+		injectPod(map[string]string{AnnotationChannels: "other"}, "a"),
+		injectPod(map[string]string{AnnotationChannels: "Bad_Name"}, "a"),
+	} {
+		sel, _ := SelectChannels(pod, channels)
+		for i := range channels {
+			want := slices.ContainsFunc(sel.Channels, func(c v1alpha1.IPCChannel) bool { return c.Name == channels[i].Name })
+			if got := ChannelApplies(pod, &channels[i]); got != want {
+				t.Errorf("pod %v, channel %s: ChannelApplies %v, SelectChannels %v", pod.Annotations, channels[i].Name, got, want)
+			}
+		}
+	}
+}

@@ -80,7 +80,7 @@ func Reconfigure(pod *corev1.Pod, available []v1alpha1.IPCChannel) (Reconfigurat
 
 	next := st
 	next.Channels, next.Missing, next.Rejected, next.ConfigHash = cfg.Names(), sel.Missing, rejected, cfg.Hash()
-	r := Reconfiguration{Config: string(cfg.YAML), Status: next}
+	r := Reconfiguration{Config: string(cfg.JSON), Status: next}
 	r.Changed = pod.Annotations[AnnotationConfig] != r.Config || pod.Annotations[AnnotationStatus] != next.encode()
 	return r, nil
 }

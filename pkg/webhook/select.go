@@ -80,3 +80,21 @@ func selectorMatches(s *metav1.LabelSelector, podLabels map[string]string) bool 
 	}
 	return sel.Matches(labels.Set(podLabels))
 }
+
+// ChannelApplies reports whether the IPCChannel applies to the injected pod,
+// by the same rule as SelectChannels, at the cost of one channel rather than
+// all of the namespace's. A pod with an invalid annotation gets no channel.
+func ChannelApplies(pod *corev1.Pod, ch *v1alpha1.IPCChannel) bool {
+	if ch.DeletionTimestamp != nil {
+		return false
+	}
+	opts, err := parseOptions(pod)
+	if err != nil {
+		return false
+	}
+	if opts.channels != nil {
+		_, found := slices.BinarySearch(opts.channels, ch.Name)
+		return found
+	}
+	return selectorMatches(ch.Spec.Selector, pod.Labels)
+}
