@@ -21,7 +21,8 @@ import (
 //
 // Both benchmarks build the real binary (no race detector, no test
 // instrumentation) and run it with the default intervals on a ten-channel
-// configuration.
+// configuration. The idle one measures two builds: a plain `go build`, and
+// the build of the container image (static, stripped: `make image-binaries`).
 
 // tenChannels is a configuration of five shared-memory channels (11 MiB of
 // rings) and five message queues.
@@ -38,11 +39,26 @@ const tenChannels = `
 - {name: stats, type: MessageQueue, messageQueue: {delivery: AtMostOnce, overflow: DropOldest}}
 `
 
+// imageBuild is how the Makefile builds the binary of the image.
+var imageBuild = sidecarBuild{
+	name:  "image",
+	env:   []string{"CGO_ENABLED=0"},
+	flags: []string{"-trimpath", "-ldflags=-s -w"},
+}
+
+// sidecarBuild is a way of building the command: go build's environment and flags.
+type sidecarBuild struct {
+	name  string
+	env   []string
+	flags []string
+}
+
 // buildSidecar builds the command into a temporary directory.
-func buildSidecar(b *testing.B) string {
+func buildSidecar(b *testing.B, how sidecarBuild) string {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "podipc-sidecar")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd := exec.Command("go", append(append([]string{"build", "-o", bin}, how.flags...), ".")...)
+	cmd.Env = append(os.Environ(), how.env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -53,7 +69,7 @@ func buildSidecar(b *testing.B) string {
 // from /readyz: ten channels created (shared-memory rings pre-faulted) and
 // queues declared.
 func BenchmarkSidecarStartToReady(b *testing.B) {
-	bin := buildSidecar(b)
+	bin := buildSidecar(b, sidecarBuild{})
 	cfg := filepath.Join(b.TempDir(), "channels.yaml")
 	writeConfig(b, cfg, tenChannels)
 	client := &http.Client{Timeout: time.Second}
@@ -93,10 +109,16 @@ func BenchmarkSidecarStartToReady(b *testing.B) {
 // /proc/<pid>/stat, and the scheduler's nanosecond count of every thread)
 // and its memory after them: VmRSS, split into private memory (RssAnon), the
 // binary's mapped pages (RssFile, page cache) and the mapped channel files
-// (RssShmem: the tmpfs pages, charged to the pod once however many processes
-// map them).
+// (RssShmem: the tmpfs pages the sidecar maps, only the channels' headers
+// and peer tables). It does so for a plain build and for the image's.
 func BenchmarkSidecarIdle(b *testing.B) {
-	bin := buildSidecar(b)
+	for _, how := range []sidecarBuild{{name: "go-build"}, imageBuild} {
+		b.Run(how.name, func(b *testing.B) { measureIdle(b, buildSidecar(b, how)) })
+	}
+}
+
+// measureIdle is one idle measurement of the binary bin.
+func measureIdle(b *testing.B, bin string) {
 	cfg := filepath.Join(b.TempDir(), "channels.yaml")
 	writeConfig(b, cfg, tenChannels)
 	const idle = 10 * time.Second
