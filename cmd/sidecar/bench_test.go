@@ -66,7 +66,7 @@ func buildSidecar(b *testing.B, how sidecarBuild) string {
 }
 
 // BenchmarkSidecarStartToReady measures from process start to the first 200
-// from /readyz: ten channels created (shared-memory rings pre-faulted) and
+// from /readyz: ten channels created (ring files with every block allocated) and
 // queues declared.
 func BenchmarkSidecarStartToReady(b *testing.B) {
 	bin := buildSidecar(b, sidecarBuild{})

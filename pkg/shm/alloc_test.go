@@ -54,8 +54,8 @@ func expectEmptyDir(t *testing.T, dir string) {
 
 // A tmpfs without room for the channel: Create and CreateControl return a
 // *NoSpaceError naming the sizes, leave no file behind and give back every
-// block they took. Before the fix this was a SIGBUS while the slot headers
-// were written.
+// block they took. (Over a sparse file, the stores that initialise the slots
+// would raise SIGBUS instead.)
 func TestCreateOnFullTmpfsIsNoSpaceError(t *testing.T) {
 	dir := mountFS(t, "tmpfs", "size=1m")
 	need := int64(computeGeometry(bigQueue.withDefaults()).fileSize)

@@ -176,7 +176,7 @@ func TestCreatesDeclaredChannels(t *testing.T) {
 	if o := f.open("frames").Options(); o.SlotSize != 256 || o.SlotCount != 16 || o.Mode != shm.ModeQueue {
 		t.Errorf("frames file options = %+v", o)
 	}
-	// Pre-faulted: every page of the file is allocated on the tmpfs.
+	// Allocated up front: every page of the file is on the tmpfs.
 	fi, err := os.Stat(f.shmPath("frames"))
 	if err != nil {
 		t.Fatal(err)
