@@ -102,6 +102,72 @@ bench: ## Run the cross-process IPC benchmark (a few minutes; docs/benchmarks.md
 	$(GO) build -o bin/podipc-bench ./cmd/podipc-bench
 	bin/podipc-bench $(BENCH_FLAGS)
 
+# ---- Helm chart, container images and the end-to-end test on kind ----------
+
+HELM_VERSION := v3.22.0
+HELM := $(BIN)/helm-$(HELM_VERSION)
+CHART := charts/podipc
+
+$(HELM):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN)/.tmp-helm GOFLAGS= $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(BIN)/.tmp-helm/helm $@ && rmdir $(BIN)/.tmp-helm
+
+.PHONY: helm
+helm: $(HELM) ## Build the helm CLI from its Go module (once; cached).
+
+.PHONY: chart-crds
+chart-crds: ## Copy config/crd into the chart (charts/podipc/files/crds), its only source.
+	rm -f $(CHART)/files/crds/*.yaml
+	cp config/crd/*.yaml $(CHART)/files/crds/
+
+.PHONY: verify-chart-crds
+verify-chart-crds: ## Fail when the chart's copy of the CRDs differs from config/crd.
+	@diff -r config/crd $(CHART)/files/crds || { echo "$(CHART)/files/crds is stale: run 'make chart-crds'" >&2; exit 1; }
+
+.PHONY: helm-lint
+helm-lint: $(HELM) verify-chart-crds ## helm lint --strict the chart with every value set in its ci/.
+	for values in $(CHART)/ci/*-values.yaml; do $(HELM) lint --strict --kube-version v1.34.4 $(CHART) --values "$$values"; done
+
+.PHONY: chart-test
+chart-test: export PODIPC_REQUIRE_ENVTEST := 1
+chart-test: $(HELM) envtest-bins ## Lint and render the chart with every value set; server-side dry run against envtest.
+	HELM=$(HELM) $(GO) test -count=1 ./charts/...
+
+# Static binaries for the FROM-scratch images, and the images (local Docker engine).
+IMAGE_TAG ?= dev
+IMAGE_PREFIX ?=
+IMAGE_BUILD := bin/images
+GOARCH_IMAGE ?= $(shell $(GO) env GOARCH)
+IMAGE_GO_BUILD := CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_IMAGE) $(GO) build -trimpath -ldflags "-s -w"
+
+.PHONY: image-binaries
+image-binaries: ## Build the static binaries the images contain into bin/images/.
+	rm -rf $(IMAGE_BUILD) && mkdir -p $(IMAGE_BUILD)/sidecar $(IMAGE_BUILD)/injector $(IMAGE_BUILD)/examples
+	$(IMAGE_GO_BUILD) -o $(IMAGE_BUILD)/sidecar/podipc-sidecar ./cmd/sidecar
+	$(IMAGE_GO_BUILD) -o $(IMAGE_BUILD)/injector/podipc-injector ./cmd/injector
+	$(IMAGE_GO_BUILD) -o $(IMAGE_BUILD)/examples/ $(EXAMPLE_PKGS)
+	chmod 0555 $(IMAGE_BUILD)/*/*
+
+# The example programs the end-to-end test runs as application containers.
+EXAMPLE_PKGS ?= ./examples/app/producer ./examples/app/consumer
+
+.PHONY: images
+images: image-binaries ## Build the podipc-sidecar, podipc-injector and podipc-examples images (IMAGE_TAG, default dev).
+	docker build -f build/sidecar.Dockerfile -t $(IMAGE_PREFIX)podipc-sidecar:$(IMAGE_TAG) $(IMAGE_BUILD)/sidecar
+	docker build -f build/injector.Dockerfile -t $(IMAGE_PREFIX)podipc-injector:$(IMAGE_TAG) $(IMAGE_BUILD)/injector
+	docker build -f build/examples.Dockerfile -t $(IMAGE_PREFIX)podipc-examples:$(IMAGE_TAG) $(IMAGE_BUILD)/examples
+
+.PHONY: e2e
+e2e: $(HELM) ## End-to-end test on a kind cluster (docs/e2e.md): minutes with a cached node image.
+	HELM=$(HELM) CACHE=$(CACHE) kind-test/run.sh
+
+# `make unit` (and so `make test`) runs the chart's tests, which need the helm CLI;
+# `make verify` holds the chart's copy of the CRDs to config/crd.
+unit: $(HELM)
+unit: export HELM := $(HELM)
+verify: verify-chart-crds
+
 .PHONY: help
 help: ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
