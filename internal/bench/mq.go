@@ -18,7 +18,7 @@ import (
 //
 // Every send is confirmed by the broker (SEND_OK): a side waits for the
 // confirmations of its sends before it receives, and a streaming sender
-// keeps at most mqSendWindow of them outstanding, so a failed send is never
+// checks each one within mqSendWindow sends, so a failed send is never
 // missed. Deliveries are acknowledged (AtLeastOnce) when the harness
 // releases them; AtMostOnce queues forget a message as they deliver it and
 // the client grants credit instead.
@@ -41,9 +41,12 @@ const (
 	// mqPrefetch is the consumers' prefetch: enough to keep a stream
 	// flowing while acks travel back.
 	mqPrefetch = 1024
-	// mqSendWindow is how many unconfirmed sends a streaming side keeps
-	// (the broker's default window).
-	mqSendWindow = 1024
+	// mqSendWindow is how many sends a streaming side keeps to check their
+	// confirmations: twice the broker's default window of unconfirmed
+	// sends, so that the client's window, not this ring, holds the sender
+	// back, and the oldest send has nearly always been confirmed by the
+	// time the ring comes round to it.
+	mqSendWindow = 2048
 	// mqDialTimeout bounds connecting and subscribing.
 	mqDialTimeout = 10 * time.Second
 	// maxSocketPath is the longest Unix socket path (sun_path less its NUL).

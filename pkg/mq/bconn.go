@@ -33,6 +33,9 @@ type bconn struct {
 	id  uint64
 	log *slog.Logger
 	rd  *mqwire.Reader
+	// src counts the reader's reads from the socket, each of which may
+	// have waited.
+	src *countingReader
 
 	w *frameWriter
 
@@ -45,12 +48,14 @@ type bconn struct {
 }
 
 func newBconn(b *Broker, nc net.Conn, id uint64) *bconn {
+	src := &countingReader{r: nc}
 	return &bconn{
 		b:         b,
 		nc:        nc,
 		id:        id,
 		log:       b.log.With("conn", id),
-		rd:        mqwire.NewReader(nc, readBufferSize, int(b.welcome.MaxFrame)),
+		src:       src,
+		rd:        mqwire.NewReader(src, readBufferSize, int(b.welcome.MaxFrame)),
 		w:         newFrameWriter(nc, b.opts.WriteTimeout),
 		consumers: make(map[uint32]*consumer),
 	}
@@ -87,9 +92,13 @@ func (c *bconn) classify(err error) (mqwire.Code, string) {
 
 func (c *bconn) readLoop(bt *batch) error {
 	for {
+		reads := c.src.reads
 		typ, p, err := c.rd.Next()
 		if err != nil {
 			return err
+		}
+		if c.src.reads != reads {
+			bt.resetClock() // the frame may have been waited for
 		}
 		if err := c.handle(bt, typ, p); err != nil {
 			return err
@@ -99,6 +108,17 @@ func (c *bconn) readLoop(bt *batch) error {
 			c.waitForWriter()
 		}
 	}
+}
+
+// countingReader counts the reads of the reader it wraps.
+type countingReader struct {
+	r     io.Reader
+	reads uint64
+}
+
+func (cr *countingReader) Read(p []byte) (int, error) {
+	cr.reads++
+	return cr.r.Read(p)
 }
 
 // waitForWriter applies backpressure: a client that does not read its

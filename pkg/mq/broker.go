@@ -201,6 +201,7 @@ func (b *Broker) Apply(ctx context.Context, cfgs []QueueConfig) error {
 			errs = append(errs, err)
 			break
 		}
+		bt.resetClock() // opening a journal takes a while
 		if q, ok := old[cfg.Name]; ok {
 			if err := q.update(bt, cfg); err != nil {
 				errs = append(errs, fmt.Errorf("queue %q: %w", cfg.Name, err))

@@ -34,8 +34,7 @@ type Client struct {
 	readerDone chan struct{}
 
 	mu           sync.Mutex
-	calls        map[uint32]*Confirmation
-	nextReq      uint32
+	calls        requestTable
 	consumers    map[uint32]*Consumer
 	nextConsumer uint32
 	defaults     map[string]*Consumer
@@ -81,7 +80,6 @@ func Dial(ctx context.Context, opts ...DialOption) (*Client, error) {
 		rd:         mqwire.NewReader(nc, readBufferSize, int(w.MaxFrame)),
 		w:          newFrameWriter(nc, clientWriteTimeout),
 		readerDone: make(chan struct{}),
-		calls:      map[uint32]*Confirmation{},
 		consumers:  map[uint32]*Consumer{},
 		defaults:   map[string]*Consumer{},
 		done:       make(chan struct{}),
@@ -148,6 +146,7 @@ type Confirmation struct {
 
 	err     error
 	id      uint64
+	req     uint32
 	bodyLen int
 	isSend  bool
 	// CONSUME_OK fields.
@@ -321,15 +320,7 @@ func (c *Client) windowRoomy() bool {
 }
 
 // registerLocked assigns a request id to cf.
-func (c *Client) registerLocked(cf *Confirmation) uint32 {
-	for {
-		c.nextReq++
-		if _, used := c.calls[c.nextReq]; c.nextReq != 0 && !used {
-			c.calls[c.nextReq] = cf
-			return c.nextReq
-		}
-	}
-}
+func (c *Client) registerLocked(cf *Confirmation) uint32 { return c.calls.add(cf) }
 
 // call sends a request frame and waits for its answer.
 func (c *Client) call(ctx context.Context, enc func(b []byte, req uint32) []byte) (*Confirmation, error) {
@@ -353,9 +344,7 @@ func (c *Client) call(ctx context.Context, enc func(b []byte, req uint32) []byte
 	if err != nil && !cf.answered.Load() {
 		// ctx ended first: nobody waits for the answer any more.
 		c.mu.Lock()
-		if c.calls[req] == cf {
-			delete(c.calls, req)
-		}
+		c.calls.remove(cf)
 		c.mu.Unlock()
 	}
 	return cf, err
@@ -465,8 +454,8 @@ func (c *Client) terminate(err error) {
 		err = c.goAway
 	}
 	c.err = err
-	calls, consumers := c.calls, c.consumers
-	c.calls, c.consumers = map[uint32]*Confirmation{}, map[uint32]*Consumer{}
+	calls, consumers := c.calls.drain(), c.consumers
+	c.consumers = map[uint32]*Consumer{}
 	if c.windowFreed != nil {
 		close(c.windowFreed)
 		c.windowFreed = nil
@@ -570,8 +559,7 @@ func (c *Client) handle(typ mqwire.FrameType, p []byte) error {
 // complete hands the broker's answer to the request's waiter.
 func (c *Client) complete(req uint32, fill func(*Confirmation), err error) {
 	c.mu.Lock()
-	cf := c.calls[req]
-	delete(c.calls, req)
+	cf := c.calls.take(req)
 	if cf != nil && cf.isSend {
 		c.pendingSends--
 		c.pendingBytes -= cf.bodyLen

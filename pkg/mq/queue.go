@@ -178,7 +178,7 @@ func (q *queue) send(bt *batch, c *bconn, req uint32, m *message, ttl, timeout t
 		bt.fail(c, req, len(m.body), mqwire.CodeMessageTooLarge, "queue limit exceeded")
 		return
 	}
-	now := q.b.now()
+	now := bt.now()
 	if ttl == 0 {
 		ttl = q.cfg.DefaultTTL
 	}
@@ -434,7 +434,7 @@ func (q *queue) settle(bt *batch, c *consumer, s mqwire.Settle, ack bool) {
 	if c.removed {
 		return
 	}
-	now := q.b.now()
+	now := bt.now()
 	for i := range s.Len() {
 		m := q.inflight[s.Tag(i)]
 		if m == nil || m.consumer != c {
@@ -466,7 +466,7 @@ func (q *queue) addCredit(bt *batch, c *consumer, n uint32) {
 		return
 	}
 	c.credit = int(min(int64(c.credit)+int64(n), int64(c.prefetch)))
-	q.dispatch(bt, q.b.now())
+	q.dispatch(bt, bt.now())
 }
 
 // requeue puts a message that was not acknowledged back in its place at the
@@ -511,7 +511,7 @@ func (q *queue) acceptDeadLetter(bt *batch, m *message) (*mqjournal.Journal, uin
 	if q.deleted {
 		return nil, 0
 	}
-	now := q.b.now()
+	now := bt.now()
 	m.deliveries, m.expiresAt, m.enqueuedAt = 0, 0, now.wall
 	if !q.fits(len(m.body)) {
 		if q.cfg.Overflow != DropOldest {
@@ -543,7 +543,7 @@ func (q *queue) addConsumer(bt *batch, c *consumer) bool {
 		return false
 	}
 	q.consumers = append(q.consumers, c)
-	q.dispatch(bt, q.b.now())
+	q.dispatch(bt, bt.now())
 	return true
 }
 
@@ -564,7 +564,7 @@ func (q *queue) removeConsumer(bt *batch, c *consumer) {
 	if q.deleted {
 		return
 	}
-	now := q.b.now()
+	now := bt.now()
 	// Newest first, so that each requeued message goes to the front.
 	for m := q.ifTail; m != nil; {
 		prev := m.prev
@@ -604,7 +604,7 @@ func (q *queue) onTimer() {
 		return
 	}
 	q.timerAt = 0
-	now := q.b.now()
+	now := bt.now()
 	for m := q.ifHead; m != nil && m.deadline <= now.mono; m = q.ifHead {
 		q.unlinkInflight(m)
 		q.requeue(bt, m, now)
@@ -706,7 +706,7 @@ func (q *queue) update(bt *batch, cfg QueueConfig) error {
 		err = q.journal.Delete()
 		q.journal = nil
 	}
-	now := q.b.now()
+	now := bt.now()
 	q.dispatch(bt, now)
 	q.rearm(now)
 	return err
