@@ -74,6 +74,8 @@ type consumer struct {
 	credit   int
 	unacked  int
 	removed  bool
+	// flight holds the consumer's unsettled deliveries (AtLeastOnce).
+	flight flight
 }
 
 // parkedSend is a send waiting for room in a Block queue.
@@ -104,7 +106,7 @@ type queue struct {
 	ttlCount   int   // ready messages with an expiry
 	nextExpiry int64 // lower bound of the ready messages' expiries (wall); 0 if none
 	lastSweep  int64 // broker-monotonic
-	inflight   map[uint64]*message
+	inflight   int   // delivered, unsettled messages
 	ifHead     *message
 	ifTail     *message
 	parked     []*parkedSend
@@ -125,12 +127,11 @@ type counters struct {
 
 func newQueue(b *Broker, cfg QueueConfig) *queue {
 	return &queue{
-		b:        b,
-		name:     cfg.Name,
-		log:      b.log.With("queue", cfg.Name),
-		cfg:      cfg,
-		inflight: make(map[uint64]*message),
-		nextID:   1,
+		b:      b,
+		name:   cfg.Name,
+		log:    b.log.With("queue", cfg.Name),
+		cfg:    cfg,
+		nextID: 1,
 	}
 }
 
@@ -371,7 +372,8 @@ func (q *queue) deliver(bt *batch, c *consumer, m *message, now instant) {
 		return
 	}
 	m.tag, m.consumer, m.deadline = tag, c, now.mono+int64(q.cfg.AckTimeout)
-	q.inflight[tag] = m
+	c.flight.push(tag, m)
+	q.inflight++
 	m.prev, m.next = q.ifTail, nil
 	if q.ifTail != nil {
 		q.ifTail.next = m
@@ -384,7 +386,8 @@ func (q *queue) deliver(bt *batch, c *consumer, m *message, now instant) {
 }
 
 func (q *queue) unlinkInflight(m *message) {
-	delete(q.inflight, m.tag)
+	m.consumer.flight.remove(m.tag)
+	q.inflight--
 	if m.prev != nil {
 		m.prev.next = m.next
 	} else {
@@ -415,7 +418,7 @@ func (q *queue) forget(bt *batch, m *message) {
 
 // compact rewrites the journal from the live messages.
 func (q *queue) compact() {
-	live := make([]mqjournal.Message, 0, q.depth+len(q.inflight))
+	live := make([]mqjournal.Message, 0, q.depth+q.inflight)
 	for p := range q.ready {
 		q.ready[p].each(func(m *message) { live = append(live, m.journaled()) })
 	}
@@ -436,8 +439,8 @@ func (q *queue) settle(bt *batch, c *consumer, s mqwire.Settle, ack bool) {
 	}
 	now := bt.now()
 	for i := range s.Len() {
-		m := q.inflight[s.Tag(i)]
-		if m == nil || m.consumer != c {
+		m := c.flight.get(s.Tag(i))
+		if m == nil {
 			continue // settled late: it timed out and went back to the queue
 		}
 		q.unlinkInflight(m)
@@ -733,7 +736,7 @@ func (q *queue) remove(bt *batch) {
 	}
 	q.parked = nil
 	q.ready = [MaxPriority + 1]deque{}
-	q.inflight = map[uint64]*message{}
+	q.inflight = 0
 	q.ifHead, q.ifTail = nil, nil
 	q.depth, q.bytes, q.ttlCount = 0, 0, 0
 	if q.journal != nil {
@@ -770,7 +773,7 @@ func (q *queue) stats() QueueStats {
 		Config:       q.cfg,
 		Depth:        q.depth,
 		Bytes:        q.bytes,
-		InFlight:     len(q.inflight),
+		InFlight:     q.inflight,
 		Consumers:    len(q.consumers),
 		BlockedSends: len(q.parked),
 		Enqueued:     q.st.enqueued,
