@@ -130,7 +130,13 @@ func dialMQ(socket, out, in string) (Conn, error) {
 	if err != nil {
 		return nil, errors.Join(err, client.Close())
 	}
-	return &mqClientConn{client: client, out: out, cons: cons, sent: make([]*mq.Confirmation, mqSendWindow)}, nil
+	c := &mqClientConn{client: client, out: out, cons: cons, sent: make([]*mq.Confirmation, mqSendWindow)}
+	if path := os.Getenv(brokerProfileEnv); path != "" {
+		if c.stopProfile, err = startCPUProfile(fmt.Sprintf("%s.%d.%s", path, os.Getpid(), out)); err != nil {
+			return nil, errors.Join(err, client.Close())
+		}
+	}
+	return c, nil
 }
 
 // mqClientConn is one side's connection: it sends to one queue and receives from
@@ -143,6 +149,8 @@ type mqClientConn struct {
 	// sent is a ring of unconfirmed sends, the oldest at head.
 	sent    []*mq.Confirmation
 	head, n int
+	// stopProfile, if set, ends this process's CPU profile.
+	stopProfile func()
 }
 
 func (c *mqClientConn) Send(ctx context.Context, msg []byte) error {
@@ -209,6 +217,9 @@ func (c *mqClientConn) Release() error {
 }
 
 func (c *mqClientConn) Close() error {
+	if c.stopProfile != nil {
+		c.stopProfile()
+	}
 	return c.client.Close()
 }
 

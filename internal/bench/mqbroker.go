@@ -31,7 +31,9 @@ import (
 const brokerEnv = "PODIPC_BENCH_MQ_BROKER"
 
 // brokerProfileEnv, when set in the coordinator's environment, makes every
-// broker process write a CPU profile to its value plus "." and its pid.
+// broker process write a CPU profile to its value plus "." and its pid, and
+// each mq side one of its whole process to its value plus "." its pid "."
+// the queue it sends to.
 const brokerProfileEnv = "PODIPC_BENCH_MQ_CPUPROFILE"
 
 // brokerReady is the line the broker process prints on stdout once it
