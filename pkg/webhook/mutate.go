@@ -223,7 +223,7 @@ func appEnv(mountPath string, channels []string) []corev1.EnvVar {
 }
 
 // sidecarContainer is the hardened podipc-sidecar. Its memory request
-// includes the tmpfs bytes it pre-faults (tmpfs pages are charged to the
+// includes the tmpfs bytes it allocates (fallocate; tmpfs pages are charged to the
 // cgroup that first touches them), its limit also the message queues'
 // in-memory bound.
 func sidecarContainer(opts podOptions, size sizing, s *Settings) corev1.Container {

@@ -143,7 +143,7 @@ func TestMutateHardensSidecar(t *testing.T) {
 	case sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault:
 		t.Errorf("seccomp = %+v, want RuntimeDefault", sc.SeccompProfile)
 	}
-	// The memory the sidecar pre-faults (the ring) is in its request and
+	// The tmpfs the sidecar allocates (the ring) is in its request and
 	// limit; the queue's in-memory bound (16 MiB + 10000 × 256 B) in its limit.
 	s := testSettings()
 	wantReq := s.SidecarMemoryRequest.Value() + ringBytes

@@ -37,7 +37,7 @@ type Settings struct {
 	SidecarCPURequest resource.Quantity
 	// SidecarMemoryRequest and SidecarMemoryLimit are the sidecar's own memory,
 	// before the channels: the injector adds the tmpfs bytes the sidecar
-	// pre-faults to both, and the message queues' in-memory bound to the limit.
+	// allocates to both, and the message queues' in-memory bound to the limit.
 	SidecarMemoryRequest resource.Quantity
 	SidecarMemoryLimit   resource.Quantity
 	// StartupTimeoutSeconds bounds how long the sidecar's startup probe waits
