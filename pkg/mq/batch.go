@@ -121,8 +121,11 @@ func (bt *batch) finish() {
 		}
 		bt.wake(cf.conn)
 	}
-	for _, c := range bt.wakes {
-		c.flush()
+	// Latest first: a send wakes its producer's connection (SEND_OK) before
+	// the consumer's it delivered to, and the delivery is what the other
+	// side of a request/reply waits for.
+	for i := len(bt.wakes) - 1; i >= 0; i-- {
+		bt.wakes[i].flush()
 	}
 	bt.hasClock = false
 	clear(bt.wakes)
