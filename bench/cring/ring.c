@@ -274,21 +274,24 @@ static void run_rtt(const struct params *p)
 	uint64_t *s = calloc((size_t)p->samples, sizeof *s);
 	if (s == NULL)
 		die("calloc");
-	/* Like the Go harness, stop early once the budget is spent, so that a
-	 * slow machine does not stretch the run; the last message says so. */
-	long total = p->warmup + p->samples, bad = 0, n = 0;
+	/* Like the Go harness: with a budget, the warm-up ends after a tenth of
+	 * it at the latest, and the run, with fewer samples, once it is spent,
+	 * so that a slow machine does not stretch the run. The last message
+	 * says so to side B. */
+	long bad = 0, n = 0;
 	uint64_t start = now_ns(), budget = (uint64_t)p->budget_ms * 1000000u;
-	int last = 0;
+	int warm = 0, last = 0;
 	for (long i = 0; !last; i++) {
-		last = i == total - 1 ||
-		       (i > p->warmup && p->budget_ms > 0 && now_ns() - start > budget);
+		uint64_t elapsed = now_ns() - start;
+		warm = warm || i >= p->warmup || (budget > 0 && elapsed > budget / 10);
+		last = warm && (n == p->samples - 1 || (budget > 0 && elapsed > budget));
 		stamp(msg, (uint64_t)i, last ? FLAG_LAST : 0);
 		uint64_t t0 = now_ns();
 		send_msg(&out, msg);
 		recv_msg(&in, buf);
 		uint64_t t1 = now_ns();
 		bad += check(buf, (uint64_t)i);
-		if (i >= p->warmup)
+		if (warm)
 			s[n++] = t1 - t0;
 	}
 	wait_side_b(pid);

@@ -93,6 +93,11 @@ func runCRing(ctx context.Context, env Env, args []string) (cRingOutput, error) 
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
 	var out cRingOutput
+	if stdout.Len() == 0 && runErr != nil {
+		// Killed before it could say anything: by its own watchdog
+		// (SIGALRM) or by ctx.
+		return out, fmt.Errorf("c ring %v: %w; stderr %q", args, runErr, stderr.String())
+	}
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		return out, fmt.Errorf("c ring %v: %w; output %q, stderr %q", args, errors.Join(runErr, err), stdout.String(), stderr.String())
 	}

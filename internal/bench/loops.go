@@ -11,21 +11,20 @@ import (
 // between their clock reads. time.Since on a Time taken once reads only the
 // monotonic clock.
 
-// pingSide is side A of an rtt job: it sends Warmup+Samples messages, each
-// after the echo of the previous one, and records the timed round trips in
-// samples (len(samples) == job.Samples). It stops early, with the number of
-// samples taken, once job.Budget has passed.
+// pingSide is side A of an rtt job: it sends messages, each after the echo
+// of the previous one, and records the timed round trips after the warm-up
+// in samples (len(samples) == job.Samples, at least 1). It returns the
+// number of samples taken. With a job.Budget, the warm-up ends after a tenth
+// of it at the latest and the run, with fewer samples, once it is spent.
 func pingSide(ctx context.Context, c Conn, job Job, samples []int64) (int, error) {
 	msg := newMessage(job.Size)
-	total := job.Warmup + len(samples)
 	base := time.Now()
-	last := false
+	warm, last := false, false
 	n := 0
 	for seq := 0; !last; seq++ {
-		last = seq == total-1
-		if seq > job.Warmup && job.Budget > 0 && time.Since(base) > job.Budget {
-			last = true
-		}
+		now := time.Since(base)
+		warm = warm || seq >= job.Warmup || (job.Budget > 0 && now > job.Budget/10)
+		last = warm && (n == len(samples)-1 || (job.Budget > 0 && now > job.Budget))
 		var f uint32
 		if last {
 			f = flagLast
@@ -47,7 +46,7 @@ func pingSide(ctx context.Context, c Conn, job Job, samples []int64) (int, error
 		if err != nil {
 			return n, err
 		}
-		if seq >= job.Warmup {
+		if warm {
 			samples[n] = int64(t1 - t0)
 			n++
 		}

@@ -185,11 +185,13 @@ func p50(r Result) float64      { return float64(r.RTT.P50) }
 func msgsPerS(r Result) float64 { return r.Throughput.MsgsPerS }
 func gbPerS(r Result) float64   { return r.Throughput.GBPerS }
 
+// failure is the one-line reason a result holds no measurement.
 func failure(res Result) string {
+	msg := "error: " + res.Error
 	if res.Unavailable != "" {
-		return "n/a: " + res.Unavailable
+		msg = "n/a: " + res.Unavailable
 	}
-	return "error: " + res.Error
+	return strings.Join(strings.Fields(msg), " ")
 }
 
 // printer remembers the first write error.

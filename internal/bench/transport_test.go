@@ -162,3 +162,29 @@ func TestConnsDoNotAllocate(t *testing.T) {
 		})
 	}
 }
+
+// TestPingBudget: a budget bounds the whole rtt job, warm-up included, and
+// still yields samples, so that a slow transport or a busy machine cannot
+// stretch a run or leave it without figures.
+func TestPingBudget(t *testing.T) {
+	a, peer := attachInProcess(t, pipeTransport{}, testSpec(t, 64))
+	job := Job{Kind: KindRTT, Size: 64, Warmup: 1 << 30, Samples: 1 << 20, Budget: 50 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	echoed := make(chan error, 1)
+	go func() { echoed <- echoSide(ctx, peer, job) }()
+	start := time.Now()
+	n, err := pingSide(ctx, a, job, make([]int64, job.Samples))
+	if err != nil {
+		t.Fatalf("pingSide: %v", err)
+	}
+	if err := <-echoed; err != nil {
+		t.Fatalf("echoSide: %v", err)
+	}
+	if n < 1 || n >= job.Samples {
+		t.Fatalf("took %d samples, want some but fewer than %d", n, job.Samples)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("a 50ms budget ran %v", took)
+	}
+}
