@@ -264,7 +264,7 @@ func (c *Client) SendAsync(ctx context.Context, queue string, body []byte, opts 
 		timeoutMillis = uint32(min(max(ms, 1), 1<<32-1))
 	}
 	cf := &Confirmation{bodyLen: len(body), isSend: true}
-	req, err := c.reserveSend(ctx, cf)
+	req, pipelined, err := c.reserveSend(ctx, cf)
 	if err != nil {
 		return nil, err
 	}
@@ -274,18 +274,26 @@ func (c *Client) SendAsync(ctx context.Context, queue string, body []byte, opts 
 		c.w.mark = -1
 	}
 	c.w.mu.Unlock()
-	c.w.flush()
+	if pipelined {
+		// Other sends are on their way: leave the write to the writer
+		// goroutine, which batches this frame with those that follow,
+		// rather than make one system call per send.
+		c.w.signal()
+	} else {
+		c.w.flush()
+	}
 	return cf, nil
 }
 
-// reserveSend waits for room in the send window and registers cf.
-func (c *Client) reserveSend(ctx context.Context, cf *Confirmation) (uint32, error) {
+// reserveSend waits for room in the send window and registers cf. It
+// reports whether other sends are still unanswered (the caller pipelines).
+func (c *Client) reserveSend(ctx context.Context, cf *Confirmation) (uint32, bool, error) {
 	c.mu.Lock()
 	for {
 		if c.err != nil {
 			err := c.err
 			c.mu.Unlock()
-			return 0, err
+			return 0, false, err
 		}
 		if c.pendingSends == 0 || (c.pendingSends < int(c.limits.MaxPendingSends) &&
 			c.pendingBytes+cf.bodyLen <= int(c.limits.MaxPendingBytes)) {
@@ -299,15 +307,16 @@ func (c *Client) reserveSend(ctx context.Context, cf *Confirmation) (uint32, err
 		select {
 		case <-freed:
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, false, ctx.Err()
 		}
 		c.mu.Lock()
 	}
 	c.pendingSends++
 	c.pendingBytes += cf.bodyLen
 	req := c.registerLocked(cf)
+	pipelined := c.pendingSends > 1
 	c.mu.Unlock()
-	return req, nil
+	return req, pipelined, nil
 }
 
 // windowRoomy reports, with c.mu held, whether the send window has room
