@@ -87,18 +87,38 @@ trap cleanup EXIT
 METRICS=""
 scrape() { k get --raw "/api/v1/namespaces/$APP_NS/pods/$APP_POD:9464/proxy/metrics"; }
 refresh_metrics() { METRICS=$(scrape); }
-# metric NAME LABEL_MATCH: the sum of the samples of NAME whose labels contain LABEL_MATCH (0 if none).
+# metric NAME [LABEL_MATCH...]: the sum of the samples of NAME whose labels contain every LABEL_MATCH
+# (such as 'channel="frames"'; 0 if none). Prometheus sorts labels, so each is matched on its own.
 metric() {
-	awk -v name="$1" -v want="$2" '
-		index($0, name "{") == 1 && index($0, want) > 0 { sum += $NF; found = 1 }
+	local name=$1
+	shift
+	awk -v name="$name" -v wants="$*" '
+		BEGIN { n = split(wants, want, " ") }
+		index($0, name "{") == 1 || $1 == name {
+			for (i = 1; i <= n; i++) if (index($1, want[i]) == 0) next
+			sum += $NF; found = 1
+		}
 		END { printf "%d\n", found ? sum : 0 }' <<<"$METRICS"
 }
 # The predicates below refresh the metrics first. wait_for runs them in a subshell, so a caller that
 # reads metric values after a wait_for refreshes them itself.
-# metric_gt NAME LABEL_MATCH MIN: true when the metric exceeds MIN.
-metric_gt() { refresh_metrics && (($(metric "$1" "$2") > $3)); }
-has_series() { refresh_metrics && grep -q "^$1{.*$2" <<<"$METRICS"; }
-lacks_series() { refresh_metrics && ! grep -q "^$1{.*$2" <<<"$METRICS"; }
+# metric_gt NAME MIN [LABEL_MATCH...]: true when the metric exceeds MIN.
+metric_gt() {
+	local name=$1 min=$2
+	shift 2
+	refresh_metrics && (($(metric "$name" "$@") > min))
+}
+# has_series NAME [LABEL_MATCH...] and lacks_series: whether a sample of NAME has all the labels.
+series_present() {
+	local name=$1
+	shift
+	grep "^$name{" <<<"$METRICS" | awk -v wants="$*" '
+		BEGIN { n = split(wants, want, " ") }
+		{ for (i = 1; i <= n; i++) if (index($1, want[i]) == 0) next; found = 1 }
+		END { exit !found }'
+}
+has_series() { refresh_metrics && series_present "$@"; }
+lacks_series() { refresh_metrics && ! series_present "$@"; }
 
 jsonpath() { ka get "$1" -o "jsonpath=$2"; }
 
@@ -181,8 +201,8 @@ both_count_ready() { [ "$(ka get ipcchannel frames jobs -o jsonpath='{.items[*].
 wait_for "both channels count the app pod ready" 60 both_count_ready
 
 phase "messages flow"
-wait_for "messages flow over the shared-memory channel" 60 metric_gt podipc_shm_received_messages_total 'channel="frames"' 100
-wait_for "messages flow over the message queue" 60 metric_gt podipc_mq_acked_messages_total 'queue="jobs"' 100
+wait_for "messages flow over the shared-memory channel" 60 metric_gt podipc_shm_received_messages_total 100 'channel="frames"'
+wait_for "messages flow over the message queue" 60 metric_gt podipc_mq_acked_messages_total 100 'queue="jobs"'
 consumer_counts() {
 	local out
 	out=$(ka logs "$APP_POD" -c consumer) &&
@@ -195,10 +215,10 @@ log "shm frames: sent $(metric podipc_shm_sent_messages_total 'channel="frames"'
 
 phase "metrics"
 refresh_metrics
-for series in 'podipc_channel_state{channel="frames",type="SharedMemory",state="Ready"} 1' \
-	'podipc_channel_state{channel="jobs",type="MessageQueue",state="Ready"} 1' 'podipc_config_applied 1'; do
-	grep -qF "$series" <<<"$METRICS" || fail "the sidecar's metrics lack: $series"
+for ch in frames jobs; do
+	(($(metric podipc_channel_state "channel=\"$ch\"" 'state="Ready"') == 1)) || fail "the sidecar does not report channel $ch Ready"
 done
+(($(metric podipc_config_applied) == 1)) || fail "the sidecar reports its configuration not applied"
 (($(metric podipc_shm_peers 'channel="frames"') >= 2)) || fail "frames has fewer than 2 live peers"
 
 phase "consumer restart"
@@ -236,11 +256,16 @@ ka apply -f - <"$HERE/manifests/late-channel.yaml" >&2
 late_in_annotation() { jsonpath "pod/$APP_POD" '{.metadata.annotations.podipc\.io/config}' | grep -q late; }
 wait_for "the new channel reaches the pod's annotation" 60 late_in_annotation
 # The kubelet refreshes the projected file within its sync period (about a minute, worst case two).
-wait_for "the sidecar serves the new channel" 180 has_series podipc_channel_state 'channel="late",type="SharedMemory",state="Ready"} 1'
+wait_for "the sidecar serves the new channel" 180 metric_gt podipc_channel_state 0 'channel="late"' 'state="Ready"'
 ka wait --for=condition=Ready ipcchannel/late --timeout=60s >&2
 
 phase "channel removed later"
 ka delete ipcchannel late --wait=true >&2
+late_gone_from_annotation() {
+	local config
+	config=$(jsonpath "pod/$APP_POD" '{.metadata.annotations.podipc\.io/config}') && grep -q frames <<<"$config" && ! grep -q late <<<"$config"
+}
+wait_for "the deleted channel leaves the pod's annotation" 60 late_gone_from_annotation
 wait_for "the sidecar removes the deleted channel" 180 lacks_series podipc_channel_declared 'channel="late"'
 
 phase "uninstall"
