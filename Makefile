@@ -139,7 +139,9 @@ IMAGE_TAG ?= dev
 IMAGE_PREFIX ?=
 IMAGE_BUILD := bin/images
 GOARCH_IMAGE ?= $(shell $(GO) env GOARCH)
-IMAGE_GO_BUILD := CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_IMAGE) $(GO) build -trimpath -ldflags "-s -w"
+# main.version stamps the injector's version (recorded in every injected pod's podipc.io/status); the
+# other commands have no such variable, and -X ignores it for them.
+IMAGE_GO_BUILD := CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_IMAGE) $(GO) build -trimpath -ldflags "-s -w -X main.version=$(IMAGE_TAG)"
 
 .PHONY: image-binaries
 image-binaries: ## Build the static binaries the images contain into bin/images/.

@@ -189,6 +189,11 @@ for c in producer consumer; do
 		fail "container $c has no PODIPC_DIR"
 done
 [ "$(jsonpath "pod/$APP_POD" '{.metadata.labels.podipc\.io/injected}')" = true ] || fail "pod $APP_POD is not labelled injected"
+sidecar='{.spec.initContainers[?(@.name=="podipc-sidecar")]'
+[ "$(jsonpath "pod/$APP_POD" "$sidecar.securityContext.readOnlyRootFilesystem}/$sidecar.securityContext.runAsNonRoot}/$sidecar.securityContext.capabilities.drop[*]}")" = true/true/ALL ] ||
+	fail "the sidecar is not hardened (read-only root, non-root, all capabilities dropped)"
+! jsonpath "pod/$APP_POD" "$sidecar.volumeMounts[*].mountPath}" | grep -q serviceaccount ||
+	fail "the sidecar mounts a service account token; it must need no Kubernetes credentials"
 [ -z "$(jsonpath "pod/$PLAIN_POD" '{.spec.initContainers[*].name}{.spec.volumes[?(@.name=="podipc")].name}')" ] ||
 	fail "the unannotated pod $PLAIN_POD was injected"
 [ -z "$(jsonpath "pod/$PLAIN_POD" '{.metadata.annotations.podipc\.io/status}')" ] || fail "the unannotated pod $PLAIN_POD has a podipc status"
