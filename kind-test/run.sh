@@ -273,6 +273,23 @@ late_gone_from_annotation() {
 wait_for "the deleted channel leaves the pod's annotation" 60 late_gone_from_annotation
 wait_for "the sidecar removes the deleted channel" 180 lacks_series podipc_channel_declared 'channel="late"'
 
+phase "helm upgrade"
+# An upgrade that changes the injector's pod template rolls it (maxUnavailable 0). Helm's three-way merge
+# must leave alone what the injector wrote at run time: the Secret's certificates and the caBundle.
+secret=$(ks get deployment "$RELEASE-injector" -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -o -- '--cert-secret-name=[^"]*' | cut -d= -f2)
+ca_before=$(k get mutatingwebhookconfiguration "$RELEASE" -o jsonpath='{.webhooks[0].clientConfig.caBundle}')
+"$HELM" upgrade "$RELEASE" "$ROOT/charts/podipc" --namespace "$SYSTEM_NS" --reuse-values \
+	--set injector.logLevel=info --wait --timeout 5m >&2
+[ -n "$(ks get secret "$secret" -o jsonpath='{.data.tls\.crt}')" ] || fail "the upgrade emptied the webhook Secret $secret"
+[ "$(k get mutatingwebhookconfiguration "$RELEASE" -o jsonpath='{.webhooks[0].clientConfig.caBundle}')" = "$ca_before" ] ||
+	fail "the upgrade changed or removed the webhook's caBundle"
+# The upgraded injector still injects (a server-side dry run goes through the webhook and stores nothing).
+injects_after_upgrade() {
+	sed -n '/^---$/q;p' "$WORK/pods.yaml" | sed 's/^  name: app$/  name: app-upgrade-check/' |
+		ka create --dry-run=server -f - -o jsonpath='{.spec.initContainers[*].name}' | grep -qw podipc-sidecar
+}
+wait_for "the upgraded injector injects" 60 injects_after_upgrade
+
 phase "uninstall"
 ka delete pod "$APP_POD" "$PLAIN_POD" --wait=true --timeout=60s >&2
 "$HELM" uninstall "$RELEASE" --namespace "$SYSTEM_NS" --wait --timeout 2m >&2
