@@ -192,8 +192,11 @@ done
 sidecar='{.spec.initContainers[?(@.name=="podipc-sidecar")]'
 [ "$(jsonpath "pod/$APP_POD" "$sidecar.securityContext.readOnlyRootFilesystem}/$sidecar.securityContext.runAsNonRoot}/$sidecar.securityContext.capabilities.drop[*]}")" = true/true/ALL ] ||
 	fail "the sidecar is not hardened (read-only root, non-root, all capabilities dropped)"
-! jsonpath "pod/$APP_POD" "$sidecar.volumeMounts[*].mountPath}" | grep -q serviceaccount ||
-	fail "the sidecar mounts a service account token; it must need no Kubernetes credentials"
+# The only thing at the token path in the sidecar must be the injector's empty
+# podipc-no-token volume (the ServiceAccount admission plugin then adds none).
+token_mounts=$(jsonpath "pod/$APP_POD" "$sidecar.volumeMounts[?(@.mountPath==\"/var/run/secrets/kubernetes.io/serviceaccount\")].name}")
+[ "$token_mounts" = podipc-no-token ] ||
+	fail "the sidecar mounts a service account token ($token_mounts); it must need no Kubernetes credentials"
 [ -z "$(jsonpath "pod/$PLAIN_POD" '{.spec.initContainers[*].name}{.spec.volumes[?(@.name=="podipc")].name}')" ] ||
 	fail "the unannotated pod $PLAIN_POD was injected"
 [ -z "$(jsonpath "pod/$PLAIN_POD" '{.metadata.annotations.podipc\.io/status}')" ] || fail "the unannotated pod $PLAIN_POD has a podipc status"

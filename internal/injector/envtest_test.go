@@ -250,7 +250,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 		// credentials, no API server address.
 		side := got.Spec.InitContainers[0]
 		for _, m := range side.VolumeMounts {
-			if m.Name != webhook.VolumeName && m.Name != webhook.ConfigVolumeName {
+			if m.Name != webhook.VolumeName && m.Name != webhook.ConfigVolumeName && m.Name != webhook.NoTokenVolumeName {
 				t.Errorf("sidecar mounts %s at %s", m.Name, m.MountPath)
 			}
 		}

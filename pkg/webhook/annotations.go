@@ -58,6 +58,15 @@ const (
 	VolumeName = "podipc"
 	// ConfigVolumeName is the downward-API volume with the channel configuration.
 	ConfigVolumeName = "podipc-config"
+	// NoTokenVolumeName is an empty read-only volume mounted over the
+	// service-account token path in the sidecar: the ServiceAccount admission
+	// plugin skips containers that already mount that path, so the sidecar
+	// never holds Kubernetes credentials whatever the pod's
+	// automountServiceAccountToken says.
+	NoTokenVolumeName = "podipc-no-token"
+	// ServiceAccountTokenDir is where Kubernetes mounts a pod's
+	// service-account credentials.
+	ServiceAccountTokenDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 	// ConfigDir is where the sidecar mounts ConfigVolumeName.
 	ConfigDir = "/etc/podipc/config"
 	// ConfigFile is the file, in ConfigDir, that holds AnnotationConfig.

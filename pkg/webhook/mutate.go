@@ -59,7 +59,7 @@ func Mutate(pod *corev1.Pod, channels []v1alpha1.IPCChannel, s Settings) (*corev
 		return nil, err
 	}
 
-	out.Spec.Volumes = append(out.Spec.Volumes, tmpfsVolume(size.tmpfsBytes), configVolume())
+	out.Spec.Volumes = append(out.Spec.Volumes, tmpfsVolume(size.tmpfsBytes), configVolume(), noTokenVolume())
 	sidecar := sidecarContainer(opts, size, &s)
 	if s.NativeSidecar {
 		out.Spec.InitContainers = slices.Insert(out.Spec.InitContainers, 0, sidecar)
@@ -152,7 +152,7 @@ func targetContainers(pod *corev1.Pod, opts podOptions) ([]containerRef, error) 
 func checkConflicts(pod *corev1.Pod, opts podOptions, targets []containerRef) error {
 	var problems []string
 	for _, v := range pod.Spec.Volumes {
-		if v.Name == VolumeName || v.Name == ConfigVolumeName {
+		if v.Name == VolumeName || v.Name == ConfigVolumeName || v.Name == NoTokenVolumeName {
 			problems = append(problems, fmt.Sprintf("volume %q already exists", v.Name))
 		}
 	}
@@ -200,6 +200,15 @@ func tmpfsVolume(sizeBytes int64) corev1.Volume {
 	return corev1.Volume{Name: VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 		Medium:    corev1.StorageMediumMemory,
 		SizeLimit: resource.NewQuantity(sizeBytes, resource.BinarySI),
+	}}}
+}
+
+// noTokenVolume is the empty volume the sidecar mounts over the
+// service-account token path (see NoTokenVolumeName).
+func noTokenVolume() corev1.Volume {
+	return corev1.Volume{Name: NoTokenVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+		Medium:    corev1.StorageMediumMemory,
+		SizeLimit: resource.NewQuantity(4096, resource.BinarySI),
 	}}}
 }
 
@@ -252,6 +261,7 @@ func sidecarContainer(opts podOptions, size sizing, s *Settings) corev1.Containe
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: VolumeName, MountPath: opts.mountPath},
 			{Name: ConfigVolumeName, MountPath: ConfigDir, ReadOnly: true},
+			{Name: NoTokenVolumeName, MountPath: ServiceAccountTokenDir, ReadOnly: true},
 		},
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: s.SidecarCPURequest.DeepCopy(), corev1.ResourceMemory: memRequest},

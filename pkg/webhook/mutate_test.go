@@ -157,11 +157,26 @@ func TestMutateHardensSidecar(t *testing.T) {
 	if _, ok := side.Resources.Limits[corev1.ResourceCPU]; ok {
 		t.Error("sidecar has a CPU limit; it should not be throttled")
 	}
-	// No credentials: the sidecar mounts only the tmpfs and its config, and
-	// the pod's token setting is untouched.
+	// No credentials: the sidecar mounts only the tmpfs, its config and an
+	// empty read-only volume over the token path (so the ServiceAccount
+	// admission plugin adds no token to it), and the pod's token setting is
+	// untouched.
 	for _, m := range side.VolumeMounts {
-		if m.Name != VolumeName && m.Name != ConfigVolumeName {
+		if m.Name != VolumeName && m.Name != ConfigVolumeName && m.Name != NoTokenVolumeName {
 			t.Errorf("sidecar mounts %s at %s", m.Name, m.MountPath)
+		}
+	}
+	if !slices.ContainsFunc(side.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return m.Name == NoTokenVolumeName && m.MountPath == ServiceAccountTokenDir && m.ReadOnly
+	}) {
+		t.Errorf("sidecar does not mount %s read-only over %s: %+v", NoTokenVolumeName, ServiceAccountTokenDir, side.VolumeMounts)
+	}
+	if v := volumeOf(t, out, NoTokenVolumeName).EmptyDir; v == nil {
+		t.Errorf("volume %s is not an emptyDir", NoTokenVolumeName)
+	}
+	for _, c := range out.Spec.Containers {
+		if slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == NoTokenVolumeName }) {
+			t.Errorf("app container %s got the sidecar's no-token mount", c.Name)
 		}
 	}
 	if out.Spec.AutomountServiceAccountToken != nil {
