@@ -43,6 +43,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "podipc-bench:", err)
 		return 2
 	}
+	if opts.render != "" {
+		return render(opts.render, stdout, stderr)
+	}
 	if opts.list {
 		for _, b := range bench.Backends() {
 			fmt.Fprintf(stdout, "%-16s %s\n", b.Name, b.About)
@@ -78,6 +81,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 type options struct {
 	json, list, quiet bool
+	// render is a JSON report to print as text instead of running.
+	render string
+}
+
+// render prints the JSON report in path as the text report.
+func render(path string, stdout, stderr io.Writer) int {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		var rep bench.Report
+		if err = json.Unmarshal(b, &rep); err == nil {
+			err = rep.WriteText(stdout)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "podipc-bench: render %s: %v\n", path, err)
+		return 1
+	}
+	return 0
 }
 
 // parseFlags builds the configuration: the defaults, shrunk by -quick,
@@ -95,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (bench.Config, options, error) 
 	fs.BoolVar(&opts.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&opts.list, "list", false, "list the transports and exit")
 	fs.BoolVar(&opts.quiet, "quiet", false, "log only warnings and errors")
+	fs.StringVar(&opts.render, "render", "", "print the text report of a saved -json report and exit")
 	transports := fs.String("transports", strings.Join(def.Transports, ","), "comma-separated transports to measure (see -list)")
 	sizes := fs.String("sizes", "64,4KiB,1MiB", "comma-separated message sizes (B, KiB, MiB)")
 	kinds := fs.String("measure", "rtt,throughput", "what to measure: rtt, throughput or both")

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +72,21 @@ func TestQuickSmoke(t *testing.T) {
 	}
 	if len(rep.Verdicts) == 0 {
 		t.Error("no verdicts")
+	}
+
+	// A saved JSON report renders as the text report.
+	saved := filepath.Join(t.TempDir(), "report.json")
+	if err := os.WriteFile(saved, stdout.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	if code := run(ctx, []string{"-render", saved}, &text, &stderr); code != 0 {
+		t.Fatalf("-render: exit code %d; stderr:\n%s", code, stderr.String())
+	}
+	for _, want := range []string{"Round trip", "One-way throughput", "pipe ", "Targets"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("rendered report lacks %q:\n%s", want, text.String())
+		}
 	}
 }
 

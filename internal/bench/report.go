@@ -152,7 +152,8 @@ func (r *Report) writeTable(p *printer, kind Kind, title string, cols []column) 
 		}
 		fmt.Fprintf(tw, "%s\t%s\t", res.Backend, FormatSize(res.Size))
 		if !res.OK() {
-			fmt.Fprintln(tw, failure(res))
+			// Empty cells keep the columns of the rows below aligned.
+			fmt.Fprintln(tw, strings.Repeat("-\t", len(cols))+failure(res))
 			continue
 		}
 		for _, c := range cols {
