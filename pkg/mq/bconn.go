@@ -221,8 +221,12 @@ func (c *bconn) handleSend(bt *batch, s mqwire.Send) {
 		bt.fail(c, s.Req, n, mqwire.CodeUnknownQueue, string(s.Queue))
 		return
 	}
-	m := c.b.newMessage(s.Body, s.Priority)
-	q.send(bt, c, s.Req, m, time.Duration(s.TTLMillis)*time.Millisecond, time.Duration(s.TimeoutMillis)*time.Millisecond)
+	var m *message
+	if n > maxFreeBody {
+		// Copy a large body before taking the queue's lock.
+		m = &message{body: append(make([]byte, 0, n), s.Body...), priority: s.Priority, owned: true}
+	}
+	q.send(bt, c, s.Req, m, s.Body, s.Priority, time.Duration(s.TTLMillis)*time.Millisecond, time.Duration(s.TimeoutMillis)*time.Millisecond)
 }
 
 func (c *bconn) handleConsume(bt *batch, cm mqwire.Consume) {

@@ -80,8 +80,6 @@ type Broker struct {
 	welcome mqwire.Welcome
 	nextTag atomic.Uint64
 	batches sync.Pool
-	// messages holds messages that left their queues, for reuse.
-	messages sync.Pool
 
 	applyMu sync.Mutex
 	queues  atomic.Pointer[map[string]*queue]

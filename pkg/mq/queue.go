@@ -28,35 +28,45 @@ type message struct {
 	deadline   int64 // broker-monotonic nanoseconds
 	prev, next *message
 
-	// pooled is set on messages from Broker.newMessage, whose body the
-	// broker owns: they are reused once they leave their queue for good.
-	pooled bool
+	// owned is set on messages whose body the broker allocated: they are
+	// reused once they leave their queue for good.
+	owned bool
 }
 
-// maxPooledBody is the largest body buffer a reused message keeps.
-const maxPooledBody = 64 << 10
+// Messages that left a queue for good are kept for reuse in its free list,
+// under the queue's lock, which both ends hold anyway.
+const (
+	// maxFreeBody is the largest body buffer a reused message keeps; a
+	// larger body is copied before the queue's lock is taken.
+	maxFreeBody = 4 << 10
+	// maxFree bounds a queue's free list: at most 1 MiB of bodies.
+	maxFree = 256
+)
 
-// newMessage returns a message holding a copy of body, reusing one that
-// left its queue for good.
-func (b *Broker) newMessage(body []byte, priority uint8) *message {
-	m, _ := b.messages.Get().(*message)
-	if m == nil || cap(m.body) < len(body) {
-		m = &message{body: make([]byte, 0, len(body))}
+// newMessage returns a message holding a copy of body: a message from the
+// free list if body fits one. q.mu must be held.
+func (q *queue) newMessage(body []byte, priority uint8) *message {
+	var m *message
+	if n := len(q.free); n > 0 && len(body) <= maxFreeBody {
+		m, q.free[n-1] = q.free[n-1], nil
+		q.free = q.free[:n-1]
+	} else {
+		m = &message{body: make([]byte, 0, max(len(body), 64))}
 	}
 	m.body = append(m.body[:0], body...)
 	m.priority = priority
-	m.pooled = true
+	m.owned = true
 	return m
 }
 
-// recycle makes m, which has left its queue for good and which nothing
-// references any more, available to newMessage.
-func (b *Broker) recycle(m *message) {
-	if !m.pooled || cap(m.body) > maxPooledBody {
+// recycle keeps m, which has left the queue for good and which nothing
+// references any more, for newMessage. q.mu must be held.
+func (q *queue) recycle(m *message) {
+	if !m.owned || cap(m.body) > maxFreeBody || len(q.free) == maxFree {
 		return
 	}
 	*m = message{body: m.body[:0]}
-	b.messages.Put(m)
+	q.free = append(q.free, m)
 }
 
 func (m *message) journaled() mqjournal.Message {
@@ -110,6 +120,7 @@ type queue struct {
 	ifHead     *message
 	ifTail     *message
 	parked     []*parkedSend
+	free       []*message // for reuse (see newMessage)
 	consumers  []*consumer
 	rr         int
 	nextID     uint64
@@ -167,17 +178,21 @@ func (q *queue) fits(n int) bool {
 	return q.depth < q.cfg.MaxDepth && q.bytes+int64(n) <= q.cfg.MaxBytes
 }
 
-// send handles a producer's message.
-func (q *queue) send(bt *batch, c *bconn, req uint32, m *message, ttl, timeout time.Duration) {
+// send handles a producer's message: m, or if m is nil, a copy of body made
+// under the lock from the free list.
+func (q *queue) send(bt *batch, c *bconn, req uint32, m *message, body []byte, priority uint8, ttl, timeout time.Duration) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.deleted {
-		bt.fail(c, req, len(m.body), mqwire.CodeUnknownQueue, q.name)
+		bt.fail(c, req, len(body), mqwire.CodeUnknownQueue, q.name)
 		return
 	}
-	if len(m.body) > q.cfg.MaxMessageSize {
-		bt.fail(c, req, len(m.body), mqwire.CodeMessageTooLarge, "queue limit exceeded")
+	if len(body) > q.cfg.MaxMessageSize {
+		bt.fail(c, req, len(body), mqwire.CodeMessageTooLarge, "queue limit exceeded")
 		return
+	}
+	if m == nil {
+		m = q.newMessage(body, priority)
 	}
 	now := bt.now()
 	if ttl == 0 {
@@ -413,7 +428,7 @@ func (q *queue) forget(bt *batch, m *message) {
 			q.compact()
 		}
 	}
-	q.b.recycle(m)
+	q.recycle(m)
 }
 
 // compact rewrites the journal from the live messages.

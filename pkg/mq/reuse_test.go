@@ -20,7 +20,7 @@ func body(i, n int) []byte {
 // buffers, and dead-lettered messages, which move rather than leave, must
 // keep theirs.
 func TestReusedMessagesKeepTheirBodies(t *testing.T) {
-	sizes := []int{0, 1, 63, 64, 65, 256, 257, 1024, 1025, 5000, maxPooledBody + 1}
+	sizes := []int{0, 1, 63, 64, 65, 256, 257, 1024, 1025, 5000, maxFreeBody + 1, 64<<10 + 1}
 	b := startBroker(t, BrokerOptions{},
 		QueueConfig{Name: "acked", DeadLetterQueue: "dead"},
 		QueueConfig{Name: "amo", Delivery: AtMostOnce},
