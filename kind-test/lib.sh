@@ -76,8 +76,24 @@ ensure_docker() {
 	if [ -x "$KIND_OFFLINE/00-host-docker.sh" ]; then
 		env PATH="$DOCKERD_PATH:$(dirname "$(command -v go)")" LAB="$LAB" "$KIND_OFFLINE/00-host-docker.sh" >&2
 	elif ! docker info >/dev/null 2>&1; then
-		fail "no running Docker engine, and no kind-offline kit at $KIND_OFFLINE to start one"
+		fail "no running Docker engine, and no kind-offline kit to start one (looked beside the checkout and its origin; set KIND_OFFLINE)"
 	fi
+	local info
+	info=$(docker info 2>&1) || fail "Docker cannot run here, and the kind test needs it (it does not skip): $(tail -n 3 <<<"$info")"
+}
+
+# find_kind_offline: the kind-offline kit's directory. It lives beside the project's checkout
+# (../shared/kind-offline); a clone made elsewhere (CI's `git clone . /tmp/ci`) finds it beside the
+# repository it was cloned from. Prints nothing when there is none.
+find_kind_offline() {
+	local origin dir
+	for dir in "$ROOT/../shared/kind-offline" \
+		"$(origin=$(git -C "$ROOT" config --get remote.origin.url 2>/dev/null) && [ -d "$origin" ] && echo "$origin/../shared/kind-offline")"; do
+		if [ -n "$dir" ] && [ -x "$dir/node-image.sh" ]; then
+			(cd "$dir" && pwd)
+			return
+		fi
+	done
 }
 
 # node_image: the kind node image to run. $KIND_NODE_IMAGE if set (e.g. kind's published kindest/node on a
@@ -88,7 +104,7 @@ node_image() {
 		echo "$KIND_NODE_IMAGE"
 		return
 	fi
-	[ -x "$KIND_OFFLINE/node-image.sh" ] || fail "set KIND_NODE_IMAGE, or provide the kind-offline kit at $KIND_OFFLINE (KIND_OFFLINE=...)"
+	[ -x "$KIND_OFFLINE/node-image.sh" ] || fail "set KIND_NODE_IMAGE, or provide the kind-offline kit (KIND_OFFLINE=..., looked beside the checkout and its origin)"
 	LAB=$LAB "$KIND_OFFLINE/node-image.sh" | tail -n 1
 }
 

@@ -7,7 +7,7 @@
 #
 # Env: KIND_NODE_IMAGE (default: the kind-offline kit's locally built image), CLUSTER (podipc-e2e),
 # IMAGE_TAG (e2e), KEEP_CLUSTER=1 (leave the cluster running), SKIP_IMAGES=1 (use images already built),
-# KIND_OFFLINE (the kit, default ../shared/kind-offline), HELM, KIND, KUBECTL (tools; built if absent).
+# KIND_OFFLINE (the kit, default ../shared/kind-offline beside this checkout or the one it was cloned from), HELM, KIND, KUBECTL (tools; built if absent).
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,7 +16,7 @@ HERE=$ROOT/kind-test
 source "$HERE/lib.sh"
 
 CACHE=${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/podipc}
-KIND_OFFLINE=${KIND_OFFLINE:-$(cd "$ROOT/.." && pwd)/shared/kind-offline}
+KIND_OFFLINE=${KIND_OFFLINE:-$(find_kind_offline)}
 LAB=${LAB:-$CACHE/kind-offline}
 CLUSTER=${CLUSTER:-podipc-e2e}
 TAG=${IMAGE_TAG:-e2e}
@@ -171,7 +171,7 @@ phase "channels and pods"
 k create namespace "$APP_NS" >&2
 ka apply -f - <"$HERE/manifests/channels.yaml" >&2
 # The app pod may be refused while the webhook's endpoints settle: retry until admitted.
-pause_image=$(docker exec "$NODE" crictl images -o json | jq -r '.images[].repoTags[]?' | grep -m1 '/pause:') ||
+pause_image=$(docker exec "$NODE" crictl images | awk '$1 ~ /\/pause$/ { print $1 ":" $2; exit }' | grep .) ||
 	fail "the node has no pause image"
 sed "s#:E2E_TAG#:$TAG#g; s#E2E_PAUSE_IMAGE#$pause_image#g" "$HERE/manifests/pods.yaml" >"$WORK/pods.yaml"
 apply_pods() { ka apply -f - <"$WORK/pods.yaml"; }
