@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	"github.com/podipc/podipc/pkg/mq"
 )
 
@@ -41,7 +43,7 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	client, err := mq.Dial(ctx, mq.WithSocketPath(filepath.Join(dir, mq.SocketName)))
+	client, err := mq.Dial(ctx, mq.WithSocketPath(podcontract.MQSocketPath(dir)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +74,7 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 		t.Error("send after the broker shut down succeeded")
 	}
 	client.Close()
-	if _, err := os.Stat(filepath.Join(dir, mq.SocketName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(podcontract.MQSocketPath(dir)); !os.IsNotExist(err) {
 		t.Errorf("broker socket after shutdown: %v", err)
 	}
 
@@ -106,7 +108,7 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 		}
 	}
 
-	client2, err := mq.Dial(ctx, mq.WithSocketPath(filepath.Join(dir, mq.SocketName)))
+	client2, err := mq.Dial(ctx, mq.WithSocketPath(podcontract.MQSocketPath(dir)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +216,7 @@ func TestRunsAsNonRootOnReadOnlyRoot(t *testing.T) {
 	// broker socket.
 	app := exec.Command(os.Args[0])
 	app.Env = append(os.Environ(), roleEnv+"="+roleShmPeer, uidEnv+"=1000",
-		"CHANNEL_PATH="+filepath.Join(channelsDir(dir), "frames"), "MQ_SOCKET="+filepath.Join(dir, mq.SocketName))
+		"CHANNEL_PATH="+filepath.Join(channelsDir(dir), "frames"), "MQ_SOCKET="+podcontract.MQSocketPath(dir))
 	app.Stdin = strings.NewReader("")
 	if out, err := app.CombinedOutput(); err != nil || !strings.Contains(string(out), "ready") {
 		t.Errorf("app as UID 1000: %v: %s", err, out)

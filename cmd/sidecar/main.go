@@ -21,17 +21,21 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	"github.com/podipc/podipc/internal/sidecar/daemon"
 	"github.com/podipc/podipc/internal/sidecar/inspect"
-	"github.com/podipc/podipc/pkg/mq"
 )
 
 // Defaults of the flags.
 const (
-	defaultConfigPath = "/etc/podipc/config/channels.yaml"
-	defaultDir        = "/var/run/podipc"
-	defaultHTTPAddr   = ":9464"
+	defaultConfigPath = podcontract.ConfigPath
+	defaultDir        = podcontract.DefaultMountPath
 )
+
+// defaultHTTPAddr is the sidecar's HTTP listen address: every interface, the
+// contract's port.
+func defaultHTTPAddr() string { return ":" + strconv.Itoa(podcontract.DefaultMetricsPort) }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -46,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func defaultDirectory() string {
-	if d := os.Getenv(mq.DirEnv); d != "" {
+	if d := os.Getenv(podcontract.EnvDir); d != "" {
 		return d
 	}
 	return defaultDir
@@ -61,8 +65,8 @@ func runDaemon(args []string, stderr io.Writer) int {
 	}
 	cfg := daemon.Config{}
 	fs.StringVar(&cfg.ConfigPath, "config", defaultConfigPath, "channel configuration file (a ChannelConfig document), watched for changes")
-	fs.StringVar(&cfg.Dir, "dir", defaultDirectory(), "the pod's podipc directory on a tmpfs (default $"+mq.DirEnv+" or "+defaultDir+")")
-	fs.StringVar(&cfg.HTTPAddr, "metrics-addr", defaultHTTPAddr, "listen address of /healthz, /readyz, /metrics and /debug/channels")
+	fs.StringVar(&cfg.Dir, "dir", defaultDirectory(), "the pod's podipc directory on a tmpfs (default $"+podcontract.EnvDir+" or "+defaultDir+")")
+	fs.StringVar(&cfg.HTTPAddr, "metrics-addr", defaultHTTPAddr(), "listen address of /healthz, /readyz, /metrics and /debug/channels")
 	fs.DurationVar(&cfg.ResyncInterval, "resync-interval", time.Second, "how often dead peers are reaped and pending changes retried")
 	fs.DurationVar(&cfg.ConfigPollInterval, "config-poll-interval", 5*time.Second, "how often the configuration file is re-read without a file-system event")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound of the graceful shutdown on SIGTERM or SIGINT")
@@ -135,8 +139,8 @@ func runInspect(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	opts := inspect.Options{}
-	fs.StringVar(&opts.Addr, "addr", "127.0.0.1"+defaultHTTPAddr, "the sidecar's HTTP address")
-	fs.StringVar(&opts.Dir, "dir", defaultDirectory(), "the pod's podipc directory (default $"+mq.DirEnv+" or "+defaultDir+")")
+	fs.StringVar(&opts.Addr, "addr", "127.0.0.1"+defaultHTTPAddr(), "the sidecar's HTTP address")
+	fs.StringVar(&opts.Dir, "dir", defaultDirectory(), "the pod's podipc directory (default $"+podcontract.EnvDir+" or "+defaultDir+")")
 	fs.BoolVar(&opts.Direct, "direct", false, "read the channel files only; do not ask the sidecar")
 	fs.BoolVar(&opts.JSON, "json", false, "print JSON instead of a table")
 	fs.DurationVar(&opts.Timeout, "timeout", 2*time.Second, "how long to wait for the sidecar")

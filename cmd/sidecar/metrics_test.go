@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -103,7 +105,7 @@ func TestMetricsReflectTraffic(t *testing.T) {
 		}
 	}
 
-	client, err := mq.Dial(ctx, mq.WithSocketPath(filepath.Join(dir, mq.SocketName)))
+	client, err := mq.Dial(ctx, mq.WithSocketPath(podcontract.MQSocketPath(dir)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	"github.com/podipc/podipc/pkg/mq"
 )
 
@@ -31,7 +33,7 @@ func main() {
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
-	dir := fs.String("dir", os.Getenv(mq.DirEnv), "podipc directory holding the socket (and the journal)")
+	dir := fs.String("dir", os.Getenv(podcontract.EnvDir), "podipc directory holding the socket (and the journal)")
 	queue := fs.String("queue", "demo", "queue name")
 	n := fs.Int("n", 10, "messages to send or receive")
 	fs.Parse(os.Args[2:])
@@ -71,7 +73,7 @@ func runBroker(ctx context.Context, log *slog.Logger, dir, queue string) error {
 	if err := b.Apply(ctx, cfg); err != nil {
 		return err
 	}
-	ln, err := mq.Listen(filepath.Join(dir, mq.SocketName), 0o660)
+	ln, err := mq.Listen(podcontract.MQSocketPath(dir), 0o660)
 	if err != nil {
 		return err
 	}
@@ -87,7 +89,7 @@ func runBroker(ctx context.Context, log *slog.Logger, dir, queue string) error {
 func dial(ctx context.Context, dir string) (*mq.Client, error) {
 	var opts []mq.DialOption
 	if dir != "" {
-		opts = append(opts, mq.WithSocketPath(filepath.Join(dir, mq.SocketName)))
+		opts = append(opts, mq.WithSocketPath(podcontract.MQSocketPath(dir)))
 	}
 	return mq.Dial(ctx, opts...)
 }

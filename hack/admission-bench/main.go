@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -144,7 +146,7 @@ func run(rate int, duration time.Duration, profile string) (err error) {
 		resolved = append(resolved, *ch)
 	}
 	preInjected := func(i int) *corev1.Pod {
-		p := plain("bench-large", map[string]string{webhook.AnnotationInject: "true"})(i)
+		p := plain("bench-large", map[string]string{podcontract.AnnotationInject: "true"})(i)
 		out, err := webhook.Mutate(p, resolved, settings)
 		if err != nil {
 			panic(err) // the inputs are fixed
@@ -182,7 +184,7 @@ func run(rate int, duration time.Duration, profile string) (err error) {
 	} else {
 		profiled <- nil
 	}
-	inject, err := phase(ctx, c, "webhook, pod injected (3 channels)", plain("bench-inject", map[string]string{webhook.AnnotationInject: "true"}), true, rate, duration)
+	inject, err := phase(ctx, c, "webhook, pod injected (3 channels)", plain("bench-inject", map[string]string{podcontract.AnnotationInject: "true"}), true, rate, duration)
 	if err != nil {
 		return err
 	}
@@ -246,7 +248,7 @@ func phase(ctx context.Context, c client.Client, name string, newPod func(i int)
 				errs = append(errs, err)
 				return
 			}
-			if wantInjected && pod.Labels[webhook.LabelInjected] != "true" {
+			if wantInjected && pod.Labels[podcontract.LabelInjected] != "true" {
 				errs = append(errs, fmt.Errorf("pod %s was not injected", pod.Name))
 			}
 			lat = append(lat, d)
@@ -298,11 +300,11 @@ func waitInjected(ctx context.Context, c client.Client) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for i := 0; ; i++ {
 		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("probe-%d", i), Namespace: "bench-inject", Annotations: map[string]string{webhook.AnnotationInject: "true"}},
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("probe-%d", i), Namespace: "bench-inject", Annotations: map[string]string{podcontract.AnnotationInject: "true"}},
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1"}}},
 		}
 		err := c.Create(ctx, pod)
-		if err == nil && pod.Labels[webhook.LabelInjected] == "true" {
+		if err == nil && pod.Labels[podcontract.LabelInjected] == "true" {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	"github.com/podipc/podipc/pkg/mq"
 )
 
@@ -59,7 +61,7 @@ func (t mqTransport) Setup(spec LinkSpec) (Link, error) {
 		return nil, err
 	}
 	bs := brokerSpec{
-		Socket:         filepath.Join(dir, mq.SocketName),
+		Socket:         podcontract.MQSocketPath(dir),
 		MaxMessageSize: max(16<<20, spec.Size),
 	}
 	for _, name := range []string{mqQueueAToB, mqQueueBToA} {
@@ -86,7 +88,7 @@ func (mqTransport) Attach(_ LinkSpec, h Handoff) (Conn, error) {
 // dir's path is too long for a socket.
 func mqSocketDir(dir string) (string, error) {
 	const pattern = "podipc-bench-mq-"
-	if len(filepath.Join(dir, pattern+"0123456789", mq.SocketName)) > maxSocketPath {
+	if len(filepath.Join(dir, pattern+"0123456789", podcontract.MQSocketName)) > maxSocketPath {
 		dir = os.TempDir()
 	}
 	d, err := os.MkdirTemp(dir, pattern)

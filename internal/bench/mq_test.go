@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	"github.com/podipc/podipc/pkg/mq"
 )
 
@@ -64,7 +66,7 @@ func TestMQSocketDirFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	if p := filepath.Join(dir, mq.SocketName); len(p) > maxSocketPath {
+	if p := podcontract.MQSocketPath(dir); len(p) > maxSocketPath {
 		t.Fatalf("socket path %q is %d bytes, longer than %d", p, len(p), maxSocketPath)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -140,8 +142,8 @@ var podCountsChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) boo
 		return true
 	}
 	return !maps.Equal(old.Labels, cur.Labels) ||
-		old.Annotations[webhook.AnnotationStatus] != cur.Annotations[webhook.AnnotationStatus] ||
-		old.Annotations[webhook.AnnotationChannels] != cur.Annotations[webhook.AnnotationChannels] ||
+		old.Annotations[podcontract.AnnotationStatus] != cur.Annotations[podcontract.AnnotationStatus] ||
+		old.Annotations[podcontract.AnnotationChannels] != cur.Annotations[podcontract.AnnotationChannels] ||
 		old.Status.Phase != cur.Status.Phase ||
 		(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) ||
 		sidecarReady(old) != sidecarReady(cur)
@@ -190,7 +192,7 @@ func countPods(ch *v1alpha1.IPCChannel, pods []corev1.Pod) (matched, ready int32
 
 func sidecarReady(pod *corev1.Pod) bool {
 	for _, cs := range slices.Concat(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses) {
-		if cs.Name == webhook.SidecarName {
+		if cs.Name == podcontract.SidecarName {
 			return cs.Ready
 		}
 	}

@@ -9,12 +9,12 @@ package controller
 import (
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/podipc/podipc/pkg/webhook"
 )
 
 // conflictRetry is how soon a write that lost an optimistic-concurrency race
@@ -22,7 +22,7 @@ import (
 const conflictRetry = 200 * time.Millisecond
 
 // injectedPods selects the pods the webhook injected.
-var injectedPods = labels.SelectorFromSet(labels.Set{webhook.LabelInjected: "true"})
+var injectedPods = labels.SelectorFromSet(labels.Set{podcontract.LabelInjected: "true"})
 
 // PodCacheConfig restricts the manager's pod informer to injected pods, so
 // the cache holds those alone however large the cluster, and drops their

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -109,14 +111,14 @@ func (r *PodConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{RequeueAfter: conflictRetry}, nil
 		}
-		return ctrl.Result{}, fmt.Errorf("patch %s of pod %s: %w", webhook.AnnotationConfig, req.NamespacedName, err)
+		return ctrl.Result{}, fmt.Errorf("patch %s of pod %s: %w", podcontract.AnnotationConfig, req.NamespacedName, err)
 	}
 	st := next.Status
 	logf.FromContext(ctx).Info("pushed channel configuration", "channels", st.Channels, "missing", st.Missing, "configHash", st.ConfigHash)
 	r.Recorder.Eventf(&pod, nil, corev1.EventTypeNormal, ReasonConfigUpdated, "Reconfigure", "channels now: %s", orNone(st.Channels))
 	if len(st.Missing) > 0 && !slices.Equal(st.Missing, before.Missing) {
 		r.Recorder.Eventf(&pod, nil, corev1.EventTypeWarning, ReasonChannelsMissing, "Reconfigure",
-			"IPCChannels named in %s do not exist: %s", webhook.AnnotationChannels, strings.Join(st.Missing, ", "))
+			"IPCChannels named in %s do not exist: %s", podcontract.AnnotationChannels, strings.Join(st.Missing, ", "))
 	}
 	if len(st.Rejected) > 0 && !slices.Equal(st.Rejected, before.Rejected) {
 		var parts []string

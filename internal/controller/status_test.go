@@ -3,6 +3,8 @@ package controller
 import (
 	"testing"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -29,7 +31,7 @@ func channel(name string, selector map[string]string, typ v1alpha1.ChannelType, 
 func injected(t *testing.T, name string, labels map[string]string, channels []v1alpha1.IPCChannel, ready bool) corev1.Pod {
 	t.Helper()
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps", Labels: labels, Annotations: map[string]string{webhook.AnnotationInject: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps", Labels: labels, Annotations: map[string]string{podcontract.AnnotationInject: "true"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
 	}
 	sel, err := webhook.SelectChannels(pod, channels)
@@ -41,7 +43,7 @@ func injected(t *testing.T, name string, labels map[string]string, channels []v1
 		t.Fatal(err)
 	}
 	out.Status.Phase = corev1.PodRunning
-	out.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: webhook.SidecarName, Ready: ready}}
+	out.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: podcontract.SidecarName, Ready: ready}}
 	return *out
 }
 

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -144,7 +146,7 @@ func testPod(name string, labels, annotations map[string]string) *corev1.Pod {
 	}
 }
 
-var injectMe = map[string]string{webhook.AnnotationInject: "true"}
+var injectMe = map[string]string{podcontract.AnnotationInject: "true"}
 
 func shmChannel(ns, name string, selector map[string]string) *v1alpha1.IPCChannel {
 	ch := &v1alpha1.IPCChannel{
@@ -221,7 +223,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 	})
 
 	createNamespace(t, admin, "apps", nil)
-	createNamespace(t, admin, "quiet", map[string]string{webhook.LabelInjection: "disabled"})
+	createNamespace(t, admin, "quiet", map[string]string{podcontract.LabelInjection: "disabled"})
 	create(t, admin, shmChannel("apps", "frames", map[string]string{"app": "demo"}))
 	create(t, admin, mqChannel("apps", "jobs", nil, ""))
 	create(t, admin, shmChannel("apps", "later-only", map[string]string{"app": "nobody"}))
@@ -235,11 +237,11 @@ func TestInjectorSelfManaged(t *testing.T) {
 		if err := admin.Get(ctx, client.ObjectKeyFromObject(injected), &got); err != nil {
 			t.Fatal(err)
 		}
-		if len(got.Spec.InitContainers) != 1 || got.Spec.InitContainers[0].Name != webhook.SidecarName ||
+		if len(got.Spec.InitContainers) != 1 || got.Spec.InitContainers[0].Name != podcontract.SidecarName ||
 			got.Spec.InitContainers[0].RestartPolicy == nil || *got.Spec.InitContainers[0].RestartPolicy != corev1.ContainerRestartPolicyAlways {
 			t.Fatalf("init containers %+v, want the native sidecar (the API server is 1.34)", got.Spec.InitContainers)
 		}
-		if got.Labels[webhook.LabelInjected] != "true" {
+		if got.Labels[podcontract.LabelInjected] != "true" {
 			t.Fatalf("labels %v", got.Labels)
 		}
 		st, ok, err := webhook.ReadStatus(&got)
@@ -250,7 +252,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 		// credentials, no API server address.
 		side := got.Spec.InitContainers[0]
 		for _, m := range side.VolumeMounts {
-			if m.Name != webhook.VolumeName && m.Name != webhook.ConfigVolumeName && m.Name != webhook.NoTokenVolumeName {
+			if m.Name != podcontract.VolumeName && m.Name != podcontract.ConfigVolumeName && m.Name != podcontract.NoTokenVolumeName {
 				t.Errorf("sidecar mounts %s at %s", m.Name, m.MountPath)
 			}
 		}
@@ -262,12 +264,12 @@ func TestInjectorSelfManaged(t *testing.T) {
 	t.Run("pods without injection are left alone", func(t *testing.T) {
 		for _, p := range []*corev1.Pod{
 			testPod("plain", map[string]string{"app": "demo"}, nil),
-			testPod("opted-out", map[string]string{webhook.LabelInjection: "disabled"}, injectMe),
+			testPod("opted-out", map[string]string{podcontract.LabelInjection: "disabled"}, injectMe),
 			func() *corev1.Pod { p := testPod("quiet-ns", nil, injectMe); p.Namespace = "quiet"; return p }(),
 		} {
 			want := p.DeepCopy()
 			create(t, admin, p)
-			if len(p.Spec.InitContainers)+len(p.Spec.Containers) != 1 || p.Labels[webhook.LabelInjected] != "" || len(p.Spec.Volumes) != len(want.Spec.Volumes) {
+			if len(p.Spec.InitContainers)+len(p.Spec.Containers) != 1 || p.Labels[podcontract.LabelInjected] != "" || len(p.Spec.Volumes) != len(want.Spec.Volumes) {
 				t.Errorf("pod %s/%s was changed: %+v", p.Namespace, p.Name, p.Spec)
 			}
 		}
@@ -278,9 +280,9 @@ func TestInjectorSelfManaged(t *testing.T) {
 			annotations map[string]string
 			want        []string
 		}{
-			"bad value": {map[string]string{webhook.AnnotationInject: "true", webhook.AnnotationDevShm: "yes"}, []string{webhook.AnnotationDevShm, `"true" or "false"`}},
-			"too large": {map[string]string{webhook.AnnotationInject: "true", webhook.AnnotationTmpfsSize: "100Gi"}, []string{webhook.AnnotationTmpfsSize, "more than the injector's maximum of 4Gi"}},
-			"typo":      {map[string]string{webhook.AnnotationInject: "yes"}, []string{webhook.AnnotationInject}},
+			"bad value": {map[string]string{podcontract.AnnotationInject: "true", podcontract.AnnotationDevShm: "yes"}, []string{podcontract.AnnotationDevShm, `"true" or "false"`}},
+			"too large": {map[string]string{podcontract.AnnotationInject: "true", podcontract.AnnotationTmpfsSize: "100Gi"}, []string{podcontract.AnnotationTmpfsSize, "more than the injector's maximum of 4Gi"}},
+			"typo":      {map[string]string{podcontract.AnnotationInject: "yes"}, []string{podcontract.AnnotationInject}},
 		} {
 			err := admin.Create(ctx, testPod("refused-"+strings.ReplaceAll(name, " ", "-"), nil, tc.annotations))
 			if err == nil {
@@ -306,10 +308,10 @@ func TestInjectorSelfManaged(t *testing.T) {
 		}
 		// The pod reserves tmpfs for the channel it waits for.
 		p := testPod("waits", map[string]string{"app": "demo"}, map[string]string{
-			webhook.AnnotationInject: "true", webhook.AnnotationChannels: "frames,later", webhook.AnnotationTmpfsSize: "16Mi"})
+			podcontract.AnnotationInject: "true", podcontract.AnnotationChannels: "frames,later", podcontract.AnnotationTmpfsSize: "16Mi"})
 		create(parent, c, p)
 		if w := warnings.all(); !slices.ContainsFunc(w, func(s string) bool {
-			return strings.Contains(s, "later") && strings.Contains(s, webhook.AnnotationChannels)
+			return strings.Contains(s, "later") && strings.Contains(s, podcontract.AnnotationChannels)
 		}) {
 			t.Fatalf("warnings %q, want one naming the missing channel", w)
 		}
@@ -323,7 +325,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 				return err
 			}
 			st, _, _ := webhook.ReadStatus(&got)
-			cfg, err := channelconfig.Parse([]byte(got.Annotations[webhook.AnnotationConfig]))
+			cfg, err := channelconfig.Parse([]byte(got.Annotations[podcontract.AnnotationConfig]))
 			if err != nil {
 				return err
 			}
@@ -454,7 +456,7 @@ func markSidecarReady(t *testing.T, c client.Client, name string) {
 	now := metav1.Now()
 	pod.Status.Phase = corev1.PodRunning
 	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{
-		Name: webhook.SidecarName, Image: pod.Spec.InitContainers[0].Image, Ready: true, Started: ptr.To(true),
+		Name: podcontract.SidecarName, Image: pod.Spec.InitContainers[0].Image, Ready: true, Started: ptr.To(true),
 		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
 	}}
 	if err := c.Status().Update(context.Background(), &pod); err != nil {
@@ -528,7 +530,7 @@ func TestInjectorCertManagerMode(t *testing.T) {
 	pod.Namespace = "cm-apps"
 	eventually(t, 30*time.Second, "an annotated pod is admitted", func() error { return admin.Create(ctx, pod) })
 	t.Cleanup(func() { _ = admin.Delete(ctx, pod) })
-	if len(pod.Spec.InitContainers) != 0 || len(pod.Spec.Containers) != 2 || pod.Spec.Containers[1].Name != webhook.SidecarName {
+	if len(pod.Spec.InitContainers) != 0 || len(pod.Spec.Containers) != 2 || pod.Spec.Containers[1].Name != podcontract.SidecarName {
 		t.Fatalf("containers %+v, want the app and a plain sidecar", pod.Spec.Containers)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/podipc/podipc/internal/mqwire"
+	"github.com/podipc/podipc/pkg/podcontract"
 )
 
 func TestConfigDefaultsAndValidation(t *testing.T) {
@@ -229,16 +230,29 @@ func TestShutdownIsGraceful(t *testing.T) {
 
 func TestDialDefaultSocketPath(t *testing.T) {
 	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
-	t.Setenv(DirEnv, b.dir)
+	t.Setenv(podcontract.EnvMQSocket, "")
+	t.Setenv(podcontract.EnvDir, b.dir)
 	c, err := Dial(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	mustSend(t, c, "q", "via env")
-	t.Setenv(DirEnv, "")
-	if _, err := Dial(testCtx(t)); err == nil {
-		t.Fatal("Dial without PODIPC_DIR succeeded")
+	mustSend(t, c, "q", "via PODIPC_DIR")
+
+	// PODIPC_MQ_SOCKET, which the injector sets, wins over PODIPC_DIR.
+	t.Setenv(podcontract.EnvDir, t.TempDir())
+	t.Setenv(podcontract.EnvMQSocket, b.socket)
+	c2, err := Dial(testCtx(t))
+	if err != nil {
+		t.Fatalf("Dial with PODIPC_MQ_SOCKET: %v", err)
+	}
+	defer c2.Close()
+	mustSend(t, c2, "q", "via PODIPC_MQ_SOCKET")
+
+	t.Setenv(podcontract.EnvMQSocket, "")
+	t.Setenv(podcontract.EnvDir, "")
+	if _, err := Dial(testCtx(t)); !errors.Is(err, podcontract.ErrNoDir) {
+		t.Fatalf("Dial without PODIPC_DIR or PODIPC_MQ_SOCKET: %v, want ErrNoDir", err)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/podipc/podipc/pkg/podcontract"
 )
 
 // testLogger logs warnings and errors to the test when -v is given (set
@@ -70,7 +72,7 @@ func startBrokerIn(t testing.TB, dir string, opts BrokerOptions, cfgs ...QueueCo
 	if err := b.Apply(context.Background(), cfgs); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	tb := &testBroker{Broker: b, dir: dir, socket: filepath.Join(dir, SocketName), served: make(chan error, 1)}
+	tb := &testBroker{Broker: b, dir: dir, socket: podcontract.MQSocketPath(dir), served: make(chan error, 1)}
 	ln, err := Listen(tb.socket, 0)
 	if err != nil {
 		t.Fatal(err)

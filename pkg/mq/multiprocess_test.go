@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podipc/podipc/pkg/podcontract"
 )
 
 // Child roles, selected by MQ_TEST_ROLE and configured by these variables.
@@ -368,7 +370,7 @@ func TestMultiProcessConsumersKilled(t *testing.T) {
 func TestMultiProcessBrokerKilled(t *testing.T) {
 	const total, restarts = 3000, 3
 	dir := shortTempDir(t)
-	socket := filepath.Join(dir, SocketName)
+	socket := podcontract.MQSocketPath(dir)
 	lines := make(chan line, 1024)
 	env := []string{envSocket + "=" + socket, envQueue + "=durable", envJournal + "=" + filepath.Join(dir, "journal")}
 	brokerLines := make(chan line, 16)

@@ -1,28 +1,22 @@
 package mq
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/podipc/podipc/pkg/podcontract"
 )
 
-// SocketName is the broker socket's file name inside the podipc directory.
-const SocketName = "mq.sock"
-
-// DirEnv is the environment variable that tells applications where the
-// pod's podipc directory (the shared tmpfs) is mounted.
-const DirEnv = "PODIPC_DIR"
-
-// DefaultSocketPath returns $PODIPC_DIR/mq.sock.
+// DefaultSocketPath returns the broker's socket from the environment the
+// injector gives application containers: $PODIPC_MQ_SOCKET, else mq.sock in
+// $PODIPC_DIR (package podcontract).
 func DefaultSocketPath() (string, error) {
-	dir := os.Getenv(DirEnv)
-	if dir == "" {
-		return "", errors.New("mq: " + DirEnv + " is not set; pass WithSocketPath")
+	p, err := podcontract.MQSocket()
+	if err != nil {
+		return "", fmt.Errorf("mq: no broker socket (pass WithSocketPath): %w", err)
 	}
-	return filepath.Join(dir, SocketName), nil
+	return p, nil
 }
 
 // DialOption configures Dial.
@@ -33,7 +27,7 @@ type dialOptions struct {
 	logger *slog.Logger
 }
 
-// WithSocketPath dials path instead of $PODIPC_DIR/mq.sock.
+// WithSocketPath dials path instead of DefaultSocketPath.
 func WithSocketPath(path string) DialOption { return func(o *dialOptions) { o.path = path } }
 
 // WithLogger sets the client's logger (default: discard).

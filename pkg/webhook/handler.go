@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -116,7 +118,7 @@ func warnings(st Status) []string {
 	var w []string
 	if len(st.Missing) > 0 {
 		w = append(w, fmt.Sprintf("podipc: IPCChannel(s) %s named in %s do not exist yet; the pod starts without them and gets them when they are created",
-			strings.Join(st.Missing, ", "), AnnotationChannels))
+			strings.Join(st.Missing, ", "), podcontract.AnnotationChannels))
 	}
 	for _, r := range st.Rejected {
 		w = append(w, fmt.Sprintf("podipc: IPCChannel %s left out: %s", r.Name, r.Reason))

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -135,7 +137,7 @@ func TestHandlerAllowsUntouched(t *testing.T) {
 		op  admissionv1.Operation
 	}{
 		"no annotation": {newPod(nil, "app"), admissionv1.Create},
-		"inject false":  {newPod(map[string]string{AnnotationInject: "false"}, "app"), admissionv1.Create},
+		"inject false":  {newPod(map[string]string{podcontract.AnnotationInject: "false"}, "app"), admissionv1.Create},
 		"update":        {injectPod(nil, "app"), admissionv1.Update},
 		"injected":      {injected, admissionv1.Create},
 	} {
@@ -150,12 +152,12 @@ func TestHandlerAllowsUntouched(t *testing.T) {
 
 func TestHandlerDeniesAndWarns(t *testing.T) {
 	h := testHandler(defaultChannels())
-	code, resp := post(t, h, "application/json", reviewOf(t, injectPod(map[string]string{AnnotationDevShm: "yes"}, "app"), admissionv1.Create))
-	if code != http.StatusOK || resp.Allowed || resp.Result.Code != http.StatusForbidden || !strings.Contains(resp.Result.Message, AnnotationDevShm) {
-		t.Fatalf("invalid annotation: code %d response %+v, want a denial naming %s", code, resp, AnnotationDevShm)
+	code, resp := post(t, h, "application/json", reviewOf(t, injectPod(map[string]string{podcontract.AnnotationDevShm: "yes"}, "app"), admissionv1.Create))
+	if code != http.StatusOK || resp.Allowed || resp.Result.Code != http.StatusForbidden || !strings.Contains(resp.Result.Message, podcontract.AnnotationDevShm) {
+		t.Fatalf("invalid annotation: code %d response %+v, want a denial naming %s", code, resp, podcontract.AnnotationDevShm)
 	}
 
-	pod := injectPod(map[string]string{AnnotationChannels: "frames,later"}, "app")
+	pod := injectPod(map[string]string{podcontract.AnnotationChannels: "frames,later"}, "app")
 	_, resp = post(t, h, "application/json", reviewOf(t, pod, admissionv1.Create))
 	if !resp.Allowed || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "later") {
 		t.Fatalf("missing channel: response %+v, want allowed with a warning naming it", resp)
@@ -208,9 +210,9 @@ func TestHandlerRejectsMalformedReviews(t *testing.T) {
 // object and yields an injected pod.
 func FuzzReviewHandler(f *testing.F) {
 	f.Add(reviewOf(f, injectPod(nil, "app"), admissionv1.Create))
-	f.Add(reviewOf(f, injectPod(map[string]string{AnnotationChannels: "frames,x", AnnotationContainers: "app", AnnotationDevShm: "true"}, "app", "b"), admissionv1.Create))
+	f.Add(reviewOf(f, injectPod(map[string]string{podcontract.AnnotationChannels: "frames,x", podcontract.AnnotationContainers: "app", podcontract.AnnotationDevShm: "true"}, "app", "b"), admissionv1.Create))
 	f.Add(reviewOf(f, newPod(nil, "app"), admissionv1.Create))
-	f.Add(reviewOf(f, injectPod(map[string]string{AnnotationTmpfsSize: "1Ki"}, "app"), admissionv1.Create))
+	f.Add(reviewOf(f, injectPod(map[string]string{podcontract.AnnotationTmpfsSize: "1Ki"}, "app"), admissionv1.Create))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"kind":"Pod"},"operation":"CREATE","object":{"metadata":{"annotations":{"podipc.io/inject":"true"}},"spec":{"containers":null}}}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"kind":"Pod"},"operation":"CREATE","object":7}}`))
 	f.Add([]byte(`{}`))

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,7 +27,7 @@ func newPod(annotations map[string]string, containers ...string) *corev1.Pod {
 }
 
 func injectPod(extra map[string]string, containers ...string) *corev1.Pod {
-	a := map[string]string{AnnotationInject: "true"}
+	a := map[string]string{podcontract.AnnotationInject: "true"}
 	for k, v := range extra {
 		a[k] = v
 	}
@@ -85,11 +87,11 @@ func mustStatus(t *testing.T, pod *corev1.Pod) Status {
 func sidecarOf(t *testing.T, pod *corev1.Pod) *corev1.Container {
 	t.Helper()
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		if i := containerIndex(list, SidecarName); i >= 0 {
+		if i := containerIndex(list, podcontract.SidecarName); i >= 0 {
 			return &list[i]
 		}
 	}
-	t.Fatalf("pod has no %s container", SidecarName)
+	t.Fatalf("pod has no %s container", podcontract.SidecarName)
 	return nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -69,9 +71,9 @@ func Mutate(pod *corev1.Pod, channels []v1alpha1.IPCChannel, s Settings) (*corev
 	env := appEnv(opts.mountPath, cfg.Names())
 	for _, t := range targets {
 		c := t.in(out)
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: VolumeName, MountPath: opts.mountPath})
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: podcontract.VolumeName, MountPath: opts.mountPath})
 		if opts.devShm {
-			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: VolumeName, MountPath: DevShmPath})
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: podcontract.VolumeName, MountPath: podcontract.DevShmPath})
 		}
 		for _, e := range env {
 			if !slices.ContainsFunc(c.Env, func(have corev1.EnvVar) bool { return have.Name == e.Name }) {
@@ -83,11 +85,11 @@ func Mutate(pod *corev1.Pod, channels []v1alpha1.IPCChannel, s Settings) (*corev
 	if out.Labels == nil {
 		out.Labels = map[string]string{}
 	}
-	out.Labels[LabelInjected] = "true"
+	out.Labels[podcontract.LabelInjected] = "true"
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
 	}
-	out.Annotations[AnnotationConfig] = string(cfg.JSON)
+	out.Annotations[podcontract.AnnotationConfig] = string(cfg.JSON)
 	st := Status{
 		Version:            s.InjectorVersion,
 		Channels:           cfg.Names(),
@@ -97,7 +99,7 @@ func Mutate(pod *corev1.Pod, channels []v1alpha1.IPCChannel, s Settings) (*corev
 		ChannelBudgetBytes: size.budgetBytes,
 		ConfigHash:         cfg.Hash(),
 	}
-	out.Annotations[AnnotationStatus] = st.encode()
+	out.Annotations[podcontract.AnnotationStatus] = st.encode()
 	return out, nil
 }
 
@@ -143,7 +145,7 @@ func targetContainers(pod *corev1.Pod, opts podOptions) ([]containerRef, error) 
 		for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
 			names = append(names, c.Name)
 		}
-		return nil, &AnnotationError{Key: AnnotationContainers, Value: pod.Annotations[AnnotationContainers],
+		return nil, &AnnotationError{Key: podcontract.AnnotationContainers, Value: pod.Annotations[podcontract.AnnotationContainers],
 			Allowed: fmt.Sprintf("names of the pod's containers (%s); not found: %s", strings.Join(names, ", "), strings.Join(unknown, ", "))}
 	}
 	return refs, nil
@@ -152,26 +154,26 @@ func targetContainers(pod *corev1.Pod, opts podOptions) ([]containerRef, error) 
 func checkConflicts(pod *corev1.Pod, opts podOptions, targets []containerRef) error {
 	var problems []string
 	for _, v := range pod.Spec.Volumes {
-		if v.Name == VolumeName || v.Name == ConfigVolumeName || v.Name == NoTokenVolumeName {
+		if v.Name == podcontract.VolumeName || v.Name == podcontract.ConfigVolumeName || v.Name == podcontract.NoTokenVolumeName {
 			problems = append(problems, fmt.Sprintf("volume %q already exists", v.Name))
 		}
 	}
 	all := slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers, ephemeralAsContainers(pod))
-	if slices.ContainsFunc(all, func(c corev1.Container) bool { return c.Name == SidecarName }) {
-		problems = append(problems, fmt.Sprintf("container %q already exists but the pod has no valid %s annotation", SidecarName, AnnotationStatus))
+	if slices.ContainsFunc(all, func(c corev1.Container) bool { return c.Name == podcontract.SidecarName }) {
+		problems = append(problems, fmt.Sprintf("container %q already exists but the pod has no valid %s annotation", podcontract.SidecarName, podcontract.AnnotationStatus))
 	}
 	for _, t := range targets {
 		c := t.in(pod)
 		for _, m := range c.VolumeMounts {
-			if underOrAt(m.MountPath, opts.mountPath) || (opts.devShm && underOrAt(m.MountPath, DevShmPath)) {
-				problems = append(problems, fmt.Sprintf("container %q already mounts %s (set %s to another path)", c.Name, m.MountPath, AnnotationMountPath))
+			if underOrAt(m.MountPath, opts.mountPath) || (opts.devShm && underOrAt(m.MountPath, podcontract.DevShmPath)) {
+				problems = append(problems, fmt.Sprintf("container %q already mounts %s (set %s to another path)", c.Name, m.MountPath, podcontract.AnnotationMountPath))
 			}
 		}
 	}
 	for _, c := range all {
 		for _, p := range c.Ports {
 			if p.ContainerPort == opts.metricsPort {
-				problems = append(problems, fmt.Sprintf("container %q already uses port %d (set %s to a free port)", c.Name, p.ContainerPort, AnnotationMetricsPort))
+				problems = append(problems, fmt.Sprintf("container %q already uses port %d (set %s to a free port)", c.Name, p.ContainerPort, podcontract.AnnotationMetricsPort))
 			}
 		}
 	}
@@ -197,26 +199,26 @@ func underOrAt(p, q string) bool {
 }
 
 func tmpfsVolume(sizeBytes int64) corev1.Volume {
-	return corev1.Volume{Name: VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+	return corev1.Volume{Name: podcontract.VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 		Medium:    corev1.StorageMediumMemory,
 		SizeLimit: resource.NewQuantity(sizeBytes, resource.BinarySI),
 	}}}
 }
 
 // noTokenVolume is the empty volume the sidecar mounts over the
-// service-account token path (see NoTokenVolumeName).
+// service-account token path (see podcontract.NoTokenVolumeName).
 func noTokenVolume() corev1.Volume {
-	return corev1.Volume{Name: NoTokenVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+	return corev1.Volume{Name: podcontract.NoTokenVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 		Medium:    corev1.StorageMediumMemory,
 		SizeLimit: resource.NewQuantity(4096, resource.BinarySI),
 	}}}
 }
 
 func configVolume() corev1.Volume {
-	return corev1.Volume{Name: ConfigVolumeName, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+	return corev1.Volume{Name: podcontract.ConfigVolumeName, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
 		Items: []corev1.DownwardAPIVolumeFile{{
-			Path:     ConfigFile,
-			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.annotations['" + AnnotationConfig + "']"},
+			Path:     podcontract.ConfigFile,
+			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.annotations['" + podcontract.AnnotationConfig + "']"},
 		}},
 		DefaultMode: ptr.To[int32](0o444),
 	}}}
@@ -225,9 +227,9 @@ func configVolume() corev1.Volume {
 // appEnv is what the selected containers learn about the channels.
 func appEnv(mountPath string, channels []string) []corev1.EnvVar {
 	return []corev1.EnvVar{
-		{Name: EnvDir, Value: mountPath},
-		{Name: EnvMQSocket, Value: path.Join(mountPath, MQSocketName)},
-		{Name: EnvChannels, Value: strings.Join(channels, ",")},
+		{Name: podcontract.EnvDir, Value: mountPath},
+		{Name: podcontract.EnvMQSocket, Value: path.Join(mountPath, podcontract.MQSocketName)},
+		{Name: podcontract.EnvChannels, Value: strings.Join(channels, ",")},
 	}
 }
 
@@ -243,25 +245,25 @@ func sidecarContainer(opts podOptions, size sizing, s *Settings) corev1.Containe
 	probe := func(path string, period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: path, Port: intstr.FromString(MetricsPortName), Scheme: corev1.URISchemeHTTP,
+				Path: path, Port: intstr.FromString(podcontract.MetricsPortName), Scheme: corev1.URISchemeHTTP,
 			}},
 			PeriodSeconds: period, FailureThreshold: failures, TimeoutSeconds: 1, SuccessThreshold: 1,
 		}
 	}
 	c := corev1.Container{
-		Name:            SidecarName,
+		Name:            podcontract.SidecarName,
 		Image:           s.SidecarImage,
 		ImagePullPolicy: s.SidecarImagePullPolicy,
 		Args: []string{
-			"--config=" + path.Join(ConfigDir, ConfigFile),
+			"--config=" + path.Join(podcontract.ConfigDir, podcontract.ConfigFile),
 			"--dir=" + opts.mountPath,
 			"--metrics-addr=:" + strconv.Itoa(int(opts.metricsPort)),
 		},
-		Ports: []corev1.ContainerPort{{Name: MetricsPortName, ContainerPort: opts.metricsPort, Protocol: corev1.ProtocolTCP}},
+		Ports: []corev1.ContainerPort{{Name: podcontract.MetricsPortName, ContainerPort: opts.metricsPort, Protocol: corev1.ProtocolTCP}},
 		VolumeMounts: []corev1.VolumeMount{
-			{Name: VolumeName, MountPath: opts.mountPath},
-			{Name: ConfigVolumeName, MountPath: ConfigDir, ReadOnly: true},
-			{Name: NoTokenVolumeName, MountPath: ServiceAccountTokenDir, ReadOnly: true},
+			{Name: podcontract.VolumeName, MountPath: opts.mountPath},
+			{Name: podcontract.ConfigVolumeName, MountPath: podcontract.ConfigDir, ReadOnly: true},
+			{Name: podcontract.NoTokenVolumeName, MountPath: podcontract.ServiceAccountTokenDir, ReadOnly: true},
 		},
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: s.SidecarCPURequest.DeepCopy(), corev1.ResourceMemory: memRequest},

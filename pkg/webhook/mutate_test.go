@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,9 +25,9 @@ func TestMutateLeavesPodsWithoutInjectionAlone(t *testing.T) {
 	for name, pod := range map[string]*corev1.Pod{
 		"no annotations":      newPod(nil, "app"),
 		"other annotations":   newPod(map[string]string{"example.com/x": "y"}, "app"),
-		"inject false":        newPod(map[string]string{AnnotationInject: "false"}, "app"),
-		"false, bad options":  newPod(map[string]string{AnnotationInject: "false", AnnotationMountPath: "relative", AnnotationTmpfsSize: "lots"}, "app"),
-		"knobs but no inject": newPod(map[string]string{AnnotationChannels: "frames", AnnotationDevShm: "true"}, "app"),
+		"inject false":        newPod(map[string]string{podcontract.AnnotationInject: "false"}, "app"),
+		"false, bad options":  newPod(map[string]string{podcontract.AnnotationInject: "false", podcontract.AnnotationMountPath: "relative", podcontract.AnnotationTmpfsSize: "lots"}, "app"),
+		"knobs but no inject": newPod(map[string]string{podcontract.AnnotationChannels: "frames", podcontract.AnnotationDevShm: "true"}, "app"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			in := pod.DeepCopy()
@@ -49,7 +51,7 @@ func TestMutateInjectsNativeSidecar(t *testing.T) {
 	out := mustMutate(t, pod, sel.Channels, testSettings())
 	assertSamePod(t, pod, in)
 
-	if got := out.Spec.InitContainers[0].Name; got != SidecarName {
+	if got := out.Spec.InitContainers[0].Name; got != podcontract.SidecarName {
 		t.Fatalf("first init container is %q, want the sidecar", got)
 	}
 	if got := out.Spec.InitContainers[1].Name; got != "migrate" {
@@ -59,8 +61,8 @@ func TestMutateInjectsNativeSidecar(t *testing.T) {
 	if side.RestartPolicy == nil || *side.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 		t.Fatalf("native sidecar restartPolicy = %v, want Always", side.RestartPolicy)
 	}
-	if p := side.StartupProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" || p.HTTPGet.Port.StrVal != MetricsPortName {
-		t.Fatalf("startup probe = %+v, want GET /readyz on %s", p, MetricsPortName)
+	if p := side.StartupProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" || p.HTTPGet.Port.StrVal != podcontract.MetricsPortName {
+		t.Fatalf("startup probe = %+v, want GET /readyz on %s", p, podcontract.MetricsPortName)
 	}
 	if got, want := side.Args, []string{"--config=/etc/podipc/config/channels.yaml", "--dir=/var/run/podipc", "--metrics-addr=:9464"}; !slices.Equal(got, want) {
 		t.Fatalf("sidecar args = %q, want %q", got, want)
@@ -69,42 +71,44 @@ func TestMutateInjectsNativeSidecar(t *testing.T) {
 		t.Fatalf("app containers = %d, want 2 (the sidecar is an init container)", len(out.Spec.Containers))
 	}
 
-	tmpfs := volumeOf(t, out, VolumeName).EmptyDir
+	tmpfs := volumeOf(t, out, podcontract.VolumeName).EmptyDir
 	if tmpfs == nil || tmpfs.Medium != corev1.StorageMediumMemory {
-		t.Fatalf("volume %s = %+v, want an emptyDir with medium Memory", VolumeName, tmpfs)
+		t.Fatalf("volume %s = %+v, want an emptyDir with medium Memory", podcontract.VolumeName, tmpfs)
 	}
 	// frames (a default ring) is on the tmpfs; jobs is an in-memory queue.
 	if got, want := tmpfs.SizeLimit.Value(), int64(ringBytes+testSettings().TmpfsHeadroomBytes); got != want {
 		t.Fatalf("sizeLimit = %d, want %d", got, want)
 	}
-	dapi := volumeOf(t, out, ConfigVolumeName).DownwardAPI
-	if dapi == nil || len(dapi.Items) != 1 || dapi.Items[0].FieldRef.FieldPath != "metadata.annotations['podipc.io/config']" || dapi.Items[0].Path != ConfigFile {
-		t.Fatalf("config volume = %+v, want the podipc.io/config annotation projected as %s", dapi, ConfigFile)
+	dapi := volumeOf(t, out, podcontract.ConfigVolumeName).DownwardAPI
+	if dapi == nil || len(dapi.Items) != 1 || dapi.Items[0].FieldRef.FieldPath != "metadata.annotations['podipc.io/config']" || dapi.Items[0].Path != podcontract.ConfigFile {
+		t.Fatalf("config volume = %+v, want the podipc.io/config annotation projected as %s", dapi, podcontract.ConfigFile)
 	}
 
 	for _, c := range out.Spec.Containers {
-		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == VolumeName && m.MountPath == DefaultMountPath }) {
+		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+			return m.Name == podcontract.VolumeName && m.MountPath == podcontract.DefaultMountPath
+		}) {
 			t.Errorf("container %s lacks the tmpfs mount: %+v", c.Name, c.VolumeMounts)
 		}
-		for name, want := range map[string]string{EnvDir: "/var/run/podipc", EnvMQSocket: "/var/run/podipc/mq.sock", EnvChannels: "frames,jobs"} {
+		for name, want := range map[string]string{podcontract.EnvDir: "/var/run/podipc", podcontract.EnvMQSocket: "/var/run/podipc/mq.sock", podcontract.EnvChannels: "frames,jobs"} {
 			if got, _ := envValue(&c, name); got != want {
 				t.Errorf("container %s: %s = %q, want %q", c.Name, name, got, want)
 			}
 		}
 	}
 	if m := out.Spec.InitContainers[1].VolumeMounts; len(m) != 0 {
-		t.Errorf("init container migrate got mounts %+v without being named in %s", m, AnnotationContainers)
+		t.Errorf("init container migrate got mounts %+v without being named in %s", m, podcontract.AnnotationContainers)
 	}
 
-	cfg, err := channelconfig.Parse([]byte(out.Annotations[AnnotationConfig]))
+	cfg, err := channelconfig.Parse([]byte(out.Annotations[podcontract.AnnotationConfig]))
 	if err != nil {
 		t.Fatalf("podipc.io/config does not parse as the sidecar reads it: %v", err)
 	}
 	if names := configNames(cfg); !slices.Equal(names, []string{"frames", "jobs"}) {
 		t.Fatalf("configured channels = %v, want [frames jobs] (other's selector does not match)", names)
 	}
-	if out.Labels[LabelInjected] != "true" {
-		t.Fatalf("label %s = %q, want \"true\"", LabelInjected, out.Labels[LabelInjected])
+	if out.Labels[podcontract.LabelInjected] != "true" {
+		t.Fatalf("label %s = %q, want \"true\"", podcontract.LabelInjected, out.Labels[podcontract.LabelInjected])
 	}
 	st := mustStatus(t, out)
 	if st.Version != "v0.0.0-test" || !slices.Equal(st.Channels, []string{"frames", "jobs"}) || st.TmpfsBytes != tmpfs.SizeLimit.Value() || len(st.ConfigHash) != 16 {
@@ -162,20 +166,20 @@ func TestMutateHardensSidecar(t *testing.T) {
 	// admission plugin adds no token to it), and the pod's token setting is
 	// untouched.
 	for _, m := range side.VolumeMounts {
-		if m.Name != VolumeName && m.Name != ConfigVolumeName && m.Name != NoTokenVolumeName {
+		if m.Name != podcontract.VolumeName && m.Name != podcontract.ConfigVolumeName && m.Name != podcontract.NoTokenVolumeName {
 			t.Errorf("sidecar mounts %s at %s", m.Name, m.MountPath)
 		}
 	}
 	if !slices.ContainsFunc(side.VolumeMounts, func(m corev1.VolumeMount) bool {
-		return m.Name == NoTokenVolumeName && m.MountPath == ServiceAccountTokenDir && m.ReadOnly
+		return m.Name == podcontract.NoTokenVolumeName && m.MountPath == podcontract.ServiceAccountTokenDir && m.ReadOnly
 	}) {
-		t.Errorf("sidecar does not mount %s read-only over %s: %+v", NoTokenVolumeName, ServiceAccountTokenDir, side.VolumeMounts)
+		t.Errorf("sidecar does not mount %s read-only over %s: %+v", podcontract.NoTokenVolumeName, podcontract.ServiceAccountTokenDir, side.VolumeMounts)
 	}
-	if v := volumeOf(t, out, NoTokenVolumeName).EmptyDir; v == nil {
-		t.Errorf("volume %s is not an emptyDir", NoTokenVolumeName)
+	if v := volumeOf(t, out, podcontract.NoTokenVolumeName).EmptyDir; v == nil {
+		t.Errorf("volume %s is not an emptyDir", podcontract.NoTokenVolumeName)
 	}
 	for _, c := range out.Spec.Containers {
-		if slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == NoTokenVolumeName }) {
+		if slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == podcontract.NoTokenVolumeName }) {
 			t.Errorf("app container %s got the sidecar's no-token mount", c.Name)
 		}
 	}
@@ -191,7 +195,7 @@ func TestMutatePlainSidecarWhenNativeUnsupported(t *testing.T) {
 	if len(out.Spec.InitContainers) != 0 {
 		t.Fatalf("init containers = %d, want none", len(out.Spec.InitContainers))
 	}
-	if got := out.Spec.Containers[len(out.Spec.Containers)-1]; got.Name != SidecarName || got.RestartPolicy != nil {
+	if got := out.Spec.Containers[len(out.Spec.Containers)-1]; got.Name != podcontract.SidecarName || got.RestartPolicy != nil {
 		t.Fatalf("last container = %s (restartPolicy %v), want the plain sidecar", got.Name, got.RestartPolicy)
 	}
 }
@@ -199,32 +203,32 @@ func TestMutatePlainSidecarWhenNativeUnsupported(t *testing.T) {
 func TestMutateOptions(t *testing.T) {
 	channels := []v1alpha1.IPCChannel{shmChannel("frames", 0, 0, nil)}
 	t.Run("containers", func(t *testing.T) {
-		pod := injectPod(map[string]string{AnnotationContainers: "b, init"}, "a", "b")
+		pod := injectPod(map[string]string{podcontract.AnnotationContainers: "b, init"}, "a", "b")
 		pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "i"}}
 		out := mustMutate(t, pod, channels, testSettings())
 		mounted := map[string]bool{}
 		for _, c := range slices.Concat(out.Spec.InitContainers, out.Spec.Containers) {
-			if _, ok := envValue(&c, EnvDir); ok {
+			if _, ok := envValue(&c, podcontract.EnvDir); ok {
 				mounted[c.Name] = true
 			}
 		}
-		if !mounted["b"] || !mounted["init"] || mounted["a"] || mounted[SidecarName] {
+		if !mounted["b"] || !mounted["init"] || mounted["a"] || mounted[podcontract.SidecarName] {
 			t.Fatalf("containers with PODIPC_DIR = %v, want b and init", mounted)
 		}
 	})
 	t.Run("mount path and port", func(t *testing.T) {
-		out := mustMutate(t, injectPod(map[string]string{AnnotationMountPath: "/ipc", AnnotationMetricsPort: "9999"}, "a"), channels, testSettings())
+		out := mustMutate(t, injectPod(map[string]string{podcontract.AnnotationMountPath: "/ipc", podcontract.AnnotationMetricsPort: "9999"}, "a"), channels, testSettings())
 		side := sidecarOf(t, out)
 		if !slices.Contains(side.Args, "--dir=/ipc") || !slices.Contains(side.Args, "--metrics-addr=:9999") || side.Ports[0].ContainerPort != 9999 {
 			t.Fatalf("sidecar args %q ports %+v", side.Args, side.Ports)
 		}
-		if got, _ := envValue(&out.Spec.Containers[0], EnvMQSocket); got != "/ipc/mq.sock" {
-			t.Fatalf("%s = %q", EnvMQSocket, got)
+		if got, _ := envValue(&out.Spec.Containers[0], podcontract.EnvMQSocket); got != "/ipc/mq.sock" {
+			t.Fatalf("%s = %q", podcontract.EnvMQSocket, got)
 		}
 	})
 	t.Run("tmpfs size", func(t *testing.T) {
-		out := mustMutate(t, injectPod(map[string]string{AnnotationTmpfsSize: "256Mi"}, "a"), channels, testSettings())
-		if got := volumeOf(t, out, VolumeName).EmptyDir.SizeLimit.Value(); got != 256<<20 {
+		out := mustMutate(t, injectPod(map[string]string{podcontract.AnnotationTmpfsSize: "256Mi"}, "a"), channels, testSettings())
+		if got := volumeOf(t, out, podcontract.VolumeName).EmptyDir.SizeLimit.Value(); got != 256<<20 {
 			t.Fatalf("sizeLimit = %d, want 256Mi", got)
 		}
 		if st := mustStatus(t, out); st.ChannelBudgetBytes != 256<<20-testSettings().TmpfsHeadroomBytes {
@@ -232,21 +236,21 @@ func TestMutateOptions(t *testing.T) {
 		}
 	})
 	t.Run("dev shm", func(t *testing.T) {
-		out := mustMutate(t, injectPod(map[string]string{AnnotationDevShm: "true"}, "a"), channels, testSettings())
+		out := mustMutate(t, injectPod(map[string]string{podcontract.AnnotationDevShm: "true"}, "a"), channels, testSettings())
 		c := out.Spec.Containers[0]
-		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == VolumeName && m.MountPath == "/dev/shm" }) {
+		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == podcontract.VolumeName && m.MountPath == "/dev/shm" }) {
 			t.Fatalf("no /dev/shm mount: %+v", c.VolumeMounts)
 		}
 		s := testSettings()
-		if got, want := volumeOf(t, out, VolumeName).EmptyDir.SizeLimit.Value(), ringBytes+s.TmpfsHeadroomBytes+s.DevShmHeadroomBytes; got != want {
+		if got, want := volumeOf(t, out, podcontract.VolumeName).EmptyDir.SizeLimit.Value(), ringBytes+s.TmpfsHeadroomBytes+s.DevShmHeadroomBytes; got != want {
 			t.Fatalf("sizeLimit = %d, want %d (with /dev/shm headroom)", got, want)
 		}
 	})
 	t.Run("user env wins", func(t *testing.T) {
 		pod := injectPod(nil, "a")
-		pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: EnvDir, Value: "/mine"}}
+		pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: podcontract.EnvDir, Value: "/mine"}}
 		out := mustMutate(t, pod, channels, testSettings())
-		if got, _ := envValue(&out.Spec.Containers[0], EnvDir); got != "/mine" || len(out.Spec.Containers[0].Env) != 3 {
+		if got, _ := envValue(&out.Spec.Containers[0], podcontract.EnvDir); got != "/mine" || len(out.Spec.Containers[0].Env) != 3 {
 			t.Fatalf("env = %+v", out.Spec.Containers[0].Env)
 		}
 	})
@@ -256,19 +260,19 @@ func TestMutateRefusesInvalidAnnotations(t *testing.T) {
 	for _, tc := range []struct {
 		key, value, allowed string
 	}{
-		{AnnotationInject, "yes", `"true" or "false"`},
-		{AnnotationInject, "True", `"true" or "false"`},
-		{AnnotationDevShm, "1", `"true" or "false"`},
-		{AnnotationChannels, "frames,Bad_Name", "IPCChannel names"},
-		{AnnotationContainers, "ghost", "not found: ghost"},
-		{AnnotationContainers, " , ", "non-empty"},
-		{AnnotationMountPath, "relative/path", "absolute"},
-		{AnnotationMountPath, "/a/../b", "clean"},
-		{AnnotationMountPath, "/dev/shm", "other than"},
-		{AnnotationTmpfsSize, "-1Mi", "positive quantity"},
-		{AnnotationTmpfsSize, "lots", "positive quantity"},
-		{AnnotationMetricsPort, "0", "1 to 65535"},
-		{AnnotationMetricsPort, "http", "1 to 65535"},
+		{podcontract.AnnotationInject, "yes", `"true" or "false"`},
+		{podcontract.AnnotationInject, "True", `"true" or "false"`},
+		{podcontract.AnnotationDevShm, "1", `"true" or "false"`},
+		{podcontract.AnnotationChannels, "frames,Bad_Name", "IPCChannel names"},
+		{podcontract.AnnotationContainers, "ghost", "not found: ghost"},
+		{podcontract.AnnotationContainers, " , ", "non-empty"},
+		{podcontract.AnnotationMountPath, "relative/path", "absolute"},
+		{podcontract.AnnotationMountPath, "/a/../b", "clean"},
+		{podcontract.AnnotationMountPath, "/dev/shm", "other than"},
+		{podcontract.AnnotationTmpfsSize, "-1Mi", "positive quantity"},
+		{podcontract.AnnotationTmpfsSize, "lots", "positive quantity"},
+		{podcontract.AnnotationMetricsPort, "0", "1 to 65535"},
+		{podcontract.AnnotationMetricsPort, "http", "1 to 65535"},
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
 			pod := injectPod(map[string]string{tc.key: tc.value}, "app")
@@ -312,13 +316,13 @@ func TestMutateSizing(t *testing.T) {
 		t.Errorf("largest channel listed first: %+v", tooLarge.Channels)
 	}
 
-	_, err = Mutate(injectPod(map[string]string{AnnotationTmpfsSize: "1Mi"}, "app"), []v1alpha1.IPCChannel{small}, s)
+	_, err = Mutate(injectPod(map[string]string{podcontract.AnnotationTmpfsSize: "1Mi"}, "app"), []v1alpha1.IPCChannel{small}, s)
 	var tooSmall *TmpfsTooSmallError
-	if !errors.As(err, &tooSmall) || !strings.Contains(err.Error(), AnnotationTmpfsSize) {
-		t.Fatalf("err = %v, want *TmpfsTooSmallError naming %s", err, AnnotationTmpfsSize)
+	if !errors.As(err, &tooSmall) || !strings.Contains(err.Error(), podcontract.AnnotationTmpfsSize) {
+		t.Fatalf("err = %v, want *TmpfsTooSmallError naming %s", err, podcontract.AnnotationTmpfsSize)
 	}
-	_, err = Mutate(injectPod(map[string]string{AnnotationTmpfsSize: "1Gi"}, "app"), []v1alpha1.IPCChannel{small}, s)
-	if !errors.As(err, &tooLarge) || !tooLarge.FromAnnotation || !strings.Contains(err.Error(), AnnotationTmpfsSize) {
+	_, err = Mutate(injectPod(map[string]string{podcontract.AnnotationTmpfsSize: "1Gi"}, "app"), []v1alpha1.IPCChannel{small}, s)
+	if !errors.As(err, &tooLarge) || !tooLarge.FromAnnotation || !strings.Contains(err.Error(), podcontract.AnnotationTmpfsSize) {
 		t.Fatalf("err = %v, want *TmpfsTooLargeError from the annotation", err)
 	}
 	// Exactly at the maximum is allowed.
@@ -328,19 +332,21 @@ func TestMutateSizing(t *testing.T) {
 
 func TestMutateRefusesConflicts(t *testing.T) {
 	for name, edit := range map[string]func(*corev1.Pod){
-		"volume": func(p *corev1.Pod) { p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: VolumeName}) },
+		"volume": func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: podcontract.VolumeName})
+		},
 		"sidecar": func(p *corev1.Pod) {
-			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: SidecarName})
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: podcontract.SidecarName})
 		},
 		"mount": func(p *corev1.Pod) {
 			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "x", MountPath: "/var/run"}}
 		},
 		"port": func(p *corev1.Pod) {
-			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: DefaultMetricsPort}}
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: podcontract.DefaultMetricsPort}}
 		},
 		"bad status": func(p *corev1.Pod) {
-			p.Annotations[AnnotationStatus] = "{"
-			p.Spec.InitContainers = []corev1.Container{{Name: SidecarName}}
+			p.Annotations[podcontract.AnnotationStatus] = "{"
+			p.Spec.InitContainers = []corev1.Container{{Name: podcontract.SidecarName}}
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -363,7 +369,7 @@ func TestMutateIsIdempotent(t *testing.T) {
 	}{
 		"native":      {injectPod(nil, "a", "b"), testSettings()},
 		"plain":       {injectPod(nil, "a"), plain},
-		"all knobs":   {injectPod(map[string]string{AnnotationChannels: "frames,missing", AnnotationContainers: "b", AnnotationDevShm: "true", AnnotationMountPath: "/ipc", AnnotationMetricsPort: "9000", AnnotationTmpfsSize: "128Mi"}, "a", "b"), testSettings()},
+		"all knobs":   {injectPod(map[string]string{podcontract.AnnotationChannels: "frames,missing", podcontract.AnnotationContainers: "b", podcontract.AnnotationDevShm: "true", podcontract.AnnotationMountPath: "/ipc", podcontract.AnnotationMetricsPort: "9000", podcontract.AnnotationTmpfsSize: "128Mi"}, "a", "b"), testSettings()},
 		"no channels": {injectPod(nil, "a"), testSettings()},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -385,7 +391,7 @@ func TestMutateRecordsMissingAndRejectedChannels(t *testing.T) {
 		shmChannel("frames", 0, 0, nil),
 		mqChannel("jobs-dlq", false, ""),
 	}
-	pod := injectPod(map[string]string{AnnotationChannels: "jobs,frames,later"}, "app")
+	pod := injectPod(map[string]string{podcontract.AnnotationChannels: "jobs,frames,later"}, "app")
 	sel, err := SelectChannels(pod, channels[:2])
 	if err != nil {
 		t.Fatal(err)
@@ -401,7 +407,7 @@ func TestMutateRecordsMissingAndRejectedChannels(t *testing.T) {
 	if len(st.Rejected) != 1 || st.Rejected[0].Name != "jobs" || !strings.Contains(st.Rejected[0].Reason, "deadLetterQueue") {
 		t.Fatalf("rejected = %+v, want jobs for its dead-letter queue", st.Rejected)
 	}
-	if _, err := channelconfig.Parse([]byte(out.Annotations[AnnotationConfig])); err != nil {
+	if _, err := channelconfig.Parse([]byte(out.Annotations[podcontract.AnnotationConfig])); err != nil {
 		t.Fatalf("config with a rejected channel left out does not parse: %v", err)
 	}
 }
@@ -423,7 +429,7 @@ func TestSelectChannels(t *testing.T) {
 	}{
 		"selectors":     {injectPod(nil, "a"), []string{"all", "demo", "empty-selector"}},
 		"expression":    {func() *corev1.Pod { p := injectPod(nil, "a"); p.Labels["tier"] = "gpu"; return p }(), []string{"all", "demo", "empty-selector", "expr"}},
-		"explicit list": {injectPod(map[string]string{AnnotationChannels: "expr,old"}, "a"), []string{"expr"}},
+		"explicit list": {injectPod(map[string]string{podcontract.AnnotationChannels: "expr,old"}, "a"), []string{"expr"}},
 		"not injected":  {newPod(nil, "a"), nil},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -444,7 +450,7 @@ func TestSelectChannels(t *testing.T) {
 
 func TestReconfigure(t *testing.T) {
 	frames := shmChannel("frames", 0, 0, nil)
-	pod := injectPod(map[string]string{AnnotationTmpfsSize: "16Mi"}, "app")
+	pod := injectPod(map[string]string{podcontract.AnnotationTmpfsSize: "16Mi"}, "app")
 	injected := mustMutate(t, pod, []v1alpha1.IPCChannel{frames}, testSettings())
 
 	r, err := Reconfigure(injected, []v1alpha1.IPCChannel{frames})
@@ -505,8 +511,8 @@ func TestChannelAppliesAgreesWithSelectChannels(t *testing.T) {
 	channels := []v1alpha1.IPCChannel{shmChannel("all", 0, 0, nil), shmChannel("demo", 0, 0, selectApp("demo")), shmChannel("other", 0, 0, selectApp("other"))}
 	for _, pod := range []*corev1.Pod{
 		injectPod(nil, "a"),
-		injectPod(map[string]string{AnnotationChannels: "other"}, "a"),
-		injectPod(map[string]string{AnnotationChannels: "Bad_Name"}, "a"),
+		injectPod(map[string]string{podcontract.AnnotationChannels: "other"}, "a"),
+		injectPod(map[string]string{podcontract.AnnotationChannels: "Bad_Name"}, "a"),
 	} {
 		sel, _ := SelectChannels(pod, channels)
 		for i := range channels {

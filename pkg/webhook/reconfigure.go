@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podipc/podipc/api/v1alpha1"
@@ -81,11 +83,11 @@ func Reconfigure(pod *corev1.Pod, available []v1alpha1.IPCChannel) (Reconfigurat
 	next := st
 	next.Channels, next.Missing, next.Rejected, next.ConfigHash = cfg.Names(), sel.Missing, rejected, cfg.Hash()
 	r := Reconfiguration{Config: string(cfg.JSON), Status: next}
-	r.Changed = pod.Annotations[AnnotationConfig] != r.Config || pod.Annotations[AnnotationStatus] != next.encode()
+	r.Changed = pod.Annotations[podcontract.AnnotationConfig] != r.Config || pod.Annotations[podcontract.AnnotationStatus] != next.encode()
 	return r, nil
 }
 
 // Annotations are the pod annotations of the reconfiguration.
 func (r *Reconfiguration) Annotations() map[string]string {
-	return map[string]string{AnnotationConfig: r.Config, AnnotationStatus: r.Status.encode()}
+	return map[string]string{podcontract.AnnotationConfig: r.Config, podcontract.AnnotationStatus: r.Status.encode()}
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/podipc/podipc/api/v1alpha1"
@@ -48,7 +50,7 @@ func (e *TmpfsTooLargeError) Error() string {
 	}
 	what := "the channels and headroom need"
 	if e.FromAnnotation {
-		what = "annotation " + AnnotationTmpfsSize + " asks for"
+		what = "annotation " + podcontract.AnnotationTmpfsSize + " asks for"
 	}
 	return fmt.Sprintf("%s %s of tmpfs, %s more than the injector's maximum of %s (channels on the tmpfs: %s)",
 		what, formatBytes(e.NeedBytes), formatBytes(e.NeedBytes-e.MaxBytes), formatBytes(e.MaxBytes), listOrNone(parts))
@@ -68,7 +70,7 @@ func (e *TmpfsTooSmallError) Error() string {
 		parts[i] = c.Name + " " + formatBytes(c.TmpfsBytes)
 	}
 	return fmt.Sprintf("annotation %s: invalid value %q: allowed: at least %s, what the channels need (%s)",
-		AnnotationTmpfsSize, formatBytes(e.SizeBytes), formatBytes(e.NeedBytes), listOrNone(parts))
+		podcontract.AnnotationTmpfsSize, formatBytes(e.SizeBytes), formatBytes(e.NeedBytes), listOrNone(parts))
 }
 
 // planSizing sizes the tmpfs of a pod with the given configuration.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -31,12 +33,12 @@ type Status struct {
 // ReadStatus reads a pod's podipc.io/status annotation. ok is false when the
 // pod has none.
 func ReadStatus(pod *corev1.Pod) (st Status, ok bool, err error) {
-	v, ok := pod.Annotations[AnnotationStatus]
+	v, ok := pod.Annotations[podcontract.AnnotationStatus]
 	if !ok {
 		return Status{}, false, nil
 	}
 	if err := json.Unmarshal([]byte(v), &st); err != nil {
-		return Status{}, true, fmt.Errorf("annotation %s: %w", AnnotationStatus, err)
+		return Status{}, true, fmt.Errorf("annotation %s: %w", podcontract.AnnotationStatus, err)
 	}
 	return st, true, nil
 }
@@ -59,7 +61,7 @@ func IsInjected(pod *corev1.Pod) bool {
 }
 
 func hasSidecar(pod *corev1.Pod) bool {
-	return containerIndex(pod.Spec.InitContainers, SidecarName) >= 0 || containerIndex(pod.Spec.Containers, SidecarName) >= 0
+	return containerIndex(pod.Spec.InitContainers, podcontract.SidecarName) >= 0 || containerIndex(pod.Spec.Containers, podcontract.SidecarName) >= 0
 }
 
 func containerIndex(cs []corev1.Container, name string) int {

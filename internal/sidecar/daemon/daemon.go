@@ -12,10 +12,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/podipc/podipc/pkg/podcontract"
 
 	"github.com/podipc/podipc/internal/configwatch"
 	"github.com/podipc/podipc/internal/sidecar/metrics"
@@ -24,10 +25,6 @@ import (
 	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/mq"
 )
-
-// JournalSubdir is where, under the podipc directory, the broker keeps the
-// journals of queues with persistence Volume.
-const JournalSubdir = "mq/journal"
 
 // Config is the sidecar's configuration (its command-line flags).
 type Config struct {
@@ -68,7 +65,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("create %s: %w", cfg.Dir, err)
 	}
 	broker, err := mq.NewBroker(mq.BrokerOptions{
-		JournalDir: filepath.Join(cfg.Dir, JournalSubdir),
+		JournalDir: podcontract.JournalDir(cfg.Dir),
 		Logger:     log.With("component", "broker"),
 	})
 	if err != nil {
@@ -103,7 +100,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       time.Minute,
 	}
-	mqLn, err := mq.Listen(filepath.Join(cfg.Dir, mq.SocketName), cfg.FileMode)
+	mqLn, err := mq.Listen(podcontract.MQSocketPath(cfg.Dir), cfg.FileMode)
 	if err != nil {
 		_ = httpLn.Close()
 		_ = broker.Close()

@@ -21,6 +21,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/sidecar/reconcile"
 	"github.com/podipc/podipc/internal/sidecar/server"
@@ -56,7 +58,7 @@ func Fetch(ctx context.Context, addr string) (status.Snapshot, error) {
 // Failed with the reason.
 func ReadDir(dir string) (status.Snapshot, error) {
 	snap := status.Snapshot{Time: time.Now()}
-	shmDir := filepath.Join(dir, reconcile.ShmSubdir)
+	shmDir := filepath.Join(dir, podcontract.ShmSubdir)
 	entries, err := os.ReadDir(shmDir)
 	if err != nil {
 		return snap, fmt.Errorf("inspect: %w", err)

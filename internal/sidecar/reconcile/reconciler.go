@@ -37,14 +37,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/sidecar/status"
 	"github.com/podipc/podipc/pkg/mq"
 )
-
-// ShmSubdir is the directory, under the podipc directory, that holds the
-// shared-memory channel files.
-const ShmSubdir = "shm"
 
 // Options configure a Reconciler.
 type Options struct {
@@ -98,7 +96,7 @@ func New(opts Options) (*Reconciler, error) {
 	r := &Reconciler{
 		opts:      opts,
 		log:       opts.Logger,
-		shmDir:    filepath.Join(opts.Dir, ShmSubdir),
+		shmDir:    filepath.Join(opts.Dir, podcontract.ShmSubdir),
 		cfgStatus: status.Config{Path: opts.ConfigPath, Error: "no configuration read yet"},
 		shm:       map[string]*shmEntry{},
 	}

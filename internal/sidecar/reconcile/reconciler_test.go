@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/pkg/podcontract"
+
 	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/sidecar/reconcile"
 	"github.com/podipc/podipc/internal/sidecar/status"
@@ -111,7 +113,9 @@ func (f *fixture) expectState(typ v1alpha1.ChannelType, name string, want status
 	return c
 }
 
-func (f *fixture) shmPath(name string) string { return filepath.Join(f.dir, reconcile.ShmSubdir, name) }
+func (f *fixture) shmPath(name string) string {
+	return filepath.Join(f.dir, podcontract.ShmSubdir, name)
+}
 
 func (f *fixture) inode(name string) uint64 {
 	f.t.Helper()
@@ -213,7 +217,7 @@ func TestAdoptsExistingChannelsOnRestart(t *testing.T) {
 	first.stop()
 
 	// A leftover of a creation interrupted by the crash of the first sidecar.
-	leftover := filepath.Join(dir, reconcile.ShmSubdir, ".frames.creating-123")
+	leftover := filepath.Join(dir, podcontract.ShmSubdir, ".frames.creating-123")
 	if err := os.WriteFile(leftover, []byte("partial"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +299,7 @@ func TestIncompatibleChangeWaitsForPeers(t *testing.T) {
 		t.Errorf("new file slot size %d", o.SlotSize)
 	}
 	// Replacing leaves no temporary file behind.
-	entries, _ := os.ReadDir(filepath.Join(f.dir, reconcile.ShmSubdir))
+	entries, _ := os.ReadDir(filepath.Join(f.dir, podcontract.ShmSubdir))
 	if len(entries) != 1 {
 		t.Errorf("shm directory holds %d entries, want 1", len(entries))
 	}
@@ -361,7 +365,7 @@ func TestRemovesUndeclaredChannelsOnceUnused(t *testing.T) {
 // serve runs the broker on a socket in the fixture's directory.
 func (f *fixture) serve() string {
 	f.t.Helper()
-	path := filepath.Join(f.dir, mq.SocketName)
+	path := podcontract.MQSocketPath(f.dir)
 	ln, err := mq.Listen(path, 0)
 	if err != nil {
 		f.t.Fatal(err)
@@ -409,10 +413,10 @@ func TestMaxRedeliveriesZeroIsReported(t *testing.T) {
 // A file that is not a valid channel is replaced when nobody holds it.
 func TestReplacesUnusableFile(t *testing.T) {
 	dir := tmpfsDir(t)
-	if err := os.MkdirAll(filepath.Join(dir, reconcile.ShmSubdir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, podcontract.ShmSubdir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, reconcile.ShmSubdir, "frames"), []byte("not a channel"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, podcontract.ShmSubdir, "frames"), []byte("not a channel"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f := newFixture(t, dir)

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -79,9 +81,20 @@ func (r *Reconciler) adopt() error {
 
 // syncShmLocked reconciles the shared-memory channels toward want (name →
 // defaulted settings). It reports whether every declared one is Ready.
+//
+// Channels no longer declared go first, so that their space on the tmpfs is
+// free for the new ones; then the declared ones in name order, so that which
+// one a full tmpfs refuses does not depend on map order.
 func (r *Reconciler) syncShmLocked(want map[string]v1alpha1.SharedMemorySettings) bool {
+	for name, e := range r.shm {
+		if _, declared := want[name]; !declared {
+			e.declared = false
+			r.removeShmChannel(e)
+		}
+	}
 	ok := true
-	for name, w := range want {
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		w := want[name]
 		e := r.shm[name]
 		if e == nil {
 			e = &shmEntry{name: name, path: filepath.Join(r.shmDir, name), state: status.StatePending}
@@ -90,12 +103,6 @@ func (r *Reconciler) syncShmLocked(want map[string]v1alpha1.SharedMemorySettings
 		e.declared, e.want = true, w
 		if !r.syncShmChannel(e) {
 			ok = false
-		}
-	}
-	for name, e := range r.shm {
-		if _, declared := want[name]; !declared {
-			e.declared = false
-			r.removeShmChannel(e)
 		}
 	}
 	return ok

@@ -10,24 +10,18 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/podipc/podipc/pkg/podcontract"
 
 	"github.com/podipc/podipc/pkg/mq"
 	"github.com/podipc/podipc/pkg/shm"
 )
 
 // Dir returns the pod's podipc directory from $PODIPC_DIR.
-func Dir() (string, error) {
-	dir := os.Getenv(mq.DirEnv)
-	if dir == "" {
-		return "", errors.New(mq.DirEnv + " is not set: it names the pod's podipc directory")
-	}
-	return dir, nil
-}
+func Dir() (string, error) { return podcontract.Dir() }
 
 // retryEvery is how often a missing channel or broker is looked for again.
 const retryEvery = 50 * time.Millisecond
@@ -35,7 +29,7 @@ const retryEvery = 50 * time.Millisecond
 // OpenChannel opens the shared-memory channel name in dir, waiting (until
 // ctx ends) for the sidecar to create it.
 func OpenChannel(ctx context.Context, dir, name string) (*shm.Channel, error) {
-	path := filepath.Join(dir, "shm", name)
+	path := podcontract.ChannelPath(dir, name)
 	for {
 		ch, err := shm.Open(path)
 		if err == nil {
@@ -55,7 +49,7 @@ func OpenChannel(ctx context.Context, dir, name string) (*shm.Channel, error) {
 // DialBroker connects to the sidecar's broker in dir, waiting (until ctx
 // ends) for it to listen.
 func DialBroker(ctx context.Context, dir string) (*mq.Client, error) {
-	path := filepath.Join(dir, mq.SocketName)
+	path := podcontract.MQSocketPath(dir)
 	for {
 		c, err := mq.Dial(ctx, mq.WithSocketPath(path))
 		if err == nil {
