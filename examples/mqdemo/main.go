@@ -73,7 +73,7 @@ func runBroker(ctx context.Context, log *slog.Logger, dir, queue string) error {
 	if err := b.Apply(ctx, cfg); err != nil {
 		return err
 	}
-	ln, err := mq.Listen(podcontract.MQSocketPath(dir), 0o660)
+	ln, err := mq.Listen(podcontract.MQSocketPath(dir), 0)
 	if err != nil {
 		return err
 	}

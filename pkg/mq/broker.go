@@ -17,6 +17,7 @@ import (
 
 	"github.com/podipc/podipc/internal/mqjournal"
 	"github.com/podipc/podipc/internal/mqwire"
+	"github.com/podipc/podipc/pkg/podcontract"
 )
 
 // BrokerOptions configure a Broker. Zero fields take the documented defaults.
@@ -256,11 +257,11 @@ func (b *Broker) Stats() []QueueStats {
 }
 
 // Listen creates a Unix socket listener at path with the given file mode
-// (0660 if zero). A stale socket file left by a dead broker is replaced; a
+// (podcontract.DefaultFileMode if zero). A stale socket file left by a dead broker is replaced; a
 // live one is an error. The socket file is removed when the listener closes.
 func Listen(path string, mode os.FileMode) (net.Listener, error) {
 	if mode == 0 {
-		mode = 0o660
+		mode = podcontract.DefaultFileMode
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {

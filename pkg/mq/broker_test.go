@@ -262,7 +262,7 @@ func TestListenRefusesLiveSocketAndReplacesStaleOne(t *testing.T) {
 		t.Fatal("second Listen on a live socket succeeded")
 	}
 	fi, err := os.Stat(b.socket)
-	if err != nil || fi.Mode().Perm() != 0o660 {
+	if err != nil || fi.Mode().Perm() != podcontract.DefaultFileMode {
 		t.Fatalf("socket mode %v, %v", fi.Mode(), err)
 	}
 	stale := filepath.Join(b.dir, "stale.sock")

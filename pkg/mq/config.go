@@ -55,7 +55,7 @@ const MaxPriority = mqwire.MaxPriority
 // Defaults applied by QueueConfig.Defaulted.
 const (
 	DefaultMaxDepth       = 10_000
-	DefaultMaxBytes       = 64 << 20
+	DefaultMaxBytes       = 16 << 20
 	DefaultMaxMessageSize = 1 << 20
 	DefaultAckTimeout     = 30 * time.Second
 )

@@ -112,6 +112,12 @@ const (
 	EnvChannels = "PODIPC_CHANNELS"
 )
 
+// DefaultFileMode is the mode of the channel files and the broker's socket.
+// Every container of the pod may run under its own UID, and only the pod's
+// containers that mount the tmpfs reach the files, so they are readable and
+// writable by all; docs/security.md has the threat model.
+const DefaultFileMode = 0o666
+
 // ConfigPath is the sidecar's configuration file: ConfigFile in ConfigDir.
 const ConfigPath = ConfigDir + "/" + ConfigFile
 

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podipc/podipc/internal/futex"
+	"github.com/podipc/podipc/pkg/podcontract"
 )
 
 // Channel is one process's handle on a channel file. It is safe for
@@ -147,7 +148,7 @@ func readGeometry(f *os.File) (geometry, error) {
 }
 
 func newChannelConfig(copts []ChannelOption) channelConfig {
-	cfg := channelConfig{logger: slog.Default(), perm: 0o660}
+	cfg := channelConfig{logger: slog.Default(), perm: podcontract.DefaultFileMode}
 	for _, o := range copts {
 		o(&cfg)
 	}

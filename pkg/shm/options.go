@@ -58,7 +58,7 @@ func (o Overflow) String() string {
 
 // Defaults applied by Create to zero-valued Options fields.
 const (
-	DefaultSlotSize  = 1024
+	DefaultSlotSize  = 4096
 	DefaultSlotCount = 1024
 	DefaultMaxPeers  = 64
 )
@@ -168,7 +168,7 @@ type channelConfig struct {
 func WithLogger(l *slog.Logger) ChannelOption { return func(c *channelConfig) { c.logger = l } }
 
 // WithFileMode sets the permission bits Create gives the channel file.
-// Default 0660: the owner and the pod's shared fsGroup.
+// Default podcontract.DefaultFileMode (0666; the umask does not apply).
 func WithFileMode(perm os.FileMode) ChannelOption {
 	return func(c *channelConfig) { c.perm = perm.Perm() }
 }

@@ -52,8 +52,8 @@ type Options struct {
 	Broker *mq.Broker
 	// ConfigPath is reported in the status; the reconciler does not read it.
 	ConfigPath string
-	// FileMode is the mode of channel files (default 0666: the pod is the
-	// boundary, only its containers that mount the tmpfs reach the files).
+	// FileMode is the mode of channel files (default
+	// podcontract.DefaultFileMode).
 	FileMode os.FileMode
 	// Logger receives decisions and problems; nil discards them.
 	Logger *slog.Logger
@@ -85,7 +85,7 @@ func New(opts Options) (*Reconciler, error) {
 		return nil, errors.New("reconcile: Options.Broker is required")
 	}
 	if opts.FileMode == 0 {
-		opts.FileMode = 0o666
+		opts.FileMode = podcontract.DefaultFileMode
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -1,0 +1,72 @@
+package v1alpha1_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/pkg/mq"
+	"github.com/podipc/podipc/pkg/shm"
+)
+
+// The API's defaults and enums are those of the data plane: a channel declared
+// with no settings behaves as one created with pkg/shm or pkg/mq and zero
+// options, and every API enum value names a data-plane value. (The CRD's
+// markers are held to the API's constants by crd_test.go.)
+func TestDefaultsAreTheDataPlanes(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		api, got int64
+	}{
+		{"SharedMemory.slotSize", v1alpha1.DefaultSlotSize, shm.DefaultSlotSize},
+		{"SharedMemory.slotCount", v1alpha1.DefaultSlotCount, shm.DefaultSlotCount},
+		{"MessageQueue.maxDepth", v1alpha1.DefaultMaxDepth, mq.DefaultMaxDepth},
+		{"MessageQueue.maxBytes", v1alpha1.DefaultMaxBytes, mq.DefaultMaxBytes},
+		{"MessageQueue.maxMessageSize", v1alpha1.DefaultMaxMessageSize, mq.DefaultMaxMessageSize},
+		{"MessageQueue.ackTimeout", int64(v1alpha1.DefaultAckTimeout), int64(mq.DefaultAckTimeout)},
+		{"MaxPriority", v1alpha1.MaxPriority, mq.MaxPriority},
+	} {
+		if c.api != c.got {
+			t.Errorf("%s: the API's default is %d, the data plane's %d", c.name, c.api, c.got)
+		}
+	}
+
+	// What an unset queue config defaults to in pkg/mq is what the API's
+	// defaulting gives.
+	var s v1alpha1.MessageQueueSettings
+	s.Default()
+	q := mq.QueueConfig{Name: "q"}.Defaulted()
+	if int64(q.MaxDepth) != int64(s.MaxDepth) || q.MaxBytes != s.MaxBytes || int64(q.MaxMessageSize) != int64(s.MaxMessageSize) ||
+		q.AckTimeout != s.AckTimeout.Duration || string(q.Overflow) != string(s.Overflow) {
+		t.Errorf("defaulted queue: pkg/mq %+v, API %+v", q, s)
+	}
+}
+
+func TestEnumsNameDataPlaneValues(t *testing.T) {
+	shmOverflow := map[v1alpha1.SharedMemoryOverflow]shm.Overflow{
+		v1alpha1.SharedMemoryOverflowBlock:     shm.OverflowBlock,
+		v1alpha1.SharedMemoryOverflowFail:      shm.OverflowFail,
+		v1alpha1.SharedMemoryOverflowOverwrite: shm.OverflowOverwrite,
+	}
+	for api, dp := range shmOverflow {
+		if !strings.EqualFold(string(api), dp.String()) {
+			t.Errorf("shared-memory overflow %q names shm %q", api, dp)
+		}
+	}
+	shmMode := map[v1alpha1.SharedMemoryMode]shm.Mode{
+		v1alpha1.SharedMemoryModeQueue:     shm.ModeQueue,
+		v1alpha1.SharedMemoryModeBroadcast: shm.ModeBroadcast,
+	}
+	for api, dp := range shmMode {
+		if !strings.EqualFold(string(api), dp.String()) {
+			t.Errorf("shared-memory mode %q names shm %q", api, dp)
+		}
+	}
+	for _, o := range []v1alpha1.MessageQueueOverflow{
+		v1alpha1.MessageQueueOverflowBlock, v1alpha1.MessageQueueOverflowReject, v1alpha1.MessageQueueOverflowDropOldest,
+	} {
+		if err := (mq.QueueConfig{Name: "q", Overflow: mq.Overflow(o)}).Defaulted().Validate(); err != nil {
+			t.Errorf("message-queue overflow %q is not a pkg/mq policy: %v", o, err)
+		}
+	}
+}
