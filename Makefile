@@ -168,7 +168,11 @@ e2e: $(HELM) ## End-to-end test on a kind cluster (docs/e2e.md): minutes with a 
 # `make verify` holds the chart's copy of the CRDs to config/crd.
 unit: $(HELM)
 unit: export HELM := $(HELM)
-verify: verify-chart-crds
+verify: verify-chart-crds verify-tidy
+
+.PHONY: verify-tidy
+verify-tidy: ## Fail when go.mod or go.sum is not what `go mod tidy` makes of them.
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
 
 .PHONY: help
 help: ## List the targets.
