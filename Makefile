@@ -45,6 +45,8 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck.
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(STATICCHECK) $(PKGS)
+	$(GO) vet -tags e2e ./test/e2e
+	$(STATICCHECK) -tags e2e ./test/e2e
 
 $(STATICCHECK):
 	@mkdir -p $(BIN)

@@ -57,9 +57,15 @@ diagnose() {
 	ka get ipcchannels -o yaml
 	echo "---- application pods"
 	ka describe pods
-	ka get pod "$APP_POD" -o jsonpath='{.metadata.annotations}{"\n"}'
-	ka logs "$APP_POD" --all-containers --prefix --tail=200
-	ka logs "$APP_POD" -c consumer --previous --tail=100 2>/dev/null
+	local pod c
+	for pod in $(ka get pods -o name); do
+		echo "---- $pod: annotations and logs"
+		ka get "$pod" -o jsonpath='{.metadata.annotations}{"\n"}'
+		ka logs "$pod" --all-containers --prefix --tail=200
+		for c in $(ka get "$pod" -o jsonpath='{.spec.initContainers[*].name} {.spec.containers[*].name}'); do
+			ka logs "$pod" -c "$c" --previous --prefix --tail=100 2>/dev/null
+		done
+	done
 	echo "---- sidecar metrics"
 	scrape
 	echo "============================================="
@@ -275,6 +281,12 @@ late_gone_from_annotation() {
 }
 wait_for "the deleted channel leaves the pod's annotation" 60 late_gone_from_annotation
 wait_for "the sidecar removes the deleted channel" 180 lacks_series podipc_channel_declared 'channel="late"'
+
+phase "scenarios (go test -tags e2e)"
+# The scenarios written as Go tests (test/e2e): each is a named test against this cluster.
+E2E_NODE=$NODE E2E_IMAGE_TAG=$TAG E2E_PAUSE_IMAGE=$pause_image E2E_SYSTEM_NS=$SYSTEM_NS E2E_RELEASE=$RELEASE \
+	E2E_APP_NS=$APP_NS go -C "$ROOT" test -tags e2e -count=1 -timeout 20m -v ${E2E_RUN:+-run "$E2E_RUN"} ./test/e2e >&2 ||
+	fail "an end-to-end scenario failed (its message is above)"
 
 phase "helm upgrade"
 # An upgrade that changes the injector's pod template rolls it (maxUnavailable 0). Helm's three-way merge

@@ -1,0 +1,133 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podipc/podipc/pkg/podcontract"
+)
+
+// examplePod is an injected pod of the example producer and consumer on the
+// shared-memory channel frames and the journaled queue jobs (the channels of
+// kind-test/manifests/channels.yaml, which select the app namespace's pods
+// by their labels). The producer sends for sendFor and then exits.
+func (c *cluster) examplePod(name string, sendFor time.Duration) *corev1.Pod {
+	pod := c.pausePod(name, true)
+	pod.Labels = c.appLabels
+	grace := int64(5)
+	pod.Spec.TerminationGracePeriodSeconds = &grace
+	pod.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	image := "podipc-examples:" + c.tag
+	pod.Spec.Containers = []corev1.Container{
+		{
+			Name: "producer", Image: image, ImagePullPolicy: corev1.PullNever, SecurityContext: hardened(),
+			Command: []string{"/usr/local/bin/producer", "--shm=frames", "--mq=jobs", "--rate=1000", "--mq-rate=100", "--size=256",
+				"--duration=" + sendFor.String()},
+		},
+		{
+			Name: "consumer", Image: image, ImagePullPolicy: corev1.PullNever, SecurityContext: hardened(),
+			Command: []string{"/usr/local/bin/consumer", "--shm=frames", "--mq=jobs", "--interval=5s"},
+		},
+	}
+	return pod
+}
+
+// The sidecar container SIGKILLed mid-traffic (a crash, an OOM kill): the
+// kubelet restarts it, the application containers are not restarted, traffic
+// resumes on the channel and the queue, and once the producer is done the
+// queue drains with nothing dropped, dead-lettered, expired or rejected.
+func TestSidecarCrash(t *testing.T) {
+	c, ctx := newCluster(t), testContext(t)
+	const name = "crash"
+	pods := c.kube.CoreV1().Pods(c.appNS)
+	if _, err := pods.Create(ctx, c.examplePod(name, 75*time.Second), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create pod %s: %v", name, err)
+	}
+	t.Cleanup(func() { _ = pods.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	c.waitPodReady(t, ctx, c.appNS, name, 2*time.Minute)
+
+	flowing := func(what string, metric string, labels ...string) {
+		t.Helper()
+		var first float64
+		seen := false
+		eventually(t, time.Minute, what, func() error {
+			text, err := c.metrics(ctx, c.appNS, name)
+			if err != nil {
+				return err
+			}
+			v, _ := metricSum(text, metric, labels...)
+			if !seen {
+				first, seen = v, true
+			}
+			if v <= first+50 {
+				return fmt.Errorf("%s %v went from %v to %v", metric, labels, first, v)
+			}
+			return nil
+		})
+	}
+	flowing("messages flow over frames", "podipc_shm_received_messages_total", `channel="frames"`)
+	flowing("messages flow over jobs", "podipc_mq_acked_messages_total", `queue="jobs"`)
+
+	c.killContainer(t, ctx, c.appNS, name, podcontract.SidecarName)
+	eventually(t, 2*time.Minute, "the kubelet restarts the sidecar and the pod is Ready again", func() error {
+		pod, err := pods.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		s, ok := containerStatus(pod, podcontract.SidecarName)
+		if !ok || s.RestartCount < 1 || !s.Ready || !podReady(pod) {
+			return fmt.Errorf("sidecar status %+v, pod ready %v", s, podReady(pod))
+		}
+		return nil
+	})
+	flowing("messages flow over frames after the restart", "podipc_shm_received_messages_total", `channel="frames"`)
+	flowing("messages flow over jobs after the restart", "podipc_mq_acked_messages_total", `queue="jobs"`)
+
+	pod, err := pods.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, app := range []string{"producer", "consumer"} {
+		if s, _ := containerStatus(pod, app); s.RestartCount != 0 {
+			t.Errorf("container %s restarted %d times when the sidecar did; it must ride through (last state %+v)", app, s.RestartCount, s.LastTerminationState)
+		}
+	}
+
+	eventually(t, 3*time.Minute, "the producer is done and jobs is drained", func() error {
+		if pod, err = pods.Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return err
+		}
+		if s, _ := containerStatus(pod, "producer"); s.State.Terminated == nil {
+			return fmt.Errorf("producer still running")
+		}
+		text, err := c.metrics(ctx, c.appNS, name)
+		if err != nil {
+			return err
+		}
+		depth, _ := metricSum(text, "podipc_mq_depth", `queue="jobs"`)
+		inFlight, _ := metricSum(text, "podipc_mq_in_flight", `queue="jobs"`)
+		if depth != 0 || inFlight != 0 {
+			return fmt.Errorf("jobs holds %v waiting and %v in flight", depth, inFlight)
+		}
+		return nil
+	})
+	text, err := c.metrics(ctx, c.appNS, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"dropped", "dead_lettered", "expired", "rejected"} {
+		if v, _ := metricSum(text, "podipc_mq_"+m+"_messages_total", `queue="jobs"`); v != 0 {
+			t.Errorf("podipc_mq_%s_messages_total{queue=\"jobs\"} = %v after the restart, want 0", m, v)
+		}
+	}
+	if s, _ := containerStatus(pod, "producer"); s.State.Terminated != nil && s.State.Terminated.ExitCode != 0 {
+		t.Errorf("the producer failed: %+v", s.State.Terminated)
+	}
+}
