@@ -14,6 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
+// maxTmpfsBytes (1Ei) bounds podipc.io/tmpfs-size far beyond any memory,
+// and below the largest int64.
+const maxTmpfsBytes = 1 << 60
+
 // podOptions are a pod's podipc.io annotations, parsed and checked.
 type podOptions struct {
 	channels    []string // nil: select by label
@@ -61,8 +65,10 @@ func parseOptions(pod *corev1.Pod) (podOptions, error) {
 	}
 	if v, ok := a[podcontract.AnnotationTmpfsSize]; ok {
 		q, perr := resource.ParseQuantity(v)
-		if perr != nil || q.Sign() <= 0 {
-			return opts, &AnnotationError{Key: podcontract.AnnotationTmpfsSize, Value: v, Allowed: `a positive quantity of bytes, such as "64Mi" or "1Gi"`}
+		// Past maxTmpfsBytes a quantity no longer fits the int64 of a
+		// sizeLimit in bytes (1e30 would wrap to nonsense).
+		if perr != nil || q.Sign() <= 0 || q.CmpInt64(maxTmpfsBytes) > 0 {
+			return opts, &AnnotationError{Key: podcontract.AnnotationTmpfsSize, Value: v, Allowed: `a positive quantity of bytes up to 1Ei, such as "64Mi" or "1Gi"`}
 		}
 		opts.tmpfsSize = &q
 	}

@@ -74,6 +74,11 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	if namespace == "" {
 		namespace = pod.Namespace
 	}
+	if namespace == "" {
+		// Pods are namespaced: an API server always names the namespace. Without
+		// one, listing IPCChannels would read every namespace's.
+		return admission.Errored(http.StatusBadRequest, errors.New("the admission request names no namespace for the pod"))
+	}
 	log := logf.FromContext(ctx).WithValues("namespace", namespace, "pod", podName(&pod))
 
 	available, err := m.Channels.ListChannels(ctx, namespace)

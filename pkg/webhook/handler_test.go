@@ -166,6 +166,21 @@ func TestHandlerDeniesAndWarns(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 
+	// A review without a namespace (no API server sends one) lists no channels.
+	noNS := channelSet{err: errors.New("listed channels for a review without a namespace")}
+	var review admissionv1.AdmissionReview
+	nsless := injectPod(nil, "app")
+	nsless.Namespace = ""
+	if err := json.Unmarshal(reviewOf(t, nsless, admissionv1.Create), &review); err != nil {
+		t.Fatal(err)
+	}
+	review.Request.Namespace = ""
+	body, _ := json.Marshal(review)
+	if _, resp = post(t, testHandler(noNS), "application/json", body); resp.Allowed || resp.Result.Code != http.StatusBadRequest ||
+		!strings.Contains(resp.Result.Message, "no namespace") {
+		t.Fatalf("review without a namespace: response %+v, want a 400 saying so", resp)
+	}
+
 	_, resp = post(t, testHandler(channelSet{err: errors.New("cache not synced")}), "application/json", reviewOf(t, injectPod(nil, "app"), admissionv1.Create))
 	if resp.Allowed || resp.Result.Code != http.StatusInternalServerError {
 		t.Fatalf("lister failure: response %+v, want a 500", resp)

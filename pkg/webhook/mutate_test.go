@@ -271,6 +271,8 @@ func TestMutateRefusesInvalidAnnotations(t *testing.T) {
 		{podcontract.AnnotationMountPath, "/dev/shm", "other than"},
 		{podcontract.AnnotationTmpfsSize, "-1Mi", "positive quantity"},
 		{podcontract.AnnotationTmpfsSize, "lots", "positive quantity"},
+		{podcontract.AnnotationTmpfsSize, "1e30", "up to 1Ei"},
+		{podcontract.AnnotationTmpfsSize, "9Ei", "up to 1Ei"},
 		{podcontract.AnnotationMetricsPort, "0", "1 to 65535"},
 		{podcontract.AnnotationMetricsPort, "http", "1 to 65535"},
 	} {
