@@ -33,7 +33,7 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 	writeConfig(t, cfgPath, cfgFrames+cfgDurableJobs)
 	first := startSidecar(t, dir, cfgPath)
 	first.waitReady()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	framesPath := filepath.Join(channelsDir(dir), "frames")
@@ -43,10 +43,16 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	client, err := mq.Dial(ctx, mq.WithSocketPath(podcontract.MQSocketPath(dir)))
+	client, err := mq.Dial(ctx, mq.WithSocketPath(podcontract.MQSocketPath(dir)), mq.WithoutReconnect())
 	if err != nil {
 		t.Fatal(err)
 	}
+	// riding reconnects (the default): it rides through the restart.
+	riding, err := mq.Dial(ctx, mq.WithSocketPath(podcontract.MQSocketPath(dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer riding.Close()
 	for i := range 3 {
 		if err := client.Send(ctx, "jobs", fmt.Appendf(nil, "job-%d", i)); err != nil {
 			t.Fatal(err)
@@ -69,11 +75,16 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 			t.Errorf("logs lack %s", want)
 		}
 	}
-	// The client was told to go away; the socket is gone.
+	// The client that does not reconnect was told to go away; the socket
+	// is gone. The reconnecting one's send waits for the next sidecar.
 	if err := client.Send(ctx, "jobs", []byte("late")); err == nil {
 		t.Error("send after the broker shut down succeeded")
 	}
 	client.Close()
+	riderSent, err := riding.SendAsync(ctx, "jobs", []byte("job-3"))
+	if err != nil {
+		t.Fatalf("send while the sidecar is down: %v", err)
+	}
 	if _, err := os.Stat(podcontract.MQSocketPath(dir)); !os.IsNotExist(err) {
 		t.Errorf("broker socket after shutdown: %v", err)
 	}
@@ -108,12 +119,18 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 		}
 	}
 
+	if err := riderSent.Wait(ctx); err != nil {
+		t.Fatalf("send made while the sidecar was down, after the restart: %v", err)
+	}
+	if st := riding.Stats(); !st.Connected || st.Reconnects != 1 {
+		t.Fatalf("reconnecting client after the restart: %+v", st)
+	}
 	client2, err := mq.Dial(ctx, mq.WithSocketPath(podcontract.MQSocketPath(dir)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client2.Close()
-	for i := range 3 {
+	for i := range 4 {
 		d, err := client2.Receive(ctx, "jobs")
 		if err != nil || string(d.Body) != fmt.Sprintf("job-%d", i) {
 			t.Fatalf("job %d after restart = %v, %v", i, d, err)

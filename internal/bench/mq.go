@@ -124,7 +124,7 @@ func (l *mqLink) Close() error {
 func dialMQ(socket, out, in string) (Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), mqDialTimeout)
 	defer cancel()
-	client, err := mq.Dial(ctx, mq.WithSocketPath(socket))
+	client, err := mq.Dial(ctx, mq.WithSocketPath(socket), mq.WithoutReconnect()) // a benchmark fails fast
 	if err != nil {
 		return nil, err
 	}

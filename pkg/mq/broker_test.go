@@ -207,7 +207,11 @@ func TestVolumeToggle(t *testing.T) {
 
 func TestShutdownIsGraceful(t *testing.T) {
 	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q", MaxDepth: 1})
-	c := dial(t, b.socket)
+	c, err := Dial(testCtx(t), WithSocketPath(b.socket), WithoutReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	mustSend(t, c, "q", "queued")
 	blocked, err := c.SendAsync(testCtx(t), "q", []byte("blocked"))
 	if err != nil {

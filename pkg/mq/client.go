@@ -17,21 +17,31 @@ import (
 // Client is a connection to the broker. It is safe for concurrent use; sends
 // and acknowledgements from all goroutines are batched onto the connection by
 // one writer goroutine, and one reader goroutine dispatches what arrives.
+//
+// Unless dialled WithoutReconnect, a Client outlives its connection: when
+// the broker goes away (the sidecar restarts) it dials again with backoff
+// for up to the ReconnectPolicy's window, sends again every request the old
+// broker had not answered, and re-attaches its consumers, so callers see
+// neither an error nor a lost confirmed message (see ReconnectPolicy).
 type Client struct {
-	nc     net.Conn
+	path   string
 	log    *slog.Logger
-	limits mqwire.Welcome
-	rd     *mqwire.Reader
+	policy ReconnectPolicy
 
-	w *frameWriter
-	// Guarded by w.mu: what the frame at w.mark is, if it is an ACK, NACK
-	// or CREDIT that later settlements of the same consumer can be merged into.
-	lastKind     mqwire.FrameType
-	lastConsumer uint32
-	lastRequeue  bool
-	lastCount    int
+	// life ends when the client is closed; it bounds reconnection.
+	life       context.Context
+	endLife    context.CancelFunc
+	reconnects sync.WaitGroup
 
-	readerDone chan struct{}
+	// sess is the current connection. It is replaced, under mu, only by a
+	// reconnection; between losing a connection and replacing it, sess is
+	// the lost one, whose writer drops what is appended.
+	sess atomic.Pointer[session]
+	// gen counts connections lost: deliveries of an older generation are
+	// stale (their connection is gone and the broker redelivers them).
+	gen atomic.Uint64
+
+	stats clientCounters
 
 	mu           sync.Mutex
 	calls        requestTable
@@ -41,15 +51,36 @@ type Client struct {
 	pendingSends int
 	pendingBytes int
 	windowFreed  chan struct{} // closed when the send window frees; nil if nobody waits
-	err          error         // why the client is closed
+	connected    bool
+	resumedAt    time.Time                  // when the last reconnection completed
+	retrying     map[*Confirmation]struct{} // requests waiting to be sent again (see retryLater)
+	err          error                      // why the client is closed
 	goAway       error
 	done         chan struct{}
 }
 
-// Dial connects to the broker, by default at $PODIPC_DIR/mq.sock, and
-// performs the handshake.
+// session is one connection to the broker and the goroutines serving it.
+type session struct {
+	nc         net.Conn
+	rd         *mqwire.Reader
+	w          *frameWriter
+	limits     mqwire.Welcome
+	gen        uint64
+	readerDone chan struct{}
+
+	// Guarded by w.mu: what the frame at w.mark is, if it is an ACK, NACK
+	// or CREDIT that later settlements of the same consumer can be merged into.
+	lastKind     mqwire.FrameType
+	lastConsumer uint32
+	lastRequeue  bool
+	lastCount    int
+}
+
+// Dial connects to the broker, by default at $PODIPC_MQ_SOCKET (see
+// DefaultSocketPath), and performs the handshake. It fails at once if the
+// broker is not there; reconnection applies to a connection once made.
 func Dial(ctx context.Context, opts ...DialOption) (*Client, error) {
-	o := dialOptions{}
+	o := dialOptions{reconnect: DefaultReconnectPolicy()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -63,30 +94,54 @@ func Dial(ctx context.Context, opts ...DialOption) (*Client, error) {
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", o.path)
+	if err := o.reconnect.validate(); err != nil {
+		return nil, err
+	}
+	s, err := dialSession(ctx, o.path)
 	if err != nil {
-		return nil, fmt.Errorf("mq: dial %s: %w", o.path, err)
+		return nil, err
+	}
+	c := &Client{
+		path:      o.path,
+		log:       o.logger,
+		policy:    o.reconnect,
+		consumers: map[uint32]*Consumer{},
+		defaults:  map[string]*Consumer{},
+		retrying:  map[*Confirmation]struct{}{},
+		connected: true,
+		done:      make(chan struct{}),
+	}
+	c.life, c.endLife = context.WithCancel(context.Background())
+	c.sess.Store(s)
+	c.start(s)
+	return c, nil
+}
+
+// dialSession connects to the broker at path and performs the handshake.
+func dialSession(ctx context.Context, path string) (*session, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("mq: dial %s: %w", path, err)
 	}
 	w, err := handshake(ctx, nc)
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("mq: handshake with %s: %w", o.path, err)
+		return nil, fmt.Errorf("mq: handshake with %s: %w", path, err)
 	}
-	c := &Client{
+	return &session{
 		nc:         nc,
-		log:        o.logger,
 		limits:     w,
 		rd:         mqwire.NewReader(nc, readBufferSize, int(w.MaxFrame)),
 		w:          newFrameWriter(nc, clientWriteTimeout),
 		readerDone: make(chan struct{}),
-		consumers:  map[uint32]*Consumer{},
-		defaults:   map[string]*Consumer{},
-		done:       make(chan struct{}),
-	}
-	go c.readLoop()
-	go c.w.run(func(err error) { c.terminate(fmt.Errorf("%w: write: %v", ErrClosed, err)) })
-	return c, nil
+	}, nil
+}
+
+// start runs s's reader and writer goroutines.
+func (c *Client) start(s *session) {
+	go c.readLoop(s)
+	go s.w.run(func(err error) { c.connectionLost(s, fmt.Errorf("%w: write: %v", ErrClosed, err)) })
 }
 
 // clientWriteTimeout bounds how long a write to a broker that stopped
@@ -132,7 +187,7 @@ func ctxOr(ctx context.Context, err error) error {
 }
 
 // MaxMessageSize is the largest body the broker accepts on any queue.
-func (c *Client) MaxMessageSize() int { return int(c.limits.MaxMessage) }
+func (c *Client) MaxMessageSize() int { return int(c.sess.Load().limits.MaxMessage) }
 
 // Confirmation is the broker's answer to an asynchronous send.
 type Confirmation struct {
@@ -152,6 +207,96 @@ type Confirmation struct {
 	// CONSUME_OK fields.
 	mode     uint8
 	prefetch uint32
+
+	// What a reconnection sends again, if the request is still unanswered
+	// when its connection is lost: the send (with a copy of its body), or
+	// the request's encoder. Neither is set when the client does not
+	// reconnect.
+	resend send
+	enc    func(b []byte, req uint32) []byte
+	// attach is the consumer a CONSUME attaches; it counts as attached
+	// (and is re-attached by a reconnection) from its CONSUME_OK on.
+	attach *Consumer
+	// then, if set, runs after the answer is resolved.
+	then func(*Confirmation)
+}
+
+// send is what a send needs to be sent again on a new connection.
+type send struct {
+	kept     bool
+	priority uint8
+	ttl      uint32
+	queue    string
+	body     []byte
+	deadline time.Time // zero: none
+}
+
+// Confirmations of sends that keep small bodies for a reconnection are
+// allocated together with them: one allocation per send instead of two.
+type (
+	confirmation64 struct {
+		cf Confirmation
+		b  [64]byte
+	}
+	confirmation512 struct {
+		cf Confirmation
+		b  [512]byte
+	}
+)
+
+// newSendConfirmation returns the Confirmation of a send of body, keeping
+// a copy of body if keep.
+func newSendConfirmation(body []byte, keep bool) *Confirmation {
+	var cf *Confirmation
+	switch n := len(body); {
+	case !keep:
+		cf = &Confirmation{}
+	case n <= 64:
+		x := new(confirmation64)
+		x.cf.resend.body = x.b[:n:n]
+		cf = &x.cf
+	case n <= 512:
+		x := new(confirmation512)
+		x.cf.resend.body = x.b[:n:n]
+		cf = &x.cf
+	default:
+		cf = &Confirmation{}
+		cf.resend.body = make([]byte, n)
+	}
+	cf.bodyLen, cf.isSend, cf.resend.kept = len(body), true, keep
+	copy(cf.resend.body, body)
+	return cf
+}
+
+// appendTo encodes cf's request with id req onto b, and reports false if it
+// is a send whose deadline has passed.
+func (cf *Confirmation) appendTo(b []byte, req uint32) ([]byte, bool) {
+	if !cf.resend.kept {
+		return cf.enc(b, req), true
+	}
+	s := &cf.resend
+	timeout, ok := timeoutMillis(s.deadline)
+	if !ok {
+		return b, false
+	}
+	return mqwire.AppendSend(b, req, s.priority, s.ttl, timeout, s.queue, s.body), true
+}
+
+// canResend reports whether a reconnection can send cf again.
+func (cf *Confirmation) canResend() bool { return cf.resend.kept || cf.enc != nil }
+
+// timeoutMillis is the wire's send timeout for deadline (0: none), rounded
+// up; false if the deadline has passed.
+func timeoutMillis(deadline time.Time) (uint32, bool) {
+	if deadline.IsZero() {
+		return 0, true
+	}
+	left := time.Until(deadline)
+	if left <= 0 {
+		return 0, false
+	}
+	ms := (left + time.Millisecond - 1) / time.Millisecond
+	return uint32(min(max(ms, 1), 1<<32-1)), true
 }
 
 // resolve records the answer (fields set before it, and err) and wakes the
@@ -241,9 +386,6 @@ func (c *Client) Send(ctx context.Context, queue string, body []byte, opts ...Se
 
 // SendAsync sends body to queue without waiting for the confirmation, so a
 // producer can have many sends in flight. It blocks only while the
-// connection's window of unconfirmed sends (set by the broker) is full, or
-// until ctx ends. ctx's deadline also bounds how long the broker may block
-// the send on a full queue.
 func (c *Client) SendAsync(ctx context.Context, queue string, body []byte, opts ...SendOption) (*Confirmation, error) {
 	var so sendOptions
 	for _, o := range opts {
@@ -255,48 +397,53 @@ func (c *Client) SendAsync(ctx context.Context, queue string, body []byte, opts 
 	if queue == "" || len(queue) > mqwire.MaxQueueName {
 		return nil, fmt.Errorf("%w: queue name length %d", ErrInvalidArgument, len(queue))
 	}
-	if len(body) > int(c.limits.MaxMessage) {
-		return nil, fmt.Errorf("%w: %d bytes, broker limit %d", ErrMessageTooLarge, len(body), c.limits.MaxMessage)
+	if limit := c.MaxMessageSize(); len(body) > limit {
+		return nil, fmt.Errorf("%w: %d bytes, broker limit %d", ErrMessageTooLarge, len(body), limit)
 	}
-	var timeoutMillis uint32
-	if dl, ok := ctx.Deadline(); ok {
-		ms := (time.Until(dl) + time.Millisecond - 1) / time.Millisecond
-		timeoutMillis = uint32(min(max(ms, 1), 1<<32-1))
+	deadline, _ := ctx.Deadline()
+	timeout, ok := timeoutMillis(deadline)
+	if !ok {
+		timeout = 1 // the broker answers at once if the queue is full
 	}
-	cf := &Confirmation{bodyLen: len(body), isSend: true}
-	req, pipelined, err := c.reserveSend(ctx, cf)
+	ttl := uint32(so.ttl / time.Millisecond)
+	cf := newSendConfirmation(body, c.policy.enabled())
+	cf.resend.queue, cf.resend.priority, cf.resend.ttl, cf.resend.deadline = queue, so.priority, ttl, deadline
+	req, s, pipelined, err := c.reserveSend(ctx, cf)
 	if err != nil {
 		return nil, err
 	}
-	c.w.mu.Lock()
-	if c.w.appendable() {
-		c.w.out = mqwire.AppendSend(c.w.out, req, so.priority, uint32(so.ttl/time.Millisecond), timeoutMillis, queue, body)
-		c.w.mark = -1
+	s.w.mu.Lock()
+	if s.w.appendable() {
+		s.w.out = mqwire.AppendSend(s.w.out, req, so.priority, ttl, timeout, queue, body)
+		s.w.mark = -1
 	}
-	c.w.mu.Unlock()
+	s.w.mu.Unlock()
 	if pipelined {
 		// Other sends are on their way: leave the write to the writer
 		// goroutine, which batches this frame with those that follow,
 		// rather than make one system call per send.
-		c.w.signal()
+		s.w.signal()
 	} else {
-		c.w.flush()
+		s.w.flush()
 	}
 	return cf, nil
 }
 
 // reserveSend waits for room in the send window and registers cf. It
-// reports whether other sends are still unanswered (the caller pipelines).
-func (c *Client) reserveSend(ctx context.Context, cf *Confirmation) (uint32, bool, error) {
+// returns the session to send on (if it is lost meanwhile, a reconnection
+// sends cf again) and reports whether other sends are still unanswered (the
+// caller pipelines).
+func (c *Client) reserveSend(ctx context.Context, cf *Confirmation) (uint32, *session, bool, error) {
 	c.mu.Lock()
 	for {
 		if c.err != nil {
 			err := c.err
 			c.mu.Unlock()
-			return 0, false, err
+			return 0, nil, false, err
 		}
-		if c.pendingSends == 0 || (c.pendingSends < int(c.limits.MaxPendingSends) &&
-			c.pendingBytes+cf.bodyLen <= int(c.limits.MaxPendingBytes)) {
+		limits := c.sess.Load().limits
+		if c.pendingSends == 0 || (c.pendingSends < int(limits.MaxPendingSends) &&
+			c.pendingBytes+cf.bodyLen <= int(limits.MaxPendingBytes)) {
 			break
 		}
 		if c.windowFreed == nil {
@@ -307,16 +454,17 @@ func (c *Client) reserveSend(ctx context.Context, cf *Confirmation) (uint32, boo
 		select {
 		case <-freed:
 		case <-ctx.Done():
-			return 0, false, ctx.Err()
+			return 0, nil, false, ctx.Err()
 		}
 		c.mu.Lock()
 	}
 	c.pendingSends++
 	c.pendingBytes += cf.bodyLen
-	req := c.registerLocked(cf)
+	req := c.calls.add(cf)
 	pipelined := c.pendingSends > 1
+	s := c.sess.Load()
 	c.mu.Unlock()
-	return req, pipelined, nil
+	return req, s, pipelined, nil
 }
 
 // windowRoomy reports, with c.mu held, whether the send window has room
@@ -324,47 +472,48 @@ func (c *Client) reserveSend(ctx context.Context, cf *Confirmation) (uint32, boo
 // pending. Waking them at once on every answer would hand a busy sender one
 // slot per wake-up.
 func (c *Client) windowRoomy() bool {
+	limits := c.sess.Load().limits
 	return c.pendingSends == 0 ||
-		(4*c.pendingSends <= 3*int(c.limits.MaxPendingSends) && 4*c.pendingBytes <= 3*int(c.limits.MaxPendingBytes))
+		(4*c.pendingSends <= 3*int(limits.MaxPendingSends) && 4*c.pendingBytes <= 3*int(limits.MaxPendingBytes))
 }
 
-// registerLocked assigns a request id to cf.
-func (c *Client) registerLocked(cf *Confirmation) uint32 { return c.calls.add(cf) }
-
 // call sends a request frame and waits for its answer.
-func (c *Client) call(ctx context.Context, enc func(b []byte, req uint32) []byte) (*Confirmation, error) {
-	cf := &Confirmation{}
+func (c *Client) call(ctx context.Context, cf *Confirmation, enc func(b []byte, req uint32) []byte) error {
+	if c.policy.enabled() {
+		cf.enc = enc
+	}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
-		return nil, err
+		return err
 	}
-	req := c.registerLocked(cf)
+	req := c.calls.add(cf)
+	s := c.sess.Load()
 	c.mu.Unlock()
-	c.w.mu.Lock()
-	if c.w.appendable() {
-		c.w.out = enc(c.w.out, req)
-		c.w.mark = -1
+	s.w.mu.Lock()
+	if s.w.appendable() {
+		s.w.out = enc(s.w.out, req)
+		s.w.mark = -1
 	}
-	c.w.mu.Unlock()
-	c.w.flush()
+	s.w.mu.Unlock()
+	s.w.flush()
 	err := cf.Wait(ctx)
 	if err != nil && !cf.answered.Load() {
 		// ctx ended first: nobody waits for the answer any more.
 		c.mu.Lock()
 		c.calls.remove(cf)
+		delete(c.retrying, cf)
 		c.mu.Unlock()
 	}
-	return cf, err
+	return err
 }
 
 // Ping waits for a round trip to the broker. Because the broker handles a
 // connection's frames in order, a returned Ping also means every earlier
 // Ack and Nack of this client has been applied.
 func (c *Client) Ping(ctx context.Context) error {
-	_, err := c.call(ctx, func(b []byte, req uint32) []byte { return mqwire.AppendPing(b, mqwire.TypePing, uint64(req)) })
-	return err
+	return c.call(ctx, &Confirmation{}, func(b []byte, req uint32) []byte { return mqwire.AppendPing(b, mqwire.TypePing, uint64(req)) })
 }
 
 // Consume attaches a consumer to queue. Competing consumers of a queue (in
@@ -380,8 +529,11 @@ func (c *Client) Consume(ctx context.Context, queue string, opts ...ConsumeOptio
 	if queue == "" || len(queue) > mqwire.MaxQueueName {
 		return nil, fmt.Errorf("%w: queue name length %d", ErrInvalidArgument, len(queue))
 	}
-	prefetch := min(o.prefetch, int(c.limits.MaxPrefetch))
-	k := &Consumer{c: c, queue: queue, ch: make(chan *Delivery, prefetch), done: make(chan struct{})}
+	prefetch := min(o.prefetch, int(c.sess.Load().limits.MaxPrefetch))
+	// Room for twice the prefetch: after a reconnection the new broker
+	// grants a full prefetch while deliveries of the lost connection may
+	// still wait here (see Client.resume).
+	k := &Consumer{c: c, queue: queue, wantPrefetch: prefetch, ch: make(chan *Delivery, 2*prefetch), done: make(chan struct{})}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -397,15 +549,16 @@ func (c *Client) Consume(ctx context.Context, queue string, opts ...ConsumeOptio
 	k.id = c.nextConsumer
 	c.consumers[k.id] = k
 	c.mu.Unlock()
-	cf, err := c.call(ctx, func(b []byte, req uint32) []byte {
+	cf := &Confirmation{attach: k}
+	err := c.call(ctx, cf, func(b []byte, req uint32) []byte {
 		return mqwire.AppendConsume(b, req, k.id, uint32(prefetch), queue)
 	})
 	if err != nil {
 		k.Close()
 		return nil, fmt.Errorf("mq: consume %q: %w", queue, err)
 	}
-	k.autoAck = cf.mode == mqwire.ModeAtMostOnce
-	k.prefetch = int(cf.prefetch)
+	k.autoAck.Store(cf.mode == mqwire.ModeAtMostOnce)
+	k.prefetch.Store(int64(cf.prefetch))
 	return k, nil
 }
 
@@ -447,8 +600,10 @@ func (c *Client) Receive(ctx context.Context, queue string) (*Delivery, error) {
 // acknowledged are redelivered by the broker.
 func (c *Client) Close() error {
 	c.terminate(ErrClosed)
-	<-c.w.done
-	<-c.readerDone
+	c.reconnects.Wait()
+	s := c.sess.Load()
+	<-s.w.done
+	<-s.readerDone
 	return nil
 }
 
@@ -464,14 +619,20 @@ func (c *Client) terminate(err error) {
 	}
 	c.err = err
 	calls, consumers := c.calls.drain(), c.consumers
+	for cf := range c.retrying {
+		calls = append(calls, cf)
+	}
+	clear(c.retrying)
 	c.consumers = map[uint32]*Consumer{}
 	if c.windowFreed != nil {
 		close(c.windowFreed)
 		c.windowFreed = nil
 	}
 	close(c.done)
+	s := c.sess.Load()
 	c.mu.Unlock()
-	c.w.close()
+	c.endLife()
+	s.w.close()
 	for _, cf := range calls {
 		cf.resolve(err)
 	}
@@ -480,12 +641,18 @@ func (c *Client) terminate(err error) {
 	}
 }
 
-func (c *Client) readLoop() {
-	defer close(c.readerDone)
+func (c *Client) readLoop(s *session) {
+	defer close(s.readerDone)
 	for {
-		typ, p, err := c.rd.Next()
+		typ, p, err := s.rd.Next()
+		if s.gen != c.gen.Load() {
+			// The connection was given up (its writer failed); what it
+			// still carries is answered again on the next one.
+			s.nc.Close()
+			return
+		}
 		if err == nil {
-			err = c.handle(typ, p)
+			err = c.handle(s, typ, p)
 		}
 		if err != nil {
 			if !errors.Is(err, ErrProtocol) {
@@ -493,21 +660,21 @@ func (c *Client) readLoop() {
 			} else {
 				c.log.Error("closing connection", "err", err)
 			}
-			c.terminate(err)
-			c.nc.Close()
+			c.connectionLost(s, err)
+			s.nc.Close()
 			return
 		}
 	}
 }
 
-func (c *Client) handle(typ mqwire.FrameType, p []byte) error {
+func (c *Client) handle(s *session, typ mqwire.FrameType, p []byte) error {
 	switch typ {
 	case mqwire.TypeDeliver:
 		d, err := mqwire.ParseDeliver(p)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrProtocol, err)
 		}
-		return c.dispatch(d)
+		return c.dispatch(s, d)
 	case mqwire.TypeSendOK:
 		ok, err := mqwire.ParseSendOK(p)
 		if err != nil {
@@ -565,10 +732,16 @@ func (c *Client) handle(typ mqwire.FrameType, p []byte) error {
 	return nil
 }
 
-// complete hands the broker's answer to the request's waiter.
+// complete hands the broker's answer to the request's waiter. An answer
+// that a reconnection makes moot (the broker shutting down, or a queue the
+// restarted broker has not declared yet) keeps the request for sending again.
 func (c *Client) complete(req uint32, fill func(*Confirmation), err error) {
 	c.mu.Lock()
 	cf := c.calls.take(req)
+	if cf != nil && err != nil && c.keepForResend(cf, err) {
+		c.mu.Unlock()
+		return
+	}
 	if cf != nil && cf.isSend {
 		c.pendingSends--
 		c.pendingBytes -= cf.bodyLen
@@ -576,6 +749,9 @@ func (c *Client) complete(req uint32, fill func(*Confirmation), err error) {
 			close(c.windowFreed)
 			c.windowFreed = nil
 		}
+	}
+	if cf != nil && cf.attach != nil && err == nil && c.consumers[cf.attach.id] == cf.attach {
+		cf.attach.attached = true
 	}
 	c.mu.Unlock()
 	if cf == nil {
@@ -588,9 +764,12 @@ func (c *Client) complete(req uint32, fill func(*Confirmation), err error) {
 		fill(cf)
 	}
 	cf.resolve(err)
+	if cf.then != nil {
+		cf.then(cf)
+	}
 }
 
-func (c *Client) dispatch(d mqwire.Deliver) error {
+func (c *Client) dispatch(s *session, d mqwire.Deliver) error {
 	c.mu.Lock()
 	k := c.consumers[d.Consumer]
 	c.mu.Unlock()
@@ -601,7 +780,7 @@ func (c *Client) dispatch(d mqwire.Deliver) error {
 	copy(del.Body, d.Body)
 	del.ID, del.Priority, del.Deliveries = d.ID, d.Priority, int(d.Deliveries)
 	del.EnqueuedAt = time.Unix(0, d.EnqueuedAt)
-	del.consumer, del.tag = k, d.Tag
+	del.consumer, del.tag, del.gen = k, d.Tag, s.gen
 	select {
 	case k.ch <- del:
 		return nil
@@ -647,26 +826,26 @@ func newDelivery(n int) *Delivery {
 	return &Delivery{Body: make([]byte, n)}
 }
 
-// appendSettle queues an ACK, NACK or CREDIT, merging it into the previous
-// frame when that is a settlement of the same kind and consumer.
-func (c *Client) appendSettle(kind mqwire.FrameType, consumer uint32, requeue bool, tag uint64) error {
-	w := c.w
+// appendSettle queues an ACK, NACK or CREDIT on s, merging it into the
+// previous frame when that is a settlement of the same kind and consumer.
+func appendSettle(s *session, kind mqwire.FrameType, consumer uint32, requeue bool, tag uint64) error {
+	w := s.w
 	w.mu.Lock()
 	if !w.appendable() {
 		w.mu.Unlock()
 		return ErrClosed
 	}
-	if w.mark >= 0 && c.lastKind == kind && c.lastConsumer == consumer && c.lastRequeue == requeue && c.lastCount < 4096 {
+	if w.mark >= 0 && s.lastKind == kind && s.lastConsumer == consumer && s.lastRequeue == requeue && s.lastCount < 4096 {
 		if kind == mqwire.TypeCredit {
 			mqwire.AddCredit(w.out, w.mark, 1)
 		} else {
 			w.out = mqwire.AppendTag(w.out, w.mark, tag)
 		}
-		c.lastCount++
+		s.lastCount++
 		w.mu.Unlock()
 		return nil // whoever appended the frame flushes it
 	}
-	w.mark, c.lastKind, c.lastConsumer, c.lastRequeue, c.lastCount = len(w.out), kind, consumer, requeue, 1
+	w.mark, s.lastKind, s.lastConsumer, s.lastRequeue, s.lastCount = len(w.out), kind, consumer, requeue, 1
 	switch kind {
 	case mqwire.TypeAck:
 		w.out = mqwire.AppendAck(w.out, consumer, tag)
@@ -682,12 +861,16 @@ func (c *Client) appendSettle(kind mqwire.FrameType, consumer uint32, requeue bo
 
 // Consumer receives the messages of one queue.
 type Consumer struct {
-	c        *Client
-	id       uint32
-	queue    string
-	autoAck  bool
-	prefetch int
-	ch       chan *Delivery
+	c            *Client
+	id           uint32
+	queue        string
+	wantPrefetch int
+	autoAck      atomic.Bool
+	prefetch     atomic.Int64
+	ch           chan *Delivery
+	// attached is set, under c.mu, once the broker confirmed the consumer;
+	// a reconnection re-attaches the attached ones.
+	attached bool
 
 	closeOnce sync.Once
 	err       error
@@ -698,29 +881,43 @@ type Consumer struct {
 func (k *Consumer) Queue() string { return k.queue }
 
 // Prefetch is the prefetch the broker granted.
-func (k *Consumer) Prefetch() int { return k.prefetch }
+func (k *Consumer) Prefetch() int { return int(k.prefetch.Load()) }
 
 // AutoAck reports whether the queue delivers at most once, in which case
 // Ack and Nack do nothing.
-func (k *Consumer) AutoAck() bool { return k.autoAck }
+func (k *Consumer) AutoAck() bool { return k.autoAck.Load() }
 
 // Receive returns the next message, waiting for one until ctx ends. After
 // the consumer is closed (by Close, by the broker deleting the queue, or by
 // the connection closing) it returns the messages already received and then
-// the reason it was closed.
+// the reason it was closed. Unacknowledged deliveries of a connection lost
+// meanwhile are skipped: the broker redelivers them.
 func (k *Consumer) Receive(ctx context.Context) (*Delivery, error) {
+	for {
+		d, err := k.next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if k.autoAck.Load() || d.gen == k.c.gen.Load() {
+			return k.received(d), nil
+		}
+		k.c.stats.staleDropped.Add(1)
+	}
+}
+
+func (k *Consumer) next(ctx context.Context) (*Delivery, error) {
 	select {
 	case d := <-k.ch:
-		return k.received(d), nil
+		return d, nil
 	default:
 	}
 	select {
 	case d := <-k.ch:
-		return k.received(d), nil
+		return d, nil
 	case <-k.done:
 		select {
 		case d := <-k.ch:
-			return k.received(d), nil
+			return d, nil
 		default:
 			return nil, k.err
 		}
@@ -730,8 +927,8 @@ func (k *Consumer) Receive(ctx context.Context) (*Delivery, error) {
 }
 
 func (k *Consumer) received(d *Delivery) *Delivery {
-	if k.autoAck {
-		_ = k.c.appendSettle(mqwire.TypeCredit, k.id, false, 0)
+	if k.autoAck.Load() {
+		_ = appendSettle(k.c.sess.Load(), mqwire.TypeCredit, k.id, false, 0)
 	}
 	return d
 }
@@ -746,16 +943,17 @@ func (k *Consumer) Close() error {
 	if active {
 		delete(c.consumers, k.id)
 	}
+	s := c.sess.Load()
 	c.mu.Unlock()
 	if active {
-		c.w.mu.Lock()
-		if c.w.appendable() {
+		s.w.mu.Lock()
+		if s.w.appendable() {
 			// Nobody waits for the CANCEL_OK; request id 0 is never used.
-			c.w.out = mqwire.AppendCancel(c.w.out, 0, k.id)
-			c.w.mark = -1
+			s.w.out = mqwire.AppendCancel(s.w.out, 0, k.id)
+			s.w.mark = -1
 		}
-		c.w.mu.Unlock()
-		c.w.flush()
+		s.w.mu.Unlock()
+		s.w.flush()
 	}
 	k.finish(fmt.Errorf("%w: consumer closed", ErrClosed))
 	return nil
@@ -785,6 +983,7 @@ type Delivery struct {
 
 	consumer *Consumer
 	tag      uint64
+	gen      uint64 // the connection generation it came on
 	settled  atomic.Bool
 }
 
@@ -797,7 +996,8 @@ func (d *Delivery) Redelivered() bool { return d.Deliveries > 1 }
 // Ack acknowledges the message: the broker forgets it. Acks are pipelined:
 // Ack returns once the ack is queued on the connection (Client.Ping waits
 // until the broker has applied it). It fails with ErrClosed if the consumer
-// or connection is closed, in which case the message will be redelivered.
+// or client is closed, and with ErrStaleDelivery if the connection the
+// message came on was lost since: either way the broker redelivers it.
 func (d *Delivery) Ack(ctx context.Context) error { return d.settle(ctx, mqwire.TypeAck, false) }
 
 // Nack rejects the message: with requeue it goes back to the head of its
@@ -809,7 +1009,7 @@ func (d *Delivery) Nack(ctx context.Context, requeue bool) error {
 
 func (d *Delivery) settle(ctx context.Context, kind mqwire.FrameType, requeue bool) error {
 	k := d.consumer
-	if k.autoAck {
+	if k.autoAck.Load() {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -823,5 +1023,20 @@ func (d *Delivery) settle(ctx context.Context, kind mqwire.FrameType, requeue bo
 		return k.err
 	default:
 	}
-	return k.c.appendSettle(kind, k.id, requeue, d.tag)
+	s := k.c.sess.Load()
+	if s.gen != d.gen || d.gen != k.c.gen.Load() {
+		return d.stale()
+	}
+	if err := appendSettle(s, kind, k.id, requeue, d.tag); err != nil {
+		if d.gen != k.c.gen.Load() {
+			return d.stale()
+		}
+		return err
+	}
+	return nil
+}
+
+func (d *Delivery) stale() error {
+	return fmt.Errorf("%w: message %d of queue %s came on a connection lost since; the broker redelivers it",
+		ErrStaleDelivery, d.ID, d.consumer.queue)
 }

@@ -35,6 +35,10 @@ var (
 	ErrClosed = errors.New("closed")
 	// ErrInternal: the broker failed (for example, writing its journal).
 	ErrInternal = errors.New("broker internal error")
+	// ErrStaleDelivery: the delivery came on a connection to the broker
+	// that was lost since (the client reconnected); the broker redelivers
+	// it, so it can be neither acknowledged nor rejected.
+	ErrStaleDelivery = errors.New("delivery from a lost connection")
 	// ErrInvalidArgument: a call's arguments are out of range.
 	ErrInvalidArgument = errors.New("invalid argument")
 )

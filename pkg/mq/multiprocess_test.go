@@ -38,6 +38,8 @@ func runRole(role string) error {
 		return roleBroker(ctx)
 	case "producer":
 		return roleProducer(ctx)
+	case "pipelined-producer":
+		return rolePipelinedProducer(ctx)
 	case "consumer":
 		return roleConsumer(ctx)
 	case "ordered-consumer":
@@ -74,9 +76,9 @@ func roleBroker(ctx context.Context) error {
 }
 
 // dialRetry dials until it succeeds or ctx ends (the broker may be restarting).
-func dialRetry(ctx context.Context, socket string) (*Client, error) {
+func dialRetry(ctx context.Context, socket string, opts ...DialOption) (*Client, error) {
 	for {
-		c, err := Dial(ctx, WithSocketPath(socket))
+		c, err := Dial(ctx, append([]DialOption{WithSocketPath(socket)}, opts...)...)
 		if err == nil {
 			return c, nil
 		}
@@ -95,7 +97,8 @@ func dialRetry(ctx context.Context, socket string) (*Client, error) {
 
 // roleProducer sends MQ_TEST_COUNT messages "p<producer>-<seq> <priority>"
 // with pseudo-random priorities, printing "C <body>" for each confirmed one.
-// It reconnects and resends the unconfirmed message if the broker goes away.
+// Its client does not reconnect: it dials again and resends the unconfirmed
+// message itself if the broker goes away.
 func roleProducer(ctx context.Context) error {
 	socket, queue, n, id := os.Getenv(envSocket), os.Getenv(envQueue), envInt(envCount), envInt(envProducer)
 	out := bufio.NewWriter(os.Stdout)
@@ -105,7 +108,7 @@ func roleProducer(ctx context.Context) error {
 	for i := 0; i < n; {
 		if c == nil {
 			var err error
-			if c, err = dialRetry(ctx, socket); err != nil {
+			if c, err = dialRetry(ctx, socket, WithoutReconnect()); err != nil {
 				return err
 			}
 		}
@@ -137,6 +140,62 @@ func roleProducer(ctx context.Context) error {
 			out.Flush()
 		}
 		i++
+	}
+	return nil
+}
+
+// rolePipelinedProducer sends MQ_TEST_COUNT messages "p<producer>-<seq> 0"
+// on one client with up to 64 unconfirmed at a time, printing "C <body>"
+// for each confirmed one. It counts on the client to ride through broker
+// restarts: any error fails it.
+func rolePipelinedProducer(ctx context.Context) error {
+	socket, queue, n, id := os.Getenv(envSocket), os.Getenv(envQueue), envInt(envCount), envInt(envProducer)
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	c, err := Dial(ctx, WithSocketPath(socket), WithReconnect(ReconnectPolicy{
+		Window: 30 * time.Second, MinBackoff: time.Millisecond, MaxBackoff: 50 * time.Millisecond, DeclareWait: 5 * time.Second,
+	}))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	type sent struct {
+		body string
+		cf   *Confirmation
+	}
+	var window []sent
+	confirm := func() error {
+		s := window[0]
+		window = window[1:]
+		if err := s.cf.Wait(ctx); err != nil {
+			return fmt.Errorf("send %s: %w", s.body, err)
+		}
+		fmt.Fprintf(out, "C %s\n", s.body)
+		return nil
+	}
+	for i := range n {
+		body := fmt.Sprintf("p%d-%06d 0", id, i)
+		padded := make([]byte, 64)
+		copy(padded, body)
+		cf, err := c.SendAsync(ctx, queue, padded)
+		if err != nil {
+			return fmt.Errorf("send %s: %w", body, err)
+		}
+		window = append(window, sent{body, cf})
+		if len(window) == 64 {
+			if err := confirm(); err != nil {
+				return err
+			}
+			out.Flush()
+		}
+	}
+	for len(window) > 0 {
+		if err := confirm(); err != nil {
+			return err
+		}
+	}
+	if st := c.Stats(); st.Reconnects == 0 {
+		return fmt.Errorf("the client never reconnected: %+v", st)
 	}
 	return nil
 }
@@ -367,7 +426,15 @@ func TestMultiProcessConsumersKilled(t *testing.T) {
 // TestMultiProcessBrokerKilled runs the broker in its own process with a
 // journal and SIGKILLs it repeatedly while a producer process sends: every
 // message confirmed to the producer must be delivered after the restarts.
+// With "redial" the clients do not reconnect and the applications dial
+// again; with "reconnect" one client each rides through every restart, and
+// any error the producer or the consumer sees fails the test.
 func TestMultiProcessBrokerKilled(t *testing.T) {
+	t.Run("redial", func(t *testing.T) { testBrokerKilled(t, false) })
+	t.Run("reconnect", func(t *testing.T) { testBrokerKilled(t, true) })
+}
+
+func testBrokerKilled(t *testing.T, reconnect bool) {
 	const total, restarts = 3000, 3
 	dir := shortTempDir(t)
 	socket := podcontract.MQSocketPath(dir)
@@ -381,19 +448,28 @@ func TestMultiProcessBrokerKilled(t *testing.T) {
 		return ch
 	}
 	broker := startBrokerProc(0)
-	prod := startChild(t, "producer", "producer", lines, append(env, envCount+"="+strconv.Itoa(total), envProducer+"=0")...)
+	producerRole := "producer"
+	if reconnect {
+		producerRole = "pipelined-producer"
+	}
+	prod := startChild(t, "producer", producerRole, lines, append(env, envCount+"="+strconv.Itoa(total), envProducer+"=0")...)
 
-	// Consume concurrently in this process, reconnecting across restarts.
+	// Consume concurrently in this process.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
 	got := map[string]int{}
 	var consumerWG sync.WaitGroup
 	consumerWG.Add(1)
+	consumerErr := make(chan error, 1)
 	go func() {
 		defer consumerWG.Done()
+		opts := []DialOption{WithoutReconnect()}
+		if reconnect {
+			opts = []DialOption{WithReconnect(fastReconnect)}
+		}
 		for ctx.Err() == nil {
-			c, err := dialRetry(ctx, socket)
+			c, err := dialRetry(ctx, socket, opts...)
 			if err != nil {
 				return
 			}
@@ -404,10 +480,16 @@ func TestMultiProcessBrokerKilled(t *testing.T) {
 					mu.Lock()
 					got[trimBody(d.Body)]++
 					mu.Unlock()
-					err = d.Ack(ctx)
+					if err = d.Ack(ctx); reconnect && errors.Is(err, ErrStaleDelivery) {
+						err = nil // it is redelivered
+					}
 				}
 			}
 			c.Close()
+			if reconnect && ctx.Err() == nil {
+				consumerErr <- err
+				return
+			}
 		}
 	}()
 
@@ -431,6 +513,8 @@ func TestMultiProcessBrokerKilled(t *testing.T) {
 				t.Fatalf("producer: %v", err)
 			}
 			prodDone = true
+		case err := <-consumerErr:
+			t.Fatalf("consumer: %v", err)
 		case <-deadline:
 			t.Fatalf("timed out with %d confirmed", len(confirmed))
 		}

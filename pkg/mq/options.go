@@ -23,8 +23,9 @@ func DefaultSocketPath() (string, error) {
 type DialOption func(*dialOptions)
 
 type dialOptions struct {
-	path   string
-	logger *slog.Logger
+	path      string
+	logger    *slog.Logger
+	reconnect ReconnectPolicy
 }
 
 // WithSocketPath dials path instead of DefaultSocketPath.

@@ -98,7 +98,8 @@ func TestConfirmationAfterAnswer(t *testing.T) {
 
 // TestSteadyStateAllocations guards the hot paths: a confirmed send, its
 // delivery and its ack cost, in client and broker together, the
-// Confirmation and the Delivery (which holds a small body) and nothing
+// Confirmation (which keeps a small body for a reconnection to resend)
+// and the Delivery (which holds a small body) and nothing
 // else; sending and receiving 64-byte messages cost seven allocations
 // before messages were reused and bodies allocated with their Delivery.
 func TestSteadyStateAllocations(t *testing.T) {

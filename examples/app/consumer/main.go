@@ -152,7 +152,9 @@ func consumeQueue(ctx context.Context, client *mq.Client, queue string, m appkit
 		if latency, ok := appkit.Latency(d.Body); ok {
 			m.Observe(len(d.Body), latency)
 		}
-		if err := d.Ack(ctx); err != nil && ctx.Err() == nil {
+		// A delivery of a connection lost to a sidecar restart cannot be
+		// acknowledged any more; the broker redelivers it.
+		if err := d.Ack(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, mq.ErrStaleDelivery) {
 			return fmt.Errorf("queue %s: ack: %w", queue, err)
 		}
 	}
