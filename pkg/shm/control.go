@@ -3,6 +3,7 @@ package shm
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"golang.org/x/sys/unix"
 )
@@ -91,13 +92,72 @@ func (k *Control) Path() string { return k.ch.Path() }
 // Options returns the options the channel was created with.
 func (k *Control) Options() Options { return k.ch.Options() }
 
-// Stats reads the channel's counters and peers, like Channel.Stats.
-func (k *Control) Stats() Stats { return k.ch.Stats() }
+// Stats reads the channel's counters and peers, like Channel.Stats. It
+// fails with ErrTruncated, instead of faulting, if the file was truncated.
+func (k *Control) Stats() (Stats, error) {
+	var st Stats
+	err := k.guard(func() error {
+		st = k.ch.Stats()
+		return nil
+	})
+	return st, err
+}
 
 // ReapDeadPeers recovers every registered peer whose process is gone, like
 // Channel.ReapDeadPeers. In Queue mode the ring is mapped while a dead
-// peer's slots are recovered, and only then.
-func (k *Control) ReapDeadPeers() (int, error) { return k.ch.ReapDeadPeers() }
+// peer's slots are recovered, and only then. It fails with ErrTruncated,
+// instead of faulting, if the file was truncated.
+func (k *Control) ReapDeadPeers() (int, error) {
+	var n int
+	err := k.guard(func() (err error) {
+		n, err = k.ch.ReapDeadPeers()
+		return err
+	})
+	return n, err
+}
+
+// guard runs f, which reads or writes the mapped file, so that a file
+// truncated under the mapping (by any process that can write it) costs the
+// supervisor an error rather than a SIGBUS that kills it: it checks the
+// file's size first, and turns a fault during f (a truncation racing the
+// check) into ErrTruncated. f must release what it holds with defer, as
+// the recovery of dead peers does.
+func (k *Control) guard(f func() error) error {
+	if err := k.checkSize(); err != nil {
+		return err
+	}
+	return k.faultsAsErrors(f)
+}
+
+// faultsAsErrors runs f, turning a memory fault into ErrTruncated.
+func (k *Control) faultsAsErrors(f func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if fault, ok := r.(interface{ Addr() uintptr }); ok {
+			err = fmt.Errorf("shm: %s: %w under the mapping (fault at %#x)", k.ch.Path(), ErrTruncated, fault.Addr())
+			return
+		}
+		panic(r)
+	}()
+	return f()
+}
+
+// checkSize fails with ErrTruncated if the file is shorter than its header
+// said when it was opened.
+func (k *Control) checkSize() error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(k.ch.file.Fd()), &st); err != nil {
+		return fmt.Errorf("shm: %s: stat: %w", k.ch.Path(), err)
+	}
+	if uint64(st.Size) < k.ch.geo.fileSize {
+		return fmt.Errorf("shm: %s: %w: %d bytes, the channel needs %d", k.ch.Path(), ErrTruncated, st.Size, k.ch.geo.fileSize)
+	}
+	return nil
+}
 
 // Close unmaps the header and closes the file. The file stays.
 func (k *Control) Close() error { return k.ch.Close() }

@@ -3,6 +3,7 @@ package shm
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -89,7 +90,7 @@ func TestControlMapsOnlyHeaderAndPeerTable(t *testing.T) {
 	if _, err := q.TryRecv(make([]byte, 8)); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := k.Stats(), c.Stats(); got != want || got.Sent != 3 || got.Depth != 2 || got.Producers != 1 || got.Consumers != 1 {
+	if got, want := controlStats(t, k), c.Stats(); got != want || got.Sent != 3 || got.Depth != 2 || got.Producers != 1 || got.Consumers != 1 {
 		t.Errorf("Control.Stats = %+v\nChannel.Stats = %+v", got, want)
 	}
 	if n, err := k.ReapDeadPeers(); n != 0 || err != nil {
@@ -119,13 +120,13 @@ func TestControlReapsDeadPeers(t *testing.T) {
 			}
 			mapped := mappingSizes(t, path)
 			startHolder(t, newFamily(t, c), "borrow-and-hold").kill()
-			if st := k.Stats(); st.DeadPeers != 1 {
+			if st := controlStats(t, k); st.DeadPeers != 1 {
 				t.Fatalf("before reaping: %+v", st)
 			}
 			if n, err := k.ReapDeadPeers(); n != 1 || err != nil {
 				t.Fatalf("ReapDeadPeers = %d, %v; want 1", n, err)
 			}
-			if st := k.Stats(); st.DeadPeers != 0 || st.Reaped != 1 {
+			if st := controlStats(t, k); st.DeadPeers != 0 || st.Reaped != 1 {
 				t.Errorf("after reaping: %+v", st)
 			}
 			if got := mappingSizes(t, path); !slices.Equal(got, mapped) {
@@ -140,8 +141,52 @@ func TestControlReapsDeadPeers(t *testing.T) {
 			if err != nil || string(buf[:n]) != "precious" {
 				t.Fatalf("Recv after the reap = %q, %v", buf[:n], err)
 			}
-			if st := k.Stats(); st.Redelivered != 1 {
+			if st := controlStats(t, k); st.Redelivered != 1 {
 				t.Errorf("Redelivered = %d, want 1", st.Redelivered)
+			}
+		})
+	}
+}
+
+func controlStats(t *testing.T, k *Control) Stats {
+	t.Helper()
+	st, err := k.Stats()
+	if err != nil {
+		t.Fatalf("Control.Stats: %v", err)
+	}
+	return st
+}
+
+// A channel file truncated under a Control (by any process that can write
+// it) costs the Control's owner an ErrTruncated, not a SIGBUS: whether the
+// size check sees the truncation or the access faults first.
+func TestControlSurvivesTruncation(t *testing.T) {
+	for _, size := range []int64{0, 100} {
+		t.Run(fmt.Sprintf("to %d bytes", size), func(t *testing.T) {
+			k := newTestControl(t, Options{Mode: ModeQueue, SlotSize: 64, SlotCount: 64})
+			if err := os.Truncate(k.Path(), size); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := k.Stats(); !errors.Is(err, ErrTruncated) {
+				t.Errorf("Stats of a truncated file: %v, want ErrTruncated", err)
+			}
+			if _, err := k.ReapDeadPeers(); !errors.Is(err, ErrTruncated) {
+				t.Errorf("ReapDeadPeers of a truncated file: %v, want ErrTruncated", err)
+			}
+			// The race the size check cannot close: the file shrinks
+			// after it; the access itself must not kill the process.
+			err := k.faultsAsErrors(func() error {
+				k.ch.Stats()
+				if k.ch.mem[len(k.ch.mem)-1] != 0 { // past the end of the file: faults
+					return errors.New("read a byte past the end of the file")
+				}
+				return nil
+			})
+			if !errors.Is(err, ErrTruncated) {
+				t.Errorf("a faulting access: %v, want ErrTruncated", err)
+			}
+			if _, err := ReadStats(k.Path()); !errors.Is(err, ErrTruncated) {
+				t.Errorf("ReadStats of a truncated file: %v, want ErrTruncated", err)
 			}
 		})
 	}

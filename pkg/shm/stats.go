@@ -101,5 +101,9 @@ func ReadStats(path string) (Stats, error) {
 		return Stats{}, fmt.Errorf("shm: read stats %s: %w", path, err)
 	}
 	defer func() { _ = k.Close() }()
-	return k.Stats(), nil
+	st, err := k.Stats()
+	if err != nil {
+		return Stats{}, fmt.Errorf("shm: read stats: %w", err)
+	}
+	return st, nil
 }

@@ -426,6 +426,24 @@ func TestReplacesUnusableFile(t *testing.T) {
 	f.open("frames")
 }
 
+// A channel file truncated behind the sidecar's back (by a container that
+// can write it) does not kill the sidecar with SIGBUS: its resync finds the
+// file damaged and, as nobody holds it, creates it again.
+func TestRecreatesTruncatedFile(t *testing.T) {
+	f := newFixture(t, tmpfsDir(t))
+	f.apply(framesQueue)
+	before := f.inode("frames")
+	if err := os.Truncate(f.shmPath("frames"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.rec.Resync(context.Background())
+	f.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateReady)
+	if f.inode("frames") == before {
+		t.Fatal("the truncated file was kept")
+	}
+	f.open("frames")
+}
+
 // A channel file removed behind the sidecar's back is created again.
 func TestRecreatesDeletedFile(t *testing.T) {
 	f := newFixture(t, tmpfsDir(t))

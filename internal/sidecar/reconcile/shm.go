@@ -68,7 +68,12 @@ func (r *Reconciler) adopt() error {
 		r.openEntry(e)
 		r.shm[name] = e
 		if e.ctl != nil {
-			st := e.ctl.Stats()
+			st, err := e.ctl.Stats()
+			if err != nil {
+				r.markUnusable(e, err)
+				r.log.Warn("found a damaged channel file", "channel", name, "err", err)
+				continue
+			}
 			r.log.Info("adopted existing channel", "channel", name, "mode", modeName(st.Mode),
 				"slotSize", st.SlotSize, "slotCount", st.Capacity, "depth", st.Depth,
 				"peers", st.Producers+st.Consumers+st.Subscribers)
@@ -253,10 +258,25 @@ func (r *Reconciler) reapLocked() {
 		}
 		n, err := e.ctl.ReapDeadPeers()
 		r.counters.ReapedPeers += uint64(n)
-		if err != nil {
+		if errors.Is(err, shm.ErrCorrupt) {
+			r.log.Warn("channel file damaged under the sidecar", "channel", e.name, "err", err)
+			r.markUnusable(e, err)
+		} else if err != nil {
 			r.log.Warn("reaping dead peers failed", "channel", e.name, "err", err)
 		}
 	}
+}
+
+// markUnusable gives up the handle on a channel file found damaged (for
+// example truncated by a container): the file is treated as not a channel,
+// so the next sync recreates it once nobody holds it, and reports it
+// Blocked until then. Its inode is kept, so the same damaged file is not
+// opened again.
+func (r *Reconciler) markUnusable(e *shmEntry, err error) {
+	ino := e.ino
+	r.closeEntry(e)
+	e.ino, e.unusable = ino, err
+	r.setState(e, status.StateFailed, fmt.Sprintf("the channel file is damaged: %v", err))
 }
 
 func (r *Reconciler) closeEntry(e *shmEntry) {
@@ -296,9 +316,9 @@ func (e *shmEntry) attachedPeers() string {
 	if e.ctl == nil {
 		return "the processes holding it"
 	}
-	st := e.ctl.Stats()
+	st, err := e.ctl.Stats()
 	n := st.Producers + st.Consumers + st.Subscribers
-	if n == 0 {
+	if err != nil || n == 0 {
 		return "the processes holding it"
 	}
 	return fmt.Sprintf("its %d attached peers (%d producers, %d consumers, %d subscribers)",
@@ -316,7 +336,12 @@ func (e *shmEntry) status() status.Channel {
 	if e.ctl == nil {
 		return c
 	}
-	c.SharedMemory = SharedMemoryStatus(e.ctl.Stats(), e.ctl.Options().MaxPeers, e.fileBytes)
+	st, err := e.ctl.Stats()
+	if err != nil {
+		c.State, c.Message = status.StateFailed, fmt.Sprintf("the channel file is damaged: %v", err)
+		return c
+	}
+	c.SharedMemory = SharedMemoryStatus(st, e.ctl.Options().MaxPeers, e.fileBytes)
 	return c
 }
 
