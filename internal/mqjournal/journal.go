@@ -8,6 +8,8 @@ import (
 	"os"
 	"slices"
 	"sync"
+
+	"github.com/podipc/podipc/internal/regularfile"
 )
 
 // Options tune a journal.
@@ -62,7 +64,9 @@ func Open(path string, opts Options) (*Journal, []Message, Recovery, error) {
 	if opts.CompactMinBytes <= 0 {
 		opts.CompactMinBytes = 1 << 20
 	}
-	data, err := os.ReadFile(path)
+	// The journal lies on the pod's tmpfs, which every container can write:
+	// a symbolic link or a FIFO planted there is refused, not followed.
+	data, err := regularfile.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, Recovery{}, fmt.Errorf("read journal: %w", err)
 	}
@@ -78,7 +82,7 @@ func Open(path string, opts Options) (*Journal, []Message, Recovery, error) {
 		}
 		return j, nil, rec, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY, 0o600)
+	f, err := regularfile.Open(path, os.O_WRONLY, 0)
 	if err != nil {
 		return nil, nil, Recovery{}, fmt.Errorf("open journal: %w", err)
 	}
@@ -266,7 +270,7 @@ func (j *Journal) Rewrite(live []Message) error {
 
 func (j *Journal) rewriteLocked(live []Message) error {
 	tmp := j.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	f, err := regularfile.Open(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("create journal: %w", err)
 	}

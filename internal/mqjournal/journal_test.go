@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/podipc/podipc/internal/regularfile"
+	"golang.org/x/sys/unix"
 )
 
 const testMaxRecord = 1 << 16
@@ -222,5 +225,23 @@ func TestWriteFailure(t *testing.T) {
 	_, live, rec := openT(t, path, Options{})
 	if got := fmt.Sprint(ids(live)); got != "[3]" || rec.TornBytes != 0 {
 		t.Fatalf("after recovery from a write failure: live %s, torn %d", got, rec.TornBytes)
+	}
+}
+
+// A journal replaced by a link to /dev/zero or by a FIFO (any container
+// can write the tmpfs) is refused at once, not read until memory runs out
+// or waited on.
+func TestOpenRefusesWhatIsNotARegularFile(t *testing.T) {
+	for name, plant := range map[string]func(path string) error{
+		"link to /dev/zero": func(path string) error { return os.Symlink("/dev/zero", path) },
+		"fifo":              func(path string) error { return unix.Mkfifo(path, 0o600) },
+	} {
+		path := filepath.Join(t.TempDir(), "q.journal")
+		if err := plant(path); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := Open(path, Options{MaxRecord: testMaxRecord}); !errors.Is(err, regularfile.ErrNotRegular) {
+			t.Errorf("%s: Open = %v, want ErrNotRegular", name, err)
+		}
 	}
 }

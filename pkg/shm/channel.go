@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podipc/podipc/internal/futex"
+	"github.com/podipc/podipc/internal/regularfile"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
@@ -116,7 +117,7 @@ func create(path string, opts Options, cfg channelConfig, mapFlags int) (*Channe
 // yields a *HeaderError matching ErrNotChannel, ErrVersion, ErrTruncated or
 // ErrCorrupt.
 func Open(path string, copts ...ChannelOption) (*Channel, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := regularfile.Open(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("shm: open %s: %w", path, err)
 	}

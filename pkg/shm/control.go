@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/podipc/podipc/internal/regularfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,7 +36,7 @@ func OpenControl(path string, copts ...ChannelOption) (*Control, error) {
 // openControl opens the file at path with flag, validates its header and
 // maps its header and peer table with prot.
 func openControl(path string, flag, prot int, cfg channelConfig) (*Control, error) {
-	f, err := os.OpenFile(path, flag, 0)
+	f, err := regularfile.Open(path, flag, 0)
 	if err != nil {
 		return nil, err
 	}

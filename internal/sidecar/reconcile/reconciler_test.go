@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/podipc/podipc/pkg/podcontract"
+	"golang.org/x/sys/unix"
 
 	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/sidecar/reconcile"
@@ -442,6 +443,48 @@ func TestRecreatesTruncatedFile(t *testing.T) {
 		t.Fatal("the truncated file was kept")
 	}
 	f.open("frames")
+}
+
+// A FIFO or a symbolic link put where a channel file was (by a container
+// that can write the directory) neither blocks the sidecar in open() nor
+// is followed: the channel is created again in its place.
+func TestReplacesFIFOAndSymlink(t *testing.T) {
+	f := newFixture(t, tmpfsDir(t))
+	f.apply(framesQueue)
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.WriteFile(outside, []byte("not for the sidecar"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, plant := range map[string]func(path string) error{
+		"fifo":    func(path string) error { return unix.Mkfifo(path, 0o666) },
+		"symlink": func(path string) error { return os.Symlink(outside, path) },
+	} {
+		path := f.shmPath("frames")
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := plant(path); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f.rec.Resync(context.Background())
+		}()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: the resync is stuck", name)
+		}
+		f.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateReady)
+		if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+			t.Fatalf("%s: after the resync the channel path holds %v, %v", name, fi, err)
+		}
+		f.open("frames")
+	}
+	if data, err := os.ReadFile(outside); err != nil || string(data) != "not for the sidecar" {
+		t.Fatalf("the link's target was touched: %q, %v", data, err)
+	}
 }
 
 // A channel file removed behind the sidecar's back is created again.

@@ -147,7 +147,7 @@ func (r *Reconciler) syncShmChannel(e *shmEntry) bool {
 // refreshEntry notices a channel file that was removed or replaced since the
 // sidecar last looked, and opens a file it has no handle on.
 func (r *Reconciler) refreshEntry(e *shmEntry) {
-	fi, err := os.Stat(e.path)
+	fi, err := os.Lstat(e.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if e.ctl != nil || e.unusable != nil {
 			r.log.Warn("channel file disappeared; creating it again", "channel", e.name)
@@ -167,7 +167,7 @@ func (r *Reconciler) refreshEntry(e *shmEntry) {
 
 // openEntry opens the file at e.path, setting e.ctl or e.unusable.
 func (r *Reconciler) openEntry(e *shmEntry) {
-	fi, err := os.Stat(e.path)
+	fi, err := os.Lstat(e.path)
 	if err != nil {
 		e.unusable = err
 		return
@@ -212,7 +212,7 @@ func (r *Reconciler) install(e *shmEntry, opts shm.Options) bool {
 		r.closeEntry(e)
 	}
 	e.ctl, e.unusable = ctl, nil
-	if fi, err := os.Stat(e.path); err == nil {
+	if fi, err := os.Lstat(e.path); err == nil {
 		e.ino, e.fileBytes = inode(fi), fi.Size()
 	}
 	r.log.Info("channel created", "channel", e.name, "mode", e.want.Mode, "slotSize", e.want.SlotSize,
