@@ -49,11 +49,16 @@ type bconn struct {
 
 func newBconn(b *Broker, nc net.Conn, id uint64) *bconn {
 	src := &countingReader{r: nc}
+	log := b.log.With("conn", id)
+	if cred, err := peerCred(nc); err == nil {
+		// Who is at the other end, as the kernel saw it connect.
+		log = log.With("pid", cred.Pid, "uid", cred.Uid)
+	}
 	return &bconn{
 		b:         b,
 		nc:        nc,
 		id:        id,
-		log:       b.log.With("conn", id),
+		log:       log,
 		src:       src,
 		rd:        mqwire.NewReader(src, readBufferSize, int(b.welcome.MaxFrame)),
 		w:         newFrameWriter(nc, b.opts.WriteTimeout),

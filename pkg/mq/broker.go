@@ -257,22 +257,34 @@ func (b *Broker) Stats() []QueueStats {
 }
 
 // Listen creates a Unix socket listener at path with the given file mode
-// (podcontract.DefaultFileMode if zero). A stale socket file left by a dead broker is replaced; a
-// live one is an error. The socket file is removed when the listener closes.
+// (podcontract.DefaultFileMode if zero). A stale socket file left by a dead
+// broker is replaced, and so is anything else in the way: a file that is not
+// a socket, or a socket served by a process of another user (an impostor). A
+// socket served by a process of this user is another broker: an error. The
+// socket file is removed when the listener closes.
 func Listen(path string, mode os.FileMode) (net.Listener, error) {
 	if mode == 0 {
 		mode = podcontract.DefaultFileMode
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("listen %s: file exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("listen %s: another broker is serving it", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket: %w", err)
+			// Never a broker's: something a container put in the way.
+			if err := os.RemoveAll(path); err != nil {
+				return nil, fmt.Errorf("listen %s: remove what is there (%v, not a socket): %w", path, fi.Mode().Type(), err)
+			}
+		} else {
+			if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+				// A socket served by another user is no broker of ours but an
+				// impostor planted by some container: take its place.
+				ours := checkBroker(c, os.Getuid()) == nil
+				c.Close()
+				if ours {
+					return nil, fmt.Errorf("listen %s: another broker is serving it", path)
+				}
+			}
+			if err := os.Remove(path); err != nil {
+				return nil, fmt.Errorf("remove stale socket: %w", err)
+			}
 		}
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/podipc/podipc/internal/mqwire"
+	"github.com/podipc/podipc/pkg/podcontract"
 )
 
 // Client is a connection to the broker. It is safe for concurrent use; sends
@@ -24,9 +25,10 @@ import (
 // broker had not answered, and re-attaches its consumers, so callers see
 // neither an error nor a lost confirmed message (see ReconnectPolicy).
 type Client struct {
-	path   string
-	log    *slog.Logger
-	policy ReconnectPolicy
+	path      string
+	brokerUID int // -1: not checked
+	log       *slog.Logger
+	policy    ReconnectPolicy
 
 	// life ends when the client is closed; it bounds reconnection.
 	life       context.Context
@@ -97,12 +99,21 @@ func Dial(ctx context.Context, opts ...DialOption) (*Client, error) {
 	if err := o.reconnect.validate(); err != nil {
 		return nil, err
 	}
-	s, err := dialSession(ctx, o.path)
+	brokerUID := -1
+	if o.brokerUID != nil {
+		brokerUID = *o.brokerUID
+	} else if uid, ok, err := podcontract.BrokerUID(); err != nil {
+		return nil, fmt.Errorf("mq: %w", err)
+	} else if ok {
+		brokerUID = uid
+	}
+	s, err := dialSession(ctx, o.path, brokerUID)
 	if err != nil {
 		return nil, err
 	}
 	c := &Client{
 		path:      o.path,
+		brokerUID: brokerUID,
 		log:       o.logger,
 		policy:    o.reconnect,
 		consumers: map[uint32]*Consumer{},
@@ -117,11 +128,16 @@ func Dial(ctx context.Context, opts ...DialOption) (*Client, error) {
 	return c, nil
 }
 
-// dialSession connects to the broker at path and performs the handshake.
-func dialSession(ctx context.Context, path string) (*session, error) {
+// dialSession connects to the broker at path, checks that it runs as
+// brokerUID (unless negative) and performs the handshake.
+func dialSession(ctx context.Context, path string, brokerUID int) (*session, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
+		return nil, fmt.Errorf("mq: dial %s: %w", path, err)
+	}
+	if err := checkBroker(nc, brokerUID); err != nil {
+		nc.Close()
 		return nil, fmt.Errorf("mq: dial %s: %w", path, err)
 	}
 	w, err := handshake(ctx, nc)

@@ -44,6 +44,8 @@ func runRole(role string) error {
 		return roleConsumer(ctx)
 	case "ordered-consumer":
 		return roleOrderedConsumer(ctx)
+	case "impostor":
+		return roleImpostor(ctx)
 	}
 	return fmt.Errorf("unknown role %q", role)
 }

@@ -26,7 +26,15 @@ type dialOptions struct {
 	path      string
 	logger    *slog.Logger
 	reconnect ReconnectPolicy
+	brokerUID *int
 }
+
+// WithBrokerUID makes the client refuse, with ErrImpostor, a broker socket
+// served by a process that does not run as uid (checked with SO_PEERCRED
+// on every connection). By default the client checks the UID in
+// $PODIPC_BROKER_UID, which the injector sets to the sidecar's, and checks
+// nothing when it is not set. A negative uid disables the check.
+func WithBrokerUID(uid int) DialOption { return func(o *dialOptions) { o.brokerUID = &uid } }
 
 // WithSocketPath dials path instead of DefaultSocketPath.
 func WithSocketPath(path string) DialOption { return func(o *dialOptions) { o.path = path } }

@@ -142,7 +142,7 @@ func (c *Client) reconnect(old *session, cause error) {
 	backoff := c.policy.MinBackoff
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(c.life, min(time.Until(giveUp), perAttempt))
-		s, err := dialSession(ctx, c.path)
+		s, err := dialSession(ctx, c.path, c.brokerUID)
 		cancel()
 		if err == nil {
 			if c.resume(s) {

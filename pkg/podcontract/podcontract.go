@@ -12,8 +12,10 @@ package podcontract
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // The podipc.io annotations and labels.
@@ -110,7 +112,13 @@ const (
 	EnvMQSocket = "PODIPC_MQ_SOCKET"
 	// EnvChannels lists the pod's channels, comma-separated.
 	EnvChannels = "PODIPC_CHANNELS"
+	// EnvBrokerUID is the UID the sidecar runs as: a client refuses a
+	// broker socket served by any other user (an impostor).
+	EnvBrokerUID = "PODIPC_BROKER_UID"
 )
+
+// SidecarUID is the UID (and GID) the injected sidecar runs as.
+const SidecarUID = 65532
 
 // DefaultFileMode is the mode of the channel files and the broker's socket.
 // Every container of the pod may run under its own UID, and only the pod's
@@ -154,4 +162,18 @@ func MQSocket() (string, error) {
 		return "", err
 	}
 	return MQSocketPath(dir), nil
+}
+
+// BrokerUID returns the broker's UID from $PODIPC_BROKER_UID, and false if
+// it is not set.
+func BrokerUID() (int, bool, error) {
+	v := os.Getenv(EnvBrokerUID)
+	if v == "" {
+		return 0, false, nil
+	}
+	uid, err := strconv.ParseUint(v, 10, 31)
+	if err != nil {
+		return 0, false, fmt.Errorf("podcontract: %s=%q is not a UID", EnvBrokerUID, v)
+	}
+	return int(uid), true, nil
 }

@@ -230,6 +230,7 @@ func appEnv(mountPath string, channels []string) []corev1.EnvVar {
 		{Name: podcontract.EnvDir, Value: mountPath},
 		{Name: podcontract.EnvMQSocket, Value: path.Join(mountPath, podcontract.MQSocketName)},
 		{Name: podcontract.EnvChannels, Value: strings.Join(channels, ",")},
+		{Name: podcontract.EnvBrokerUID, Value: strconv.Itoa(podcontract.SidecarUID)},
 	}
 }
 
@@ -276,8 +277,8 @@ func sidecarContainer(opts podOptions, size sizing, s *Settings) corev1.Containe
 		LivenessProbe:  probe("/healthz", 10, 3),
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:             ptr.To(true),
-			RunAsUser:                ptr.To[int64](65532),
-			RunAsGroup:               ptr.To[int64](65532),
+			RunAsUser:                ptr.To[int64](podcontract.SidecarUID),
+			RunAsGroup:               ptr.To[int64](podcontract.SidecarUID),
 			ReadOnlyRootFilesystem:   ptr.To(true),
 			AllowPrivilegeEscalation: ptr.To(false),
 			Privileged:               ptr.To(false),

@@ -90,7 +90,7 @@ func TestMutateInjectsNativeSidecar(t *testing.T) {
 		}) {
 			t.Errorf("container %s lacks the tmpfs mount: %+v", c.Name, c.VolumeMounts)
 		}
-		for name, want := range map[string]string{podcontract.EnvDir: "/var/run/podipc", podcontract.EnvMQSocket: "/var/run/podipc/mq.sock", podcontract.EnvChannels: "frames,jobs"} {
+		for name, want := range map[string]string{podcontract.EnvDir: "/var/run/podipc", podcontract.EnvMQSocket: "/var/run/podipc/mq.sock", podcontract.EnvChannels: "frames,jobs", podcontract.EnvBrokerUID: "65532"} {
 			if got, _ := envValue(&c, name); got != want {
 				t.Errorf("container %s: %s = %q, want %q", c.Name, name, got, want)
 			}
@@ -250,7 +250,7 @@ func TestMutateOptions(t *testing.T) {
 		pod := injectPod(nil, "a")
 		pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: podcontract.EnvDir, Value: "/mine"}}
 		out := mustMutate(t, pod, channels, testSettings())
-		if got, _ := envValue(&out.Spec.Containers[0], podcontract.EnvDir); got != "/mine" || len(out.Spec.Containers[0].Env) != 3 {
+		if got, _ := envValue(&out.Spec.Containers[0], podcontract.EnvDir); got != "/mine" || len(out.Spec.Containers[0].Env) != 4 {
 			t.Fatalf("env = %+v", out.Spec.Containers[0].Env)
 		}
 	})

@@ -1,0 +1,134 @@
+package mq
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/podipc/podipc/pkg/podcontract"
+)
+
+// roleImpostor serves a socket at MQ_TEST_SOCKET that accepts connections
+// and never answers, as a container that took the broker's place would.
+func roleImpostor(ctx context.Context) error {
+	ln, err := net.Listen("unix", os.Getenv(envSocket))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	fmt.Println("READY")
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return nil
+		}
+		defer c.Close()
+	}
+}
+
+// startImpostor runs roleImpostor as uid nobody (the test must run as root).
+func startImpostor(t *testing.T, socket string) {
+	t.Helper()
+	// The test binary's own directory may be closed to that user: run a
+	// copy from the socket's directory.
+	exe := filepath.Join(filepath.Dir(socket), "impostor")
+	data, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), roleEnv+"=impostor", envSocket+"="+socket)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "READY\n" {
+		t.Fatalf("impostor said %q, %v", line, err)
+	}
+}
+
+// A broker socket served by a process of another user than the sidecar's
+// is refused by the client (it would hand the impostor its messages), and
+// a broker starting over it takes its place instead of refusing to start.
+func TestImpostorSocket(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("runs the impostor under another UID: needs root")
+	}
+	dir := shortTempDir(t)
+	if err := os.Chmod(dir, 0o777); err != nil { // as an emptyDir is
+		t.Fatal(err)
+	}
+	socket := podcontract.MQSocketPath(dir)
+	startImpostor(t, socket)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := Dial(ctx, WithSocketPath(socket), WithBrokerUID(os.Getuid()))
+	if !errors.Is(err, ErrImpostor) {
+		t.Fatalf("Dial to the impostor: %v, want ErrImpostor", err)
+	}
+	t.Setenv(podcontract.EnvBrokerUID, "0")
+	if _, err := Dial(ctx, WithSocketPath(socket)); !errors.Is(err, ErrImpostor) {
+		t.Fatalf("Dial to the impostor with %s set: %v, want ErrImpostor", podcontract.EnvBrokerUID, err)
+	}
+
+	// The sidecar's broker takes the socket back; clients reach it.
+	b := startBrokerIn(t, dir, BrokerOptions{}, QueueConfig{Name: "q"})
+	c, err := Dial(ctx, WithSocketPath(b.socket))
+	if err != nil {
+		t.Fatalf("Dial to the broker that took the socket back: %v", err)
+	}
+	defer c.Close()
+	mustSend(t, c, "q", "safe")
+}
+
+// A broker's own UID passes the check; a file in the socket's place is
+// removed by Listen; a live broker of the same user is not taken over.
+func TestBrokerUIDCheckAndListen(t *testing.T) {
+	dir := shortTempDir(t)
+	socket := podcontract.MQSocketPath(dir)
+	if err := os.WriteFile(socket, []byte("in the way"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	b := startBrokerIn(t, dir, BrokerOptions{}, QueueConfig{Name: "q"})
+	c, err := Dial(testCtx(t), WithSocketPath(socket), WithBrokerUID(os.Getuid()))
+	if err != nil {
+		t.Fatalf("Dial with the broker's own UID: %v", err)
+	}
+	c.Close()
+	if _, err := Dial(testCtx(t), WithSocketPath(socket), WithBrokerUID(os.Getuid()+1)); !errors.Is(err, ErrImpostor) {
+		t.Fatalf("Dial expecting another UID: %v, want ErrImpostor", err)
+	}
+	if ln, err := Listen(b.socket, 0); err == nil {
+		ln.Close()
+		t.Fatal("Listen took over a live broker of the same user")
+	}
+	t.Setenv(podcontract.EnvBrokerUID, "not-a-uid")
+	if _, err := Dial(testCtx(t), WithSocketPath(socket)); err == nil {
+		t.Fatal("Dial with a malformed broker UID in the environment succeeded")
+	}
+}
