@@ -143,3 +143,27 @@ func TestReconcileThroughProjectedVolume(t *testing.T) {
 		t.Errorf("config status after the fix = %+v", snap.Config)
 	}
 }
+
+// A configuration of a newer format (written by a newer injector or
+// controller for a pod that still runs this sidecar) is served as far as
+// this sidecar knows it, with the rest named in a warning, instead of being
+// refused while the old configuration is kept (docs/upgrades.md).
+func TestNewerFormatConfiguration(t *testing.T) {
+	dir := tmpfsDir(t)
+	cfgPath := filepath.Join(t.TempDir(), "channels.yaml")
+	doc := strings.Replace(string(configDoc(cfgFrames+cfgJobs)), "channels:", "formatVersion: 2\nchannels:", 1)
+	doc = strings.Replace(doc, "slotCount: 32}", "slotCount: 32, hugePages: true}", 1)
+	if err := os.WriteFile(cfgPath, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startSidecar(t, dir, cfgPath)
+	s.waitReady()
+	for _, name := range []string{"frames", "jobs"} {
+		if c, ok := s.channel(name); !ok || c.State != status.StateReady {
+			t.Fatalf("channel %s: %+v", name, c)
+		}
+	}
+	s.eventually("the warning naming the ignored field", func() bool {
+		return strings.Contains(s.logText(), `"ignored":["channels[frames].sharedMemory.hugePages"]`)
+	})
+}

@@ -84,49 +84,78 @@ func Load(path string) (*v1alpha1.ChannelConfig, error) {
 	return cfg, nil
 }
 
+// FormatVersion is the version of the document's format that this package
+// reads and writes (docs/upgrades.md). A document says its version in a
+// top-level formatVersion field, absent for version 1: writers put it in
+// only when a document needs a newer format, so that the sidecars of an
+// older version, which know no such field, read every document they can.
+const FormatVersion = 1
+
 // Parse decodes a ChannelConfig from YAML or JSON, applies the defaults and
 // validates it. Every error it returns matches ErrInvalid; a *InvalidError
-// carries the list of problems when the document decoded.
+// carries the list of problems when the document decoded. It ignores the
+// unknown fields of a document of a newer format version (see ParseDocument).
 func Parse(data []byte) (*v1alpha1.ChannelConfig, error) {
+	cfg, _, err := ParseDocument(data)
+	return cfg, err
+}
+
+// ParseDocument is Parse, and also returns what it ignored. A document of
+// FormatVersion or older is read strictly: an unknown field is an error
+// (most often a typo). One of a newer format, written by a newer injector
+// or controller for a pod whose sidecar is older, is read leniently: its
+// unknown fields are ignored, and named in the returned list, so that the
+// sidecar goes on serving what it knows and says what it left out.
+func ParseDocument(data []byte) (*v1alpha1.ChannelConfig, []string, error) {
 	if len(data) > MaxSize {
-		return nil, fmt.Errorf("%w: the document is larger than %d bytes", ErrInvalid, MaxSize)
+		return nil, nil, fmt.Errorf("%w: the document is larger than %d bytes", ErrInvalid, MaxSize)
 	}
 	jsonData, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	// Defaults go in where a key is absent or null, before decoding, as the API
 	// server does: an explicit zero stays zero and is then rejected, rather than
 	// silently becoming the default.
 	var doc any
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(jsonData, &doc); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := checkHeader(doc); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	version, err := formatVersion(doc.(map[string]any))
+	if err != nil {
+		return nil, nil, err
 	}
 	if errs := prepareDocument(doc.(map[string]any)); len(errs) > 0 {
-		return nil, &InvalidError{Errs: errs}
+		return nil, nil, &InvalidError{Errs: errs}
 	}
 	if jsonData, err = json.Marshal(doc); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	var cfg v1alpha1.ChannelConfig
 	strictErrs, err := sigsjson.UnmarshalStrict(jsonData, &cfg, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if len(strictErrs) > 0 {
-		errs := make(field.ErrorList, len(strictErrs))
-		for i, e := range strictErrs {
-			errs[i] = strictError(&cfg, e)
+	var errs field.ErrorList
+	var ignored []string
+	for _, e := range strictErrs {
+		fe := strictError(&cfg, e)
+		if version > FormatVersion && fe.Detail == "unknown field" {
+			ignored = append(ignored, fe.Field)
+			continue
 		}
-		return nil, &InvalidError{Errs: errs}
+		errs = append(errs, fe)
+	}
+	if len(errs) > 0 {
+		return nil, nil, &InvalidError{Errs: errs}
 	}
 	if errs := v1alpha1.ValidateChannelConfig(&cfg); len(errs) > 0 {
-		return nil, &InvalidError{Errs: errs}
+		return nil, nil, &InvalidError{Errs: errs}
 	}
-	return &cfg, nil
+	return &cfg, ignored, nil
 }
 
 // checkHeader rejects a document that is not an object with the apiVersion
@@ -148,6 +177,21 @@ func checkHeader(doc any) error {
 		return &InvalidError{Errs: errs}
 	}
 	return nil
+}
+
+// formatVersion takes the formatVersion field out of doc and returns it (1
+// if absent).
+func formatVersion(doc map[string]any) (int, error) {
+	v, ok := doc["formatVersion"]
+	if !ok {
+		return 1, nil
+	}
+	delete(doc, "formatVersion")
+	n, ok := v.(int64)
+	if !ok || n < 1 || n > 1<<20 {
+		return 0, &InvalidError{Errs: field.ErrorList{field.Invalid(field.NewPath("formatVersion"), v, "must be a positive integer")}}
+	}
+	return int(n), nil
 }
 
 // strictError turns an error of strict decoding, `json: unknown field

@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg Config) error {
 			PollInterval: cfg.ConfigPollInterval,
 			MaxSize:      channelconfig.MaxSize,
 			Logger:       log.With("component", "configwatch"),
-		}, func(u configwatch.Update) { applyUpdate(runCtx, rec, cfg.ConfigPath, u) })
+		}, func(u configwatch.Update) { applyUpdate(runCtx, cfg.Logger, rec, cfg.ConfigPath, u) })
 		if err != nil {
 			errc <- err
 		}
@@ -167,15 +167,20 @@ func Run(ctx context.Context, cfg Config) error {
 
 // applyUpdate applies one read of the configuration file, or records why it
 // cannot be applied.
-func applyUpdate(ctx context.Context, rec *reconcile.Reconciler, path string, u configwatch.Update) {
+func applyUpdate(ctx context.Context, log *slog.Logger, rec *reconcile.Reconciler, path string, u configwatch.Update) {
 	if u.Err != nil {
 		rec.ConfigError(fmt.Errorf("read %s: %w", path, u.Err))
 		return
 	}
-	cfg, err := channelconfig.Parse(u.Data)
+	cfg, ignored, err := channelconfig.ParseDocument(u.Data)
 	if err != nil {
 		rec.ConfigError(fmt.Errorf("%s: %w", path, err))
 		return
+	}
+	if len(ignored) > 0 {
+		// A newer injector or controller wrote for this older sidecar.
+		log.Warn("the configuration is of a newer format; serving what this sidecar knows and ignoring the rest",
+			"path", path, "formatVersion", channelconfig.FormatVersion, "ignored", ignored)
 	}
 	rec.Apply(ctx, cfg)
 }
