@@ -65,7 +65,7 @@ func (s *ChannelSettings) Footprint() Footprint {
 	case s.Type == ChannelTypeMessageQueue && s.MessageQueue != nil:
 		mq := *s.MessageQueue
 		mq.Default()
-		f := Footprint{SidecarMemoryBytes: mq.MaxBytes + int64(mq.MaxDepth)*BrokerMessageOverheadBytes}
+		f := Footprint{SidecarMemoryBytes: mq.liveBytes(BrokerMessageOverheadBytes)}
 		if mq.Persistence == PersistenceVolume {
 			f.TmpfsBytes = mq.JournalBytes()
 		}
@@ -83,12 +83,20 @@ func (s *SharedMemorySettings) RingFileBytes() int64 {
 }
 
 // JournalBytes is the largest size of the queue's journal on the tmpfs
-// (persistence Volume): its live content, maxBytes of payload and the records
-// of maxDepth messages, times JournalSlack, plus JournalCompactMinBytes,
-// rounded up to FootprintGranule. s must be defaulted.
+// (persistence Volume): its live content (see liveBytes) times JournalSlack,
+// plus JournalCompactMinBytes, rounded up to FootprintGranule. s must be
+// defaulted.
 func (s *MessageQueueSettings) JournalBytes() int64 {
-	live := s.MaxBytes + int64(s.MaxDepth)*JournalRecordOverheadBytes
-	return roundUp(JournalSlack*live+JournalCompactMinBytes, FootprintGranule)
+	return roundUp(JournalSlack*s.liveBytes(JournalRecordOverheadBytes)+JournalCompactMinBytes, FootprintGranule)
+}
+
+// liveBytes bounds the messages a queue holds, with perMessage bytes of
+// bookkeeping each: up to maxBytes of bodies waiting and as much again in
+// flight (the broker stops delivering there, passing it by one message at
+// most), and maxDepth messages of each kind. In-flight messages are also
+// bounded by the consumers' prefetch; maxDepth stands for that count here.
+func (s *MessageQueueSettings) liveBytes(perMessage int64) int64 {
+	return 2*s.MaxBytes + int64(s.MaxMessageSize) + 2*int64(s.MaxDepth)*perMessage
 }
 
 // Footprint is the memory all the channels of the configuration need.

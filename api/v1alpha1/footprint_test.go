@@ -27,12 +27,15 @@ func TestFootprint(t *testing.T) {
 	}, {
 		name: "in-memory queue needs no tmpfs",
 		s:    v1alpha1.ChannelSettings{Type: "MessageQueue", MessageQueue: &v1alpha1.MessageQueueSettings{}},
-		want: v1alpha1.Footprint{SidecarMemoryBytes: 16<<20 + 10000*256},
+		want: v1alpha1.Footprint{SidecarMemoryBytes: 2*16<<20 + 1<<20 + 2*10000*256}, // waiting, in flight, one more
 	}, {
-		name: "journaled queue: twice its payload and per-message records, plus the compaction threshold, rounded",
+		name: "journaled queue: twice its live content (waiting, in flight, one more message, their records), plus the compaction threshold, rounded",
 		s: v1alpha1.ChannelSettings{Type: "MessageQueue", MessageQueue: &v1alpha1.MessageQueueSettings{
 			MaxDepth: 100, MaxBytes: 1 << 20, Persistence: v1alpha1.PersistenceVolume}},
-		want: v1alpha1.Footprint{TmpfsBytes: 2*(1<<20) + 1<<20 + granule, SidecarMemoryBytes: 1<<20 + 100*256},
+		want: v1alpha1.Footprint{
+			TmpfsBytes:         (2*(2<<20+1<<20+200*v1alpha1.JournalRecordOverheadBytes) + 1<<20 + granule - 1) / granule * granule,
+			SidecarMemoryBytes: 2<<20 + 1<<20 + 200*256,
+		},
 	}, {
 		name: "no settings block",
 		s:    v1alpha1.ChannelSettings{Type: "SharedMemory"},

@@ -117,19 +117,23 @@ type queue struct {
 	nextExpiry int64 // lower bound of the ready messages' expiries (wall); 0 if none
 	lastSweep  int64 // broker-monotonic
 	inflight   int   // delivered, unsettled messages
-	ifHead     *message
-	ifTail     *message
-	parked     []*parkedSend
-	free       []*message // for reuse (see newMessage)
-	consumers  []*consumer
-	rr         int
-	nextID     uint64
-	journal    *mqjournal.Journal
-	timer      *time.Timer
-	timerAt    int64 // broker-monotonic; 0 means not armed
-	deleted    bool
-	st         counters
-	lat        latencyHistogram
+	// inflightBytes is their body bytes. Deliveries stop while it is at
+	// MaxBytes, so that the queue's memory stays within twice MaxBytes
+	// whatever the consumers' prefetch, and however long they hold messages.
+	inflightBytes int64
+	ifHead        *message
+	ifTail        *message
+	parked        []*parkedSend
+	free          []*message // for reuse (see newMessage)
+	consumers     []*consumer
+	rr            int
+	nextID        uint64
+	journal       *mqjournal.Journal
+	timer         *time.Timer
+	timerAt       int64 // broker-monotonic; 0 means not armed
+	deleted       bool
+	st            counters
+	lat           latencyHistogram
 }
 
 type counters struct {
@@ -304,7 +308,7 @@ func (q *queue) makeRoom(bt *batch, n int, now instant) {
 // sends as room frees up.
 func (q *queue) dispatch(bt *batch, now instant) {
 	for {
-		for q.depth > 0 {
+		for q.depth > 0 && q.inflightBytes < q.cfg.MaxBytes {
 			c := q.pickConsumer()
 			if c == nil {
 				break
@@ -389,6 +393,7 @@ func (q *queue) deliver(bt *batch, c *consumer, m *message, now instant) {
 	m.tag, m.consumer, m.deadline = tag, c, now.mono+int64(q.cfg.AckTimeout)
 	c.flight.push(tag, m)
 	q.inflight++
+	q.inflightBytes += int64(len(m.body))
 	m.prev, m.next = q.ifTail, nil
 	if q.ifTail != nil {
 		q.ifTail.next = m
@@ -403,6 +408,7 @@ func (q *queue) deliver(bt *batch, c *consumer, m *message, now instant) {
 func (q *queue) unlinkInflight(m *message) {
 	m.consumer.flight.remove(m.tag)
 	q.inflight--
+	q.inflightBytes -= int64(len(m.body))
 	if m.prev != nil {
 		m.prev.next = m.next
 	} else {
@@ -751,7 +757,7 @@ func (q *queue) remove(bt *batch) {
 	}
 	q.parked = nil
 	q.ready = [MaxPriority + 1]deque{}
-	q.inflight = 0
+	q.inflight, q.inflightBytes = 0, 0
 	q.ifHead, q.ifTail = nil, nil
 	q.depth, q.bytes, q.ttlCount = 0, 0, 0
 	if q.journal != nil {
@@ -784,23 +790,24 @@ func (q *queue) stats() QueueStats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	s := QueueStats{
-		Name:         q.name,
-		Config:       q.cfg,
-		Depth:        q.depth,
-		Bytes:        q.bytes,
-		InFlight:     q.inflight,
-		Consumers:    len(q.consumers),
-		BlockedSends: len(q.parked),
-		Enqueued:     q.st.enqueued,
-		Delivered:    q.st.delivered,
-		Acked:        q.st.acked,
-		Redelivered:  q.st.redelivered,
-		DeadLettered: q.st.deadLettered,
-		Dropped:      q.st.dropped,
-		Expired:      q.st.expired,
-		Rejected:     q.st.rejected,
-		Recovered:    q.st.recovered,
-		AckLatency:   q.lat.snapshot(),
+		Name:          q.name,
+		Config:        q.cfg,
+		Depth:         q.depth,
+		Bytes:         q.bytes,
+		InFlight:      q.inflight,
+		InFlightBytes: q.inflightBytes,
+		Consumers:     len(q.consumers),
+		BlockedSends:  len(q.parked),
+		Enqueued:      q.st.enqueued,
+		Delivered:     q.st.delivered,
+		Acked:         q.st.acked,
+		Redelivered:   q.st.redelivered,
+		DeadLettered:  q.st.deadLettered,
+		Dropped:       q.st.dropped,
+		Expired:       q.st.expired,
+		Rejected:      q.st.rejected,
+		Recovered:     q.st.recovered,
+		AckLatency:    q.lat.snapshot(),
 	}
 	if q.journal != nil {
 		s.JournalBytes = q.journal.Size()

@@ -461,3 +461,49 @@ func TestCloseFlushesAcks(t *testing.T) {
 		t.Fatalf("stats after Close %+v", s)
 	}
 }
+
+// A consumer with a large prefetch that never acknowledges holds at most
+// MaxBytes of the queue's messages in flight: with as much again waiting,
+// the queue's memory stays within twice MaxBytes, and further sends are
+// refused by the overflow policy instead of piling up in the broker.
+func TestInFlightBytesAreBounded(t *testing.T) {
+	const body, maxBytes = 1024, 4096
+	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q", MaxBytes: maxBytes, Overflow: Reject})
+	c := dial(t, b.socket)
+	k := mustConsume(t, c, "q", WithPrefetch(100))
+	msg := make([]byte, body)
+	sent := 0
+	for ; sent < 100; sent++ {
+		if err := c.Send(testCtx(t), "q", msg); errors.Is(err, ErrQueueFull) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := queueStats(t, b.Broker, "q")
+	if s.InFlightBytes > maxBytes || s.Bytes > maxBytes || sent != 2*maxBytes/body {
+		t.Fatalf("after %d sends: %d bytes in flight, %d waiting, limit %d each", sent, s.InFlightBytes, s.Bytes, maxBytes)
+	}
+	var held []*Delivery
+	for range maxBytes / body {
+		held = append(held, mustReceive(t, k))
+	}
+	expectNothing(t, k, 50*time.Millisecond)
+	for _, d := range held {
+		if err := d.Ack(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Acknowledging frees the in-flight room: the waiting messages come.
+	for range maxBytes / body {
+		if err := mustReceive(t, k).Ack(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Ping(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if s := queueStats(t, b.Broker, "q"); s.InFlightBytes != 0 || s.Depth != 0 || s.Acked != uint64(sent) {
+		t.Fatalf("after the acks: %+v", s)
+	}
+}

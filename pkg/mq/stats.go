@@ -18,6 +18,9 @@ type QueueStats struct {
 	Bytes int64
 	// InFlight is the number of delivered, unacknowledged messages.
 	InFlight int
+	// InFlightBytes is their body bytes. The queue stops delivering while
+	// it is at Config.MaxBytes (the consumers' prefetch notwithstanding).
+	InFlightBytes int64
 	// Consumers is the number of attached consumers.
 	Consumers int
 	// BlockedSends is the number of sends waiting for room.

@@ -148,10 +148,11 @@ func TestMutateHardensSidecar(t *testing.T) {
 		t.Errorf("seccomp = %+v, want RuntimeDefault", sc.SeccompProfile)
 	}
 	// The tmpfs the sidecar allocates (the ring) is in its request and
-	// limit; the queue's in-memory bound (16 MiB + 10000 × 256 B) in its limit.
+	// limit; the queue's in-memory bound (16 MiB waiting and as much in flight,
+	// one more message, 10000 × 256 B of bookkeeping for each) in its limit.
 	s := testSettings()
 	wantReq := s.SidecarMemoryRequest.Value() + ringBytes
-	wantLim := s.SidecarMemoryLimit.Value() + ringBytes + v1alpha1.DefaultMaxBytes + v1alpha1.DefaultMaxDepth*v1alpha1.BrokerMessageOverheadBytes
+	wantLim := s.SidecarMemoryLimit.Value() + ringBytes + 2*v1alpha1.DefaultMaxBytes + v1alpha1.DefaultMaxMessageSize + 2*v1alpha1.DefaultMaxDepth*v1alpha1.BrokerMessageOverheadBytes
 	if got := side.Resources.Requests.Memory().Value(); got != wantReq {
 		t.Errorf("memory request = %d, want %d", got, wantReq)
 	}
@@ -291,7 +292,7 @@ func TestMutateRefusesInvalidAnnotations(t *testing.T) {
 }
 
 func TestMutateSizing(t *testing.T) {
-	big := shmChannel("video", 1<<20, 64, nil) // 64 slots of 1 MiB + headers
+	big := shmChannel("video", 1<<20, 128, nil) // 128 slots of 1 MiB + headers
 	small := shmChannel("frames", 0, 0, nil)
 	journal := mqChannel("jobs", true, "")
 	channels := []v1alpha1.IPCChannel{big, small, journal}

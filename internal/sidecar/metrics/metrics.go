@@ -92,6 +92,8 @@ var (
 		"Body bytes of the messages waiting for delivery.", "queue")
 	mqInFlight = desc("mq_in_flight",
 		"Messages delivered and not yet acknowledged.", "queue")
+	mqInFlightBytes = desc("mq_in_flight_bytes",
+		"Body bytes of the messages delivered and not yet acknowledged; deliveries pause at maxBytes.", "queue")
 	mqCapacity = desc("mq_capacity_messages",
 		"Most messages the queue holds (maxDepth).", "queue")
 	mqCapacityBytes = desc("mq_capacity_bytes",
@@ -127,7 +129,7 @@ var (
 var allDescs = []*prometheus.Desc{
 	configApplied, configGeneration, configAppliedTime, configErrors, reconciles, reapedPeers, channelState, channelDeclared,
 	shmDepth, shmCapacity, shmSlotSize, shmFileSize, shmSent, shmReceived, shmLost, shmRedelivered, shmAbandoned, shmReaped, shmPeers, shmDeadPeers,
-	mqDepth, mqBytes, mqInFlight, mqCapacity, mqCapacityBytes, mqConsumers, mqBlockedSends, mqJournal,
+	mqDepth, mqBytes, mqInFlight, mqInFlightBytes, mqCapacity, mqCapacityBytes, mqConsumers, mqBlockedSends, mqJournal,
 	mqEnqueued, mqDelivered, mqAcked, mqRedelivered, mqDeadLettered, mqDropped, mqExpired, mqRejected, mqRecovered, mqAckLatency,
 }
 
@@ -200,6 +202,7 @@ func collectQueue(ch chan<- prometheus.Metric, gauge gaugeFunc, counter counterF
 	gauge(mqDepth, float64(q.Depth), name)
 	gauge(mqBytes, float64(q.Bytes), name)
 	gauge(mqInFlight, float64(q.InFlight), name)
+	gauge(mqInFlightBytes, float64(q.InFlightBytes), name)
 	gauge(mqCapacity, float64(q.MaxDepth), name)
 	gauge(mqCapacityBytes, float64(q.MaxBytes), name)
 	gauge(mqConsumers, float64(q.Consumers), name)

@@ -134,14 +134,16 @@ func (s *SharedMemory) LivePeers() int {
 // MessageQueue is a queue as the broker reports it. Counters are cumulative
 // since the queue was created in this sidecar process.
 type MessageQueue struct {
-	MaxDepth     int   `json:"maxDepth"`
-	MaxBytes     int64 `json:"maxBytes"`
-	Depth        int   `json:"depth"`
-	Bytes        int64 `json:"bytes"`
-	InFlight     int   `json:"inFlight"`
-	Consumers    int   `json:"consumers"`
-	BlockedSends int   `json:"blockedSends"`
-	JournalBytes int64 `json:"journalBytes"`
+	MaxDepth int   `json:"maxDepth"`
+	MaxBytes int64 `json:"maxBytes"`
+	Depth    int   `json:"depth"`
+	Bytes    int64 `json:"bytes"`
+	InFlight int   `json:"inFlight"`
+	// InFlightBytes is bounded by MaxBytes: deliveries pause there.
+	InFlightBytes int64 `json:"inFlightBytes"`
+	Consumers     int   `json:"consumers"`
+	BlockedSends  int   `json:"blockedSends"`
+	JournalBytes  int64 `json:"journalBytes"`
 
 	Enqueued     uint64 `json:"enqueued"`
 	Delivered    uint64 `json:"delivered"`
