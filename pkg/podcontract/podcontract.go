@@ -40,6 +40,10 @@ const (
 	// selected containers, for shm_open-based libraries.
 	AnnotationDevShm = "podipc.io/dev-shm"
 
+	// AnnotationFileMode narrows the mode of the channel files and the
+	// broker's socket from DefaultFileMode to "0660": only the containers of
+	// the pod's fsGroup reach them. It needs spec.securityContext.fsGroup.
+	AnnotationFileMode = "podipc.io/file-mode"
 	// AnnotationConfig holds the pod's ChannelConfig document, written by the
 	// injector and kept current by the controller; the sidecar reads it through
 	// a downward-API file.

@@ -26,6 +26,7 @@ type podOptions struct {
 	tmpfsSize   *resource.Quantity
 	metricsPort int32
 	devShm      bool
+	fileMode    string // "" : the sidecar's default (podcontract.DefaultFileMode)
 }
 
 // wantsInjection reports whether the pod asks for injection. An invalid
@@ -83,6 +84,15 @@ func parseOptions(pod *corev1.Pod) (podOptions, error) {
 		if opts.devShm, err = parseBool(podcontract.AnnotationDevShm, v); err != nil {
 			return opts, err
 		}
+	}
+	if v, ok := a[podcontract.AnnotationFileMode]; ok {
+		switch {
+		case v != "0666" && v != "0660":
+			return opts, &AnnotationError{Key: podcontract.AnnotationFileMode, Value: v, Allowed: `"0666" (every container of the pod) or "0660" (the containers of the pod's fsGroup)`}
+		case v == "0660" && (pod.Spec.SecurityContext == nil || pod.Spec.SecurityContext.FSGroup == nil):
+			return opts, &AnnotationError{Key: podcontract.AnnotationFileMode, Value: v, Allowed: `"0660" only with spec.securityContext.fsGroup set: the files get that group, which the app containers must share`}
+		}
+		opts.fileMode = v
 	}
 	return opts, nil
 }

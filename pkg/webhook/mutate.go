@@ -287,6 +287,9 @@ func sidecarContainer(opts podOptions, size sizing, s *Settings) corev1.Containe
 		},
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
+	if opts.fileMode != "" {
+		c.Args = append(c.Args, "--file-mode="+opts.fileMode)
+	}
 	if s.NativeSidecar {
 		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
 	}

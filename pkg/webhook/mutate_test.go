@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/pkg/channelconfig"
@@ -247,6 +248,18 @@ func TestMutateOptions(t *testing.T) {
 			t.Fatalf("sizeLimit = %d, want %d (with /dev/shm headroom)", got, want)
 		}
 	})
+	t.Run("file mode narrowed to the fsGroup", func(t *testing.T) {
+		pod := injectPod(map[string]string{podcontract.AnnotationFileMode: "0660"}, "a")
+		pod.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: ptr.To[int64](3000)}
+		out := mustMutate(t, pod, channels, testSettings())
+		side := sidecarOf(t, out)
+		if !slices.Contains(side.Args, "--file-mode=0660") {
+			t.Fatalf("sidecar args %q lack --file-mode=0660", side.Args)
+		}
+		if def := sidecarOf(t, mustMutate(t, injectPod(nil, "a"), channels, testSettings())); slices.ContainsFunc(def.Args, func(a string) bool { return strings.HasPrefix(a, "--file-mode") }) {
+			t.Fatalf("default sidecar args %q set a file mode", def.Args)
+		}
+	})
 	t.Run("user env wins", func(t *testing.T) {
 		pod := injectPod(nil, "a")
 		pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: podcontract.EnvDir, Value: "/mine"}}
@@ -276,6 +289,9 @@ func TestMutateRefusesInvalidAnnotations(t *testing.T) {
 		{podcontract.AnnotationTmpfsSize, "9Ei", "up to 1Ei"},
 		{podcontract.AnnotationMetricsPort, "0", "1 to 65535"},
 		{podcontract.AnnotationMetricsPort, "http", "1 to 65535"},
+		{podcontract.AnnotationFileMode, "0777", `"0666"`},
+		{podcontract.AnnotationFileMode, "0600", `"0660"`},
+		{podcontract.AnnotationFileMode, "0660", "fsGroup"}, // the test pod sets none
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
 			pod := injectPod(map[string]string{tc.key: tc.value}, "app")
