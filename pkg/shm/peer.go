@@ -369,6 +369,9 @@ type attemptFunc func() (done bool, owner uint32, err error)
 // re-check, and only then futex-wait on the value read. While the slot in
 // the way is owned by a peer, sleeps are bounded by the liveness check
 // interval and the owner is recovered if its lock turns out free.
+// spinYieldEvery is how often a spinning wait lets other goroutines run.
+const spinYieldEvery = 100 * time.Microsecond
+
 func (p *peer) await(ctx context.Context, ws waitSet, try attemptFunc) error {
 	done, _, err := try()
 	if done || err != nil {
@@ -379,7 +382,7 @@ func (p *peer) await(ctx context.Context, ws waitSet, try attemptFunc) error {
 	}
 	var owner uint32
 	start := time.Now()
-	lastCheck := start
+	lastCheck, lastYield := start, start
 	if p.cfg.wait != WaitBlock {
 		for i := 1; ; i++ {
 			done, owner, err = try()
@@ -402,7 +405,15 @@ func (p *peer) await(ctx context.Context, ws waitSet, try attemptFunc) error {
 			if p.cfg.wait == WaitHybrid && now.Sub(start) >= p.cfg.spinFor {
 				break
 			}
-			runtime.Gosched()
+			// Let the process's other goroutines run now and then, not on
+			// every check: a yield costs far more than a try (on a
+			// goroutine locked to its thread, a thread hand-off through
+			// the kernel), and a spinning peer's message is usually a
+			// few tries away.
+			if now.Sub(lastYield) >= spinYieldEvery {
+				lastYield = now
+				runtime.Gosched()
+			}
 		}
 	}
 	for {
