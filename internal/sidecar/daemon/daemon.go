@@ -95,6 +95,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Snapshot:     rec.Snapshot,
 			Gatherer:     metrics.NewRegistry(rec.Snapshot),
 			ShuttingDown: shuttingDown.Load,
+			Live:         func() error { return rec.Stuck(ReconcileStuckAfter) },
 			Logger:       log,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -213,3 +214,8 @@ func shutdown(cfg Config, servers *sync.WaitGroup, broker *mq.Broker, rec *recon
 	}
 	return err
 }
+
+// ReconcileStuckAfter is how long one reconcile pass may run before the
+// liveness probe (/healthz) fails, so that the kubelet restarts a sidecar
+// whose reconcile loop is stuck.
+const ReconcileStuckAfter = time.Minute

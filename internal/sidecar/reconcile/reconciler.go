@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/podipc/podipc/pkg/podcontract"
@@ -67,6 +68,10 @@ type Reconciler struct {
 	opts   Options
 	log    *slog.Logger
 	shmDir string
+
+	// passStarted is when the latest reconcile pass (Apply or Resync)
+	// started, waiting for mu included, in Unix nanoseconds; 0 once it ended.
+	passStarted atomic.Int64
 
 	mu        sync.Mutex
 	cfg       *v1alpha1.ChannelConfig // running configuration; nil before the first
@@ -119,6 +124,7 @@ func New(opts Options) (*Reconciler, error) {
 // reached its declared state; what did not is in the Snapshot and is retried
 // by Resync.
 func (r *Reconciler) Apply(ctx context.Context, cfg *v1alpha1.ChannelConfig) bool {
+	defer r.pass()()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cfg = cfg.DeepCopy()
@@ -152,6 +158,7 @@ func (r *Reconciler) ConfigError(err error) {
 // repairs channel files removed or replaced behind the sidecar's back. The
 // sidecar calls it periodically.
 func (r *Reconciler) Resync(ctx context.Context) {
+	defer r.pass()()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.reapLocked()
@@ -216,4 +223,25 @@ func (r *Reconciler) Close() error {
 		errs = append(errs, e.close())
 	}
 	return errors.Join(errs...)
+}
+
+// pass records the start of a reconcile pass and returns what records its end.
+func (r *Reconciler) pass() func() {
+	start := time.Now().UnixNano()
+	r.passStarted.Store(start)
+	return func() { r.passStarted.CompareAndSwap(start, 0) }
+}
+
+// Stuck fails if a reconcile pass has been running (or waiting for another
+// one) for longer than limit: the loop is stuck, and the sidecar's liveness
+// probe says so, so that the kubelet restarts it. It takes no lock.
+func (r *Reconciler) Stuck(limit time.Duration) error {
+	start := r.passStarted.Load()
+	if start == 0 {
+		return nil
+	}
+	if d := time.Since(time.Unix(0, start)); d > limit {
+		return fmt.Errorf("a reconcile pass has been running for %v (limit %v)", d.Round(time.Second), limit)
+	}
+	return nil
 }

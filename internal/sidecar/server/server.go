@@ -32,13 +32,16 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// ShuttingDown, if set, makes /readyz fail once it returns true.
 	ShuttingDown func() bool
+	// Live, if set, makes /healthz fail with its error: the process serves
+	// HTTP but is stuck (it must not take a lock that a stuck worker holds).
+	Live func() error
 	// Logger receives errors serving metrics; nil discards them.
 	Logger *slog.Logger
 }
 
 // NewHandler returns the handler of every endpoint.
 //
-//   - /healthz is 200 while the process serves HTTP at all.
+//   - /healthz is 200 while the process serves HTTP and Live passes.
 //   - /readyz is 200 only when the latest configuration is applied and every
 //     declared channel is Ready; otherwise 503 with one line per problem.
 //   - /metrics is the Prometheus exposition.
@@ -49,6 +52,12 @@ func NewHandler(opts Options) http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+HealthzPath, func(w http.ResponseWriter, _ *http.Request) {
+		if opts.Live != nil {
+			if err := opts.Live(); err != nil {
+				writeText(w, http.StatusServiceUnavailable, "not live: "+err.Error()+"\n")
+				return
+			}
+		}
 		writeText(w, http.StatusOK, "ok\n")
 	})
 	mux.HandleFunc("GET "+ReadyzPath, func(w http.ResponseWriter, _ *http.Request) {

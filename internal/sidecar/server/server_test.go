@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -57,5 +58,28 @@ func TestReadyz(t *testing.T) {
 	}
 	if code, _ := get(t, h, "/nope"); code != http.StatusNotFound {
 		t.Errorf("unknown path: %d", code)
+	}
+}
+
+// /healthz fails, saying why, while the liveness check does: a sidecar
+// whose reconcile loop is stuck is restarted by the kubelet.
+func TestHealthzFailsWhenNotLive(t *testing.T) {
+	var stuck atomic.Bool
+	h := server.NewHandler(server.Options{
+		Snapshot: func() status.Snapshot { return status.Snapshot{} },
+		Gatherer: prometheus.NewRegistry(),
+		Live: func() error {
+			if stuck.Load() {
+				return errors.New("a reconcile pass has been running for 2m0s (limit 1m0s)")
+			}
+			return nil
+		},
+	})
+	if code, body := get(t, h, server.HealthzPath); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("live: %d %q", code, body)
+	}
+	stuck.Store(true)
+	if code, body := get(t, h, server.HealthzPath); code != http.StatusServiceUnavailable || !strings.Contains(body, "reconcile pass has been running") {
+		t.Errorf("stuck: %d %q", code, body)
 	}
 }
