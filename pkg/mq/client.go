@@ -58,7 +58,6 @@ type Client struct {
 	retrying     map[*Confirmation]struct{} // requests waiting to be sent again (see retryLater)
 	err          error                      // why the client is closed
 	goAway       error
-	done         chan struct{}
 }
 
 // session is one connection to the broker and the goroutines serving it.
@@ -120,7 +119,6 @@ func Dial(ctx context.Context, opts ...DialOption) (*Client, error) {
 		defaults:  map[string]*Consumer{},
 		retrying:  map[*Confirmation]struct{}{},
 		connected: true,
-		done:      make(chan struct{}),
 	}
 	c.life, c.endLife = context.WithCancel(context.Background())
 	c.sess.Store(s)
@@ -483,6 +481,21 @@ func (c *Client) reserveSend(ctx context.Context, cf *Confirmation) (uint32, *se
 	return req, s, pipelined, nil
 }
 
+// releaseSend, with c.mu held, takes an answered or abandoned send out of
+// the send window and wakes the senders waiting for room once there is
+// enough. Requests that are not sends are left alone.
+func (c *Client) releaseSend(cf *Confirmation) {
+	if !cf.isSend {
+		return
+	}
+	c.pendingSends--
+	c.pendingBytes -= cf.bodyLen
+	if c.windowFreed != nil && c.windowRoomy() {
+		close(c.windowFreed)
+		c.windowFreed = nil
+	}
+}
+
 // windowRoomy reports, with c.mu held, whether the send window has room
 // enough to wake senders blocked on it: a quarter of it free, or nothing
 // pending. Waking them at once on every answer would hand a busy sender one
@@ -644,7 +657,6 @@ func (c *Client) terminate(err error) {
 		close(c.windowFreed)
 		c.windowFreed = nil
 	}
-	close(c.done)
 	s := c.sess.Load()
 	c.mu.Unlock()
 	c.endLife()
@@ -758,13 +770,8 @@ func (c *Client) complete(req uint32, fill func(*Confirmation), err error) {
 		c.mu.Unlock()
 		return
 	}
-	if cf != nil && cf.isSend {
-		c.pendingSends--
-		c.pendingBytes -= cf.bodyLen
-		if c.windowFreed != nil && c.windowRoomy() {
-			close(c.windowFreed)
-			c.windowFreed = nil
-		}
+	if cf != nil {
+		c.releaseSend(cf)
 	}
 	if cf != nil && cf.attach != nil && err == nil && c.consumers[cf.attach.id] == cf.attach {
 		cf.attach.attached = true

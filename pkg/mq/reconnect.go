@@ -217,12 +217,7 @@ func (c *Client) resume(s *session) bool {
 	s.w.mark = -1
 	s.w.mu.Unlock()
 	for _, cf := range expired {
-		c.pendingSends--
-		c.pendingBytes -= cf.bodyLen
-	}
-	if c.windowFreed != nil && c.windowRoomy() {
-		close(c.windowFreed)
-		c.windowFreed = nil
+		c.releaseSend(cf)
 	}
 	c.mu.Unlock()
 	for _, cf := range expired {
@@ -319,10 +314,7 @@ func (c *Client) retry(cf *Confirmation) {
 	s.w.mu.Unlock()
 	if !ok {
 		c.calls.remove(cf)
-		if cf.isSend {
-			c.pendingSends--
-			c.pendingBytes -= cf.bodyLen
-		}
+		c.releaseSend(cf)
 	}
 	c.mu.Unlock()
 	if !ok {
