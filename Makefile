@@ -28,12 +28,16 @@ build: ## Build every command into bin/.
 	$(GO) build -o bin/ ./cmd/...
 
 .PHONY: test
-test: lint verify unit ## Lint, check generated files and run the whole default test suite (what CI runs).
+test: lint verify unit c-test ## Lint, check generated files and run the whole default test suite (what CI runs).
 
 .PHONY: unit
 unit: export PODIPC_REQUIRE_ENVTEST := 1
 unit: envtest-bins ## Unit, property, multi-process and envtest tests with the race detector.
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+.PHONY: c-test
+c-test: ## The C client (clients/c): unit tests under ASan+UBSan and TSan, and its header and ring fuzzer.
+	$(MAKE) -C clients/c test
 
 .PHONY: envtest-bins
 envtest-bins: ## Build kube-apiserver and etcd for envtest from Go module sources (once; cached).

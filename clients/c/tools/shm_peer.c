@@ -1,7 +1,7 @@
 /*
  * podipc-shm-peer: a C participant of the conformance suite (and a small
  * command-line tool for shm channels). It speaks the suite's message
- * format (test/conformance/README.md):
+ * format (docs/clients.md, "The conformance suite"):
  *
  *   bytes 0-3   producer id (0xFFFFFFFF: the end marker, one per consumer)
  *   bytes 4-7   sequence number, from 0 per producer
