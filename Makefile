@@ -28,7 +28,7 @@ build: ## Build every command into bin/.
 	$(GO) build -o bin/ ./cmd/...
 
 .PHONY: test
-test: lint verify unit c-test ## Lint, check generated files and run the whole default test suite (what CI runs).
+test: lint verify unit c-test python-test ## Lint, check generated files and run the whole default test suite (what CI runs).
 
 .PHONY: unit
 unit: export PODIPC_REQUIRE_ENVTEST := 1
@@ -38,6 +38,15 @@ unit: envtest-bins ## Unit, property, multi-process and envtest tests with the r
 .PHONY: c-test
 c-test: ## The C client (clients/c): unit tests under ASan+UBSan and TSan, and its header and ring fuzzer.
 	$(MAKE) -C clients/c test
+
+# Debian's interpreter: python3-pytest, python3-numpy and python3-mypy are its packages.
+PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
+
+.PHONY: python-test
+python-test: ## The Python client (clients/python): mypy --strict, then pytest against the C library.
+	$(MAKE) -s -C clients/c build/libpodipc.so
+	cd clients/python && $(PYTHON) -m mypy --strict podipc tests examples
+	cd clients/python && PODIPC_LIBRARY=$(CURDIR)/clients/c/build/libpodipc.so $(PYTHON) -m pytest -q tests
 
 .PHONY: envtest-bins
 envtest-bins: ## Build kube-apiserver and etcd for envtest from Go module sources (once; cached).

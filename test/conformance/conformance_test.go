@@ -1,10 +1,11 @@
 // Package conformance runs the Go implementation (pkg/shm) and the native C
-// client (clients/c, libpodipc) as real processes on the same channel files
-// on a tmpfs, and checks that they keep the same layout and protocol
-// (docs/shm-layout.md): every queue message exactly once whoever sends and
-// takes it, every broadcast message in order to every subscriber, a dead
-// C peer's message redelivered to Go, a dead C producer's reservation
-// skipped, and bad channel files rejected with the same error class.
+// and Python clients (clients/c, libpodipc; clients/python, podipc) as real
+// processes on the same channel files on a tmpfs, and checks that they keep
+// the same layout and protocol (docs/shm-layout.md): every queue message
+// exactly once whoever sends and takes it, every broadcast message in order
+// to every subscriber, a dead C or Python peer's message redelivered to Go,
+// its reservation skipped, and bad channel files rejected with the same
+// error class.
 //
 // The message format the peers exchange is described in docs/clients.md.
 package conformance
@@ -62,36 +63,85 @@ func check(b []byte) (id, seq uint32, err error) {
 }
 
 var (
-	peerOnce sync.Once
-	peerPath string
-	peerErr  error
+	buildOnce sync.Once
+	buildErr  error
+	cDir      string // clients/c, absolute
+	pyDir     string // clients/python, absolute
+	python    string
 )
 
-// cPeer builds clients/c (the library and podipc-shm-peer) once per test
-// binary and returns the peer's path.
-func cPeer(t *testing.T) string {
+// build builds clients/c (the library and podipc-shm-peer) once per test
+// binary and finds the Python interpreter that imports clients/python.
+func build(t *testing.T) {
 	t.Helper()
-	peerOnce.Do(func() {
+	buildOnce.Do(func() {
 		if _, err := exec.LookPath("gcc"); err != nil {
-			peerErr = fmt.Errorf("the C client needs gcc (apt-get install gcc make): %w", err)
+			buildErr = fmt.Errorf("the C client needs gcc (apt-get install gcc make): %w", err)
 			return
 		}
-		dir, err := filepath.Abs("../../clients/c")
+		if cDir, buildErr = filepath.Abs("../../clients/c"); buildErr != nil {
+			return
+		}
+		if pyDir, buildErr = filepath.Abs("../../clients/python"); buildErr != nil {
+			return
+		}
+		out, err := exec.Command("make", "-s", "-C", cDir, "build/podipc-shm-peer", "build/libpodipc.so").CombinedOutput()
 		if err != nil {
-			peerErr = err
+			buildErr = fmt.Errorf("make -C clients/c: %v\n%s", err, out)
 			return
 		}
-		out, err := exec.Command("make", "-s", "-C", dir, "build/podipc-shm-peer").CombinedOutput()
-		if err != nil {
-			peerErr = fmt.Errorf("make -C clients/c: %v\n%s", err, out)
+		// Debian's interpreter first: python3-numpy and python3-pytest are its packages.
+		python = os.Getenv("PODIPC_PYTHON")
+		for _, p := range []string{"/usr/bin/python3", "python3"} {
+			if python != "" {
+				break
+			}
+			if path, err := exec.LookPath(p); err == nil {
+				python = path
+			}
+		}
+		if python == "" {
+			buildErr = errors.New("the Python client needs python3 (apt-get install python3)")
 			return
 		}
-		peerPath = filepath.Join(dir, "build", "podipc-shm-peer")
+		cmd := exec.Command(python, "-c", "import podipc")
+		cmd.Env = pythonEnv()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("%s cannot import clients/python/podipc: %v\n%s", python, err, out)
+		}
 	})
-	if peerErr != nil {
-		t.Fatal(peerErr)
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return peerPath
+}
+
+func pythonEnv() []string {
+	return append(os.Environ(), "PYTHONPATH="+pyDir, "PODIPC_LIBRARY="+filepath.Join(cDir, "build", "libpodipc.so"))
+}
+
+// A client is a native client's podipc-shm-peer: the C tool or the Python
+// module, which take the same commands and print the same lines.
+type client struct {
+	name  string
+	count uint32 // how many messages a throughput scenario sends through it
+}
+
+var (
+	clientC      = client{"C", 20000}
+	clientPython = client{"Python", 10000} // pure-Python CRC-32C checks: slower
+	clients      = []client{clientC, clientPython}
+)
+
+// command returns the peer's command line for args.
+func (c client) command(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	build(t)
+	if c.name == "C" {
+		return exec.Command(filepath.Join(cDir, "build", "podipc-shm-peer"), args...)
+	}
+	cmd := exec.Command(python, append([]string{"-m", "podipc.peer"}, args...)...)
+	cmd.Env = pythonEnv()
+	return cmd
 }
 
 // tmpfs returns a fresh directory on /dev/shm (a tmpfs) when there is one.
@@ -107,7 +157,7 @@ func tmpfs(t *testing.T) string {
 	return t.TempDir()
 }
 
-// proc is a running C peer with its stdout read line by line.
+// proc is a running peer with its stdout read line by line.
 type proc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
@@ -117,9 +167,9 @@ type proc struct {
 	err    error
 }
 
-func startC(t *testing.T, args ...string) *proc {
+func start(t *testing.T, c client, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(cPeer(t), args...)
+	cmd := c.command(t, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -199,17 +249,24 @@ func create(t *testing.T, path string, o shm.Options) *shm.Channel {
 	return ch
 }
 
-// TestQueueMixed: a C and a Go producer, a C and a Go consumer on one queue;
-// every message is taken exactly once with its content intact.
+// TestQueueMixed: a Go, a C and a Python producer, a Go, a C and a Python
+// consumer on one queue; every message is taken exactly once with its
+// content intact.
 func TestQueueMixed(t *testing.T) {
-	const perProducer, size = 20000, 200
+	const goCount, size = 20000, 200
 	path := filepath.Join(tmpfs(t), "mixed")
 	ch := create(t, path, shm.Options{Mode: shm.ModeQueue, SlotSize: 256, SlotCount: 64})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	cConsumer := startC(t, "consume", path)
-	cProducer := startC(t, "produce", path, "1", fmt.Sprint(perProducer), fmt.Sprint(size))
+	counts := map[uint32]uint32{0: goCount} // producer id: messages
+	var consumers, producers []*proc
+	for i, c := range clients {
+		id := uint32(i + 1)
+		counts[id] = c.count
+		consumers = append(consumers, start(t, c, "consume", path))
+		producers = append(producers, start(t, c, "produce", path, fmt.Sprint(id), fmt.Sprint(c.count), fmt.Sprint(size)))
+	}
 
 	var mu sync.Mutex
 	seen := map[[2]uint32]int{}
@@ -249,7 +306,7 @@ func TestQueueMixed(t *testing.T) {
 		}
 		defer p.Close()
 		msg := make([]byte, size)
-		for seq := uint32(0); seq < perProducer; seq++ {
+		for seq := uint32(0); seq < goCount; seq++ {
 			fill(msg, 0, seq)
 			if err := p.Send(ctx, msg); err != nil {
 				goErr <- err
@@ -261,15 +318,17 @@ func TestQueueMixed(t *testing.T) {
 	if err := <-goErr; err != nil { // the producer (the consumer needs the end marker first)
 		t.Fatal(err)
 	}
-	cProducer.wait(t)
-	// Both producers are done: one end marker per consumer, from Go.
+	for _, p := range producers {
+		p.wait(t)
+	}
+	// Every producer is done: one end marker per consumer, from Go.
 	p, err := ch.NewProducer()
 	if err != nil {
 		t.Fatal(err)
 	}
 	end := make([]byte, 16)
 	binary.LittleEndian.PutUint32(end, endMarker)
-	for range 2 {
+	for range 1 + len(consumers) {
 		if err := p.Send(ctx, end); err != nil {
 			t.Fatal(err)
 		}
@@ -278,40 +337,49 @@ func TestQueueMixed(t *testing.T) {
 	if err := <-goErr; err != nil {
 		t.Fatalf("Go consumer: %v", err)
 	}
-	fromC := 0
-	for _, l := range cConsumer.wait(t) {
-		var id, seq uint32
-		if _, err := fmt.Sscanf(l, "got %d %d", &id, &seq); err != nil {
-			t.Fatalf("C consumer printed %q", l)
+	taken := map[string]int{}
+	for i, c := range consumers {
+		for _, l := range c.wait(t) {
+			var id, seq uint32
+			if _, err := fmt.Sscanf(l, "got %d %d", &id, &seq); err != nil {
+				t.Fatalf("%s consumer printed %q", clients[i].name, l)
+			}
+			record(id, seq)
+			taken[clients[i].name]++
 		}
-		record(id, seq)
-		fromC++
 	}
-	for id := uint32(0); id < 2; id++ {
-		for seq := uint32(0); seq < perProducer; seq++ {
-			if n := seen[[2]uint32{id, seq}]; n != 1 {
-				t.Fatalf("message %d/%d taken %d times", id, seq, n)
+	total := 0
+	for id, n := range counts {
+		total += int(n)
+		for seq := uint32(0); seq < n; seq++ {
+			if k := seen[[2]uint32{id, seq}]; k != 1 {
+				t.Fatalf("message %d/%d taken %d times", id, seq, k)
 			}
 		}
 	}
-	if len(seen) != 2*perProducer {
-		t.Fatalf("%d distinct messages, want %d", len(seen), 2*perProducer)
+	if len(seen) != total {
+		t.Fatalf("%d distinct messages, want %d", len(seen), total)
 	}
-	t.Logf("%d messages: %d taken by the C consumer, %d by the Go one", 2*perProducer, fromC, 2*perProducer-fromC)
+	t.Logf("%d messages: %d taken by the C consumer, %d by the Python one, %d by the Go one",
+		total, taken["C"], taken["Python"], total-taken["C"]-taken["Python"])
 }
 
-// TestBroadcastMixed: a Go producer, a C and a Go subscriber: both see every
-// message in order; a C subscriber lapped under OverflowOverwrite is told
-// how many it lost.
+// TestBroadcastMixed: a Go producer, a C, a Python and a Go subscriber: all
+// see every message in order; a C or Python subscriber lapped under
+// OverflowOverwrite is told how many it lost.
 func TestBroadcastMixed(t *testing.T) {
 	const count = 20000
 	dir := tmpfs(t)
 	t.Run("block", func(t *testing.T) {
 		path := filepath.Join(dir, "bcast")
 		ch := create(t, path, shm.Options{Mode: shm.ModeBroadcast, SlotSize: 128, SlotCount: 64})
-		sub := startC(t, "subscribe", path, fmt.Sprint(count))
-		if l := sub.line(t, 30*time.Second); l != "ready" {
-			t.Fatalf("C subscriber printed %q", l)
+		var subs []*proc
+		for _, c := range clients {
+			sub := start(t, c, "subscribe", path, fmt.Sprint(count))
+			if l := sub.line(t, 30*time.Second); l != "ready" {
+				t.Fatalf("%s subscriber printed %q", c.name, l)
+			}
+			subs = append(subs, sub)
 		}
 		gsub, err := ch.Subscribe()
 		if err != nil {
@@ -351,57 +419,69 @@ func TestBroadcastMixed(t *testing.T) {
 		if err := <-goErr; err != nil {
 			t.Fatalf("Go subscriber: %v", err)
 		}
-		out := sub.wait(t)
-		if want := fmt.Sprintf("received %d lost 0", count); len(out) != 1 || out[0] != want {
-			t.Fatalf("C subscriber printed %q, want %q", out, want)
-		}
-	})
-	t.Run("lapped", func(t *testing.T) {
-		path := filepath.Join(dir, "bcast-lap")
-		ch := create(t, path, shm.Options{Mode: shm.ModeBroadcast, Overflow: shm.OverflowOverwrite, SlotSize: 64, SlotCount: 8})
-		sub := startC(t, "subscribe", path, "100", "wait")
-		if l := sub.line(t, 30*time.Second); l != "ready" {
-			t.Fatalf("C subscriber printed %q", l)
-		}
-		p, err := ch.NewProducer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		msg := make([]byte, 40)
-		for seq := uint32(0); seq < 100; seq++ { // 100 messages through 8 slots, never waiting
-			fill(msg, 0, seq)
-			if err := p.Send(context.Background(), msg); err != nil {
-				t.Fatal(err)
+		for i, sub := range subs {
+			out := sub.wait(t)
+			if want := fmt.Sprintf("received %d lost 0", count); len(out) != 1 || out[0] != want {
+				t.Fatalf("%s subscriber printed %q, want %q", clients[i].name, out, want)
 			}
 		}
-		if _, err := io.WriteString(sub.stdin, "go\n"); err != nil {
-			t.Fatal(err)
-		}
-		out := sub.wait(t)
-		var received, lost int
-		if len(out) != 1 {
-			t.Fatalf("C subscriber printed %q", out)
-		}
-		if _, err := fmt.Sscanf(out[0], "received %d lost %d", &received, &lost); err != nil {
-			t.Fatalf("C subscriber printed %q", out[0])
-		}
-		// The subscriber was at position 0; the producer reached 100 over 8
-		// slots, so 93 were overwritten and the last 7 are still there.
-		if lost != 93 || received != 7 {
-			t.Fatalf("C subscriber: received %d, lost %d; want 7 and 93", received, lost)
-		}
-		if st := ch.Stats(); st.Lost != 93 {
-			t.Fatalf("channel stats count %d lost, want 93", st.Lost)
-		}
 	})
+	for _, c := range clients {
+		t.Run("lapped/"+c.name, func(t *testing.T) { testLapped(t, c, filepath.Join(dir, "bcast-lap-"+c.name)) })
+	}
 }
 
-// TestDeadCPeers: a C consumer killed holding a borrowed message, and a C
-// producer killed holding a reservation. The message goes to a Go consumer;
-// the reserved position is skipped and the queue goes on.
-func TestDeadCPeers(t *testing.T) {
-	path := filepath.Join(tmpfs(t), "dead")
+func testLapped(t *testing.T, c client, path string) {
+	ch := create(t, path, shm.Options{Mode: shm.ModeBroadcast, Overflow: shm.OverflowOverwrite, SlotSize: 64, SlotCount: 8})
+	sub := start(t, c, "subscribe", path, "100", "wait")
+	if l := sub.line(t, 30*time.Second); l != "ready" {
+		t.Fatalf("%s subscriber printed %q", c.name, l)
+	}
+	p, err := ch.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	msg := make([]byte, 40)
+	for seq := uint32(0); seq < 100; seq++ { // 100 messages through 8 slots, never waiting
+		fill(msg, 0, seq)
+		if err := p.Send(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := io.WriteString(sub.stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	out := sub.wait(t)
+	var received, lost int
+	if len(out) != 1 {
+		t.Fatalf("%s subscriber printed %q", c.name, out)
+	}
+	if _, err := fmt.Sscanf(out[0], "received %d lost %d", &received, &lost); err != nil {
+		t.Fatalf("%s subscriber printed %q", c.name, out[0])
+	}
+	// The subscriber was at position 0; the producer reached 100 over 8
+	// slots, so 93 were overwritten and the last 7 are still there.
+	if lost != 93 || received != 7 {
+		t.Fatalf("%s subscriber: received %d, lost %d; want 7 and 93", c.name, received, lost)
+	}
+	if st := ch.Stats(); st.Lost != 93 {
+		t.Fatalf("channel stats count %d lost, want 93", st.Lost)
+	}
+}
+
+// TestDeadNativePeers: a C or Python consumer killed holding a borrowed
+// message, and a C or Python producer killed holding a reservation. The
+// message goes to a Go consumer; the reserved position is skipped and the
+// queue goes on.
+func TestDeadNativePeers(t *testing.T) {
+	dir := tmpfs(t)
+	for _, c := range clients {
+		t.Run(c.name, func(t *testing.T) { testDeadPeers(t, c, filepath.Join(dir, "dead-"+c.name)) })
+	}
+}
+
+func testDeadPeers(t *testing.T, c client, path string) {
 	ch := create(t, path, shm.Options{Mode: shm.ModeQueue, SlotSize: 64, SlotCount: 8})
 	p, err := ch.NewProducer()
 	if err != nil {
@@ -415,13 +495,13 @@ func TestDeadCPeers(t *testing.T) {
 	if err := p.Send(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
-	holder := startC(t, "hold", path)
+	holder := start(t, c, "hold", path)
 	if l := holder.line(t, 30*time.Second); l != "held 7 1" {
-		t.Fatalf("C consumer printed %q", l)
+		t.Fatalf("%s consumer printed %q", c.name, l)
 	}
-	reserver := startC(t, "reserve", path)
+	reserver := start(t, c, "reserve", path)
 	if l := reserver.line(t, 30*time.Second); l != "reserved" {
-		t.Fatalf("C producer printed %q", l)
+		t.Fatalf("%s producer printed %q", c.name, l)
 	}
 	fill(msg, 7, 2)
 	if err := p.Send(ctx, msg); err != nil {
@@ -431,7 +511,7 @@ func TestDeadCPeers(t *testing.T) {
 	reserver.kill(t)
 	// The reaper pass the sidecar runs periodically finds both dead.
 	if n, err := ch.ReapDeadPeers(); err != nil || n != 2 {
-		t.Fatalf("ReapDeadPeers = %d, %v; want the 2 dead C peers", n, err)
+		t.Fatalf("ReapDeadPeers = %d, %v; want the 2 dead %s peers", n, err, c.name)
 	}
 	q, err := ch.NewConsumer()
 	if err != nil {
@@ -463,8 +543,8 @@ func TestDeadCPeers(t *testing.T) {
 	}
 }
 
-// TestBadFilesSameClass: Go and C reject a corpus of bad channel files with
-// the same error class.
+// TestBadFilesSameClass: Go, C and Python reject a corpus of bad channel
+// files with the same error class.
 func TestBadFilesSameClass(t *testing.T) {
 	dir := tmpfs(t)
 	good := filepath.Join(dir, "good")
@@ -516,12 +596,14 @@ func TestBadFilesSameClass(t *testing.T) {
 		if gerr == nil {
 			_ = gch.Close()
 		}
-		out, err := exec.Command(cPeer(t), "validate", path).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: podipc-shm-peer validate: %v\n%s", name, err, out)
-		}
-		if g, c := goClass(gerr), strings.TrimSpace(string(out)); g != c {
-			t.Errorf("%s: Go says %s (%v), C says %s", name, g, gerr, c)
+		for _, c := range clients {
+			out, err := c.command(t, "validate", path).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %s podipc-shm-peer validate: %v\n%s", name, c.name, err, out)
+			}
+			if g, n := goClass(gerr), strings.TrimSpace(string(out)); g != n {
+				t.Errorf("%s: Go says %s (%v), %s says %s", name, g, gerr, c.name, n)
+			}
 		}
 		if name != "good" && gerr == nil {
 			t.Errorf("%s: accepted", name)

@@ -92,11 +92,11 @@ typedef enum podipc_error {
 } podipc_error;
 
 /* A static string naming err (never NULL, also for unknown values). */
-const char *podipc_strerror(int err);
+PODIPC_API const char *podipc_strerror(int err);
 
 /* The calling thread's message for its last failed call: a static string
  * when nothing failed yet. Valid until the thread's next libpodipc call. */
-const char *podipc_last_error(void);
+PODIPC_API const char *podipc_last_error(void);
 
 /* ---------------------------------------------------------------- shm -- */
 
