@@ -102,8 +102,9 @@ type shmConn struct {
 	p        *shm.Producer
 	c        *shm.Consumer
 	zeroCopy bool
-	buf      []byte       // Recv's destination (copy API)
-	borrowed *shm.Message // held between Recv and Release (zero-copy API)
+	buf      []byte      // Recv's destination (copy API)
+	borrowed shm.Message // held between Recv and Release (zero-copy API)
+	holding  bool
 	owned    []*shm.Channel
 }
 
@@ -128,17 +129,16 @@ func (c *shmConn) Recv(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.borrowed = m
+	c.borrowed, c.holding = m, true
 	return m.Bytes(), nil
 }
 
 func (c *shmConn) Release() error {
-	if c.borrowed == nil {
+	if !c.holding {
 		return nil
 	}
-	m := c.borrowed
-	c.borrowed = nil
-	return m.Release()
+	c.holding = false
+	return c.borrowed.Release()
 }
 
 func (c *shmConn) Close() error {

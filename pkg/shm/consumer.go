@@ -22,7 +22,7 @@ func (c *Channel) NewConsumer(opts ...PeerOption) (*Consumer, error) {
 	if err := c.register(&q.peer, RoleConsumer, opts, q); err != nil {
 		return nil, err
 	}
-	q.msg.rel = q
+	q.rel = q
 	q.tryFn = q.tryTake
 	return q, nil
 }
@@ -30,10 +30,10 @@ func (c *Channel) NewConsumer(opts ...PeerOption) (*Consumer, error) {
 // Borrow waits for the next message and returns it in place; call Release
 // when done with it. If the consumer dies before Release the message is
 // delivered again to another consumer.
-func (q *Consumer) Borrow(ctx context.Context) (*Message, error) { return q.borrow(ctx, true) }
+func (q *Consumer) Borrow(ctx context.Context) (Message, error) { return q.borrow(ctx, true) }
 
 // TryBorrow is Borrow that never blocks: ErrEmpty if there is no message.
-func (q *Consumer) TryBorrow() (*Message, error) { return q.borrow(context.Background(), false) }
+func (q *Consumer) TryBorrow() (Message, error) { return q.borrow(context.Background(), false) }
 
 // Recv waits for the next message and copies it into buf, returning its
 // length. If buf is too small it returns a *TooLargeError and keeps the
@@ -52,11 +52,11 @@ func (q *Consumer) Close() error {
 	}
 	q.closed = true
 	var err error
-	if q.msg.held {
+	if q.cur.held {
 		c := q.ch
-		q.msg.held = false
-		w := packSlot(q.msg.pos, stReading, q.idx)
-		if atomic.CompareAndSwapUint64(c.slotWord(q.msg.slot), w, packSlot(q.msg.pos, stRedeliver, q.idx)) {
+		q.cur.held = false
+		w := packSlot(q.cur.pos, stReading, q.idx)
+		if atomic.CompareAndSwapUint64(c.slotWord(q.cur.slot), w, packSlot(q.cur.pos, stRedeliver, q.idx)) {
 			atomic.AddUint64(c.redeliverGen, 1)
 			c.signal(c.dataSig, c.dataWaiters)
 		} else {
@@ -69,7 +69,7 @@ func (q *Consumer) Close() error {
 	return err
 }
 
-func (q *Consumer) release(m *Message) error {
+func (q *Consumer) release(m *borrowed) error {
 	c := q.ch
 	m.held = false
 	m.keptForRecv = false

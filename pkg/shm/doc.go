@@ -35,6 +35,13 @@
 // holds at most one Reservation or borrowed Message at a time; a Channel is
 // safe for concurrent use and can have any number of them.
 //
+// Reservation and Message are small handle values (no allocation). A
+// handle is current from its Reserve or Borrow until its Commit, Abort or
+// Release; after that every copy of it is stale and acts on nothing: Buf
+// and Bytes return nil, Commit, Abort and Release return ErrNotHeld. A
+// handle kept from an earlier call can therefore never commit, abort or
+// release a later slot.
+//
 // # Modes
 //
 // ModeQueue: any number of producers and consumers; each message is taken

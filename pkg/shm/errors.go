@@ -38,6 +38,10 @@ var (
 	// ErrOutstanding: a reservation or borrowed message is still held; commit,
 	// abort or release it first.
 	ErrOutstanding = errors.New("shm: a reservation or borrowed message is outstanding")
+	// ErrNotHeld: Commit, Abort or Release on a handle whose reservation or
+	// message was already committed, aborted or released (or whose peer was
+	// closed): the handle is stale and acts on nothing.
+	ErrNotHeld = errors.New("shm: the reservation or message is no longer held")
 	// ErrClosed: the channel or peer was closed.
 	ErrClosed = errors.New("shm: closed")
 	// ErrLapped matches every *LappedError.

@@ -6,89 +6,117 @@ import (
 	"unsafe"
 )
 
-// Message is a received message borrowed in place from its slot. Bytes is
-// valid until Release. A consumer or subscriber holds at most one Message
-// at a time.
+// Message is a handle on a received message borrowed in place from its
+// slot. It is a small value; copies of it are the same handle. It is valid
+// until Release: afterwards (and after the peer's Close) every copy is
+// stale, Bytes returns nil and Release returns ErrNotHeld, so a handle kept
+// from an earlier call can never act on a later message. A consumer or
+// subscriber holds at most one message at a time.
 type Message struct {
-	rel  releaser
+	r   *receiver
+	gen uint64 // the borrow this handle was given for
+}
+
+// borrowed is the receiver's state for the message it holds.
+type borrowed struct {
 	pos  uint64
 	slot unsafe.Pointer
 	data []byte
 	held bool
+	gen  uint64 // counts borrows; a Message is current while its gen matches
 	// keptForRecv marks a message Recv could not copy (buffer too small):
 	// the next Recv or Borrow returns it again.
 	keptForRecv bool
 }
 
-type releaser interface{ release(m *Message) error }
+type releaser interface{ release(b *borrowed) error }
 
-// Bytes returns the message payload (exact length as sent, possibly empty).
-func (m *Message) Bytes() []byte { return m.data }
-
-// Release hands the slot back. In Broadcast mode with OverflowOverwrite it
-// reports a *LappedError if the producer overwrote the slot while it was
-// borrowed: the bytes read may be mixed, so copy and validate them before
-// relying on them, and discard them on this error.
-func (m *Message) Release() error {
-	if !m.held {
+// current returns the receiver's borrowed message if m is its handle.
+func (m Message) current() *borrowed {
+	if m.r == nil || !m.r.cur.held || m.r.cur.gen != m.gen {
 		return nil
 	}
-	return m.rel.release(m)
+	return &m.r.cur
+}
+
+// Bytes returns the message payload (exact length as sent, possibly empty),
+// or nil once the message was released.
+func (m Message) Bytes() []byte {
+	if b := m.current(); b != nil {
+		return b.data
+	}
+	return nil
+}
+
+// Release hands the slot back; a second Release, or one on a stale handle,
+// is ErrNotHeld. In Broadcast mode with OverflowOverwrite it reports a
+// *LappedError if the producer overwrote the slot while it was borrowed:
+// the bytes read may be mixed, so copy and validate them before relying on
+// them, and discard them on this error.
+func (m Message) Release() error {
+	b := m.current()
+	if b == nil {
+		return fmt.Errorf("shm: release: %w", ErrNotHeld)
+	}
+	return m.r.rel.release(b)
 }
 
 // receiver is the part shared by Consumer and Subscriber: borrowing with a
 // given non-blocking attempt, copying receive on top of it.
 type receiver struct {
 	peer
-	msg    Message
+	cur    borrowed
+	rel    releaser // the Consumer or Subscriber embedding this receiver
 	tryFn  attemptFunc
 	closed bool
 }
 
-func (r *receiver) borrow(ctx context.Context, block bool) (*Message, error) {
+func (r *receiver) handle() Message { return Message{r: r, gen: r.cur.gen} }
+
+func (r *receiver) borrow(ctx context.Context, block bool) (Message, error) {
 	switch {
 	case r.closed:
-		return nil, ErrClosed
-	case r.msg.held && r.msg.keptForRecv:
-		r.msg.keptForRecv = false
-		return &r.msg, nil
-	case r.msg.held:
-		return nil, ErrOutstanding
+		return Message{}, ErrClosed
+	case r.cur.held && r.cur.keptForRecv:
+		r.cur.keptForRecv = false
+		return r.handle(), nil
+	case r.cur.held:
+		return Message{}, ErrOutstanding
 	}
 	if !block {
 		done, _, err := r.tryFn()
 		if err != nil {
-			return nil, err
+			return Message{}, err
 		}
 		if !done {
-			return nil, ErrEmpty
+			return Message{}, ErrEmpty
 		}
-		return &r.msg, nil
+		return r.handle(), nil
 	}
 	if err := r.await(ctx, r.ch.dataWait(), r.tryFn); err != nil {
-		return nil, fmt.Errorf("shm: receive: %w", err)
+		return Message{}, fmt.Errorf("shm: receive: %w", err)
 	}
-	return &r.msg, nil
+	return r.handle(), nil
 }
 
 // recv copies the next message into buf. If buf is too small it keeps the
 // message for the next call and returns a *TooLargeError.
 func (r *receiver) recv(ctx context.Context, buf []byte, block bool) (int, error) {
-	m, err := r.borrow(ctx, block)
-	if err != nil {
+	if _, err := r.borrow(ctx, block); err != nil {
 		return 0, err
 	}
-	if len(m.data) > len(buf) {
-		m.keptForRecv = true
-		return 0, &TooLargeError{Size: len(m.data), Limit: len(buf)}
+	b := &r.cur
+	if len(b.data) > len(buf) {
+		b.keptForRecv = true
+		return 0, &TooLargeError{Size: len(b.data), Limit: len(buf)}
 	}
-	n := copy(buf, m.data)
-	if err := m.Release(); err != nil {
+	n := copy(buf, b.data)
+	if err := r.rel.release(b); err != nil {
 		return 0, err
 	}
 	return n, nil
 }
 
 func (r *receiver) hold(pos uint64, s unsafe.Pointer, data []byte) {
-	r.msg.pos, r.msg.slot, r.msg.data, r.msg.held, r.msg.keptForRecv = pos, s, data, true, false
+	r.cur = borrowed{pos: pos, slot: s, data: data, held: true, gen: r.cur.gen + 1}
 }

@@ -118,10 +118,10 @@ func childProducer(ctx context.Context, c *Channel, rec *recorder, inst, count u
 		}
 		id := inst<<32 | i
 		if c.Options().Mode == ModeBroadcast {
-			if count > 0 && r.pos >= count {
+			if count > 0 && r.current().pos >= count {
 				return r.Abort()
 			}
-			id = r.pos
+			id = r.current().pos
 		}
 		n := len(encodeMsg(r.Buf(), id, msgSize(id, size)))
 		if err := r.Commit(n); err != nil {
@@ -223,7 +223,7 @@ func childHold(ctx context.Context, c *Channel, rec *recorder, reserve bool) err
 			return err
 		}
 		copy(r.Buf(), "half a mess")
-		if err := rec.record(r.pos); err != nil {
+		if err := rec.record(r.current().pos); err != nil {
 			return err
 		}
 	} else if c.Options().Mode == ModeBroadcast {

@@ -14,7 +14,7 @@ import (
 // producers (Queue) or one live producer across all processes (Broadcast).
 type Producer struct {
 	peer
-	res    Reservation
+	res    reserved
 	tryFn  attemptFunc // the non-blocking claim, bound once so waiting allocates nothing
 	closed bool
 	bcast  broadcastProducer
@@ -29,14 +29,23 @@ type broadcastProducer struct {
 	scanned     bool
 }
 
-// Reservation is a slot claimed by Reserve: write the message into Buf and
-// Commit it, or Abort. It stays valid until then.
+// Reservation is a handle on a slot claimed by Reserve: write the message
+// into Buf and Commit it, or Abort. It is a small value; copies of it are
+// the same handle. After Commit or Abort (or the producer's Close) every
+// copy is stale: Buf returns nil, and Commit and Abort return ErrNotHeld,
+// so a handle kept from an earlier call can never act on a later slot.
 type Reservation struct {
-	p    *Producer
+	p   *Producer
+	gen uint64 // the reservation this handle was given for
+}
+
+// reserved is the producer's state for the slot it holds.
+type reserved struct {
 	pos  uint64
 	slot unsafe.Pointer
 	buf  []byte
 	held bool
+	gen  uint64 // counts reservations; a Reservation is current while its gen matches
 }
 
 // NewProducer registers a producer. In Broadcast mode it fails with
@@ -46,7 +55,6 @@ func (c *Channel) NewProducer(opts ...PeerOption) (*Producer, error) {
 	if err := c.register(&p.peer, RoleProducer, opts, p); err != nil {
 		return nil, err
 	}
-	p.res.p = p
 	if c.geo.mode == ModeBroadcast {
 		p.bcast.tail = atomic.LoadUint64(c.tail)
 		p.bcast.laggard = noOwner
@@ -61,9 +69,16 @@ func (c *Channel) NewProducer(opts ...PeerOption) (*Producer, error) {
 // the ring is full it blocks (OverflowBlock) until a slot frees or ctx
 // ends, or fails with ErrFull (OverflowFail); with OverflowOverwrite it
 // never waits.
-func (p *Producer) Reserve(ctx context.Context) (*Reservation, error) {
+func (p *Producer) Reserve(ctx context.Context) (Reservation, error) {
+	if err := p.reserve(ctx); err != nil {
+		return Reservation{}, err
+	}
+	return Reservation{p: p, gen: p.res.gen}, nil
+}
+
+func (p *Producer) reserve(ctx context.Context) error {
 	if err := p.ready(); err != nil {
-		return nil, err
+		return err
 	}
 	var err error
 	if p.ch.geo.overflow == OverflowFail {
@@ -72,20 +87,24 @@ func (p *Producer) Reserve(ctx context.Context) (*Reservation, error) {
 		err = p.await(ctx, p.ch.spaceWait(), p.tryFn)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("shm: reserve: %w", err)
+		return fmt.Errorf("shm: reserve: %w", err)
 	}
-	return &p.res, nil
+	return nil
 }
 
 // TryReserve is Reserve that never blocks: ErrFull if no slot is free.
-func (p *Producer) TryReserve() (*Reservation, error) {
+func (p *Producer) TryReserve() (Reservation, error) {
+	if err := p.tryReserve(); err != nil {
+		return Reservation{}, err
+	}
+	return Reservation{p: p, gen: p.res.gen}, nil
+}
+
+func (p *Producer) tryReserve() error {
 	if err := p.ready(); err != nil {
-		return nil, err
+		return err
 	}
-	if err := p.tryOnce(); err != nil {
-		return nil, err
-	}
-	return &p.res, nil
+	return p.tryOnce()
 }
 
 func (p *Producer) ready() error {
@@ -115,11 +134,10 @@ func (p *Producer) Send(ctx context.Context, msg []byte) error {
 	if len(msg) > int(p.ch.geo.slotSize) {
 		return &TooLargeError{Size: len(msg), Limit: int(p.ch.geo.slotSize)}
 	}
-	r, err := p.Reserve(ctx)
-	if err != nil {
+	if err := p.reserve(ctx); err != nil {
 		return err
 	}
-	return r.Commit(copy(r.buf, msg))
+	return p.commit(copy(p.res.buf, msg))
 }
 
 // TrySend is Send that never blocks: ErrFull if no slot is free.
@@ -127,25 +145,53 @@ func (p *Producer) TrySend(msg []byte) error {
 	if len(msg) > int(p.ch.geo.slotSize) {
 		return &TooLargeError{Size: len(msg), Limit: int(p.ch.geo.slotSize)}
 	}
-	r, err := p.TryReserve()
-	if err != nil {
+	if err := p.tryReserve(); err != nil {
 		return err
 	}
-	return r.Commit(copy(r.buf, msg))
+	return p.commit(copy(p.res.buf, msg))
 }
 
-// Buf is the slot's whole payload area (len = the channel's slot size).
-func (r *Reservation) Buf() []byte { return r.buf }
-
-// Commit publishes the first n bytes of Buf as one message.
-func (r *Reservation) Commit(n int) error {
-	if !r.held {
-		return fmt.Errorf("shm: commit: %w", ErrClosed)
+// current returns the producer's reservation if r is its handle.
+func (r Reservation) current() *reserved {
+	if r.p == nil || !r.p.res.held || r.p.res.gen != r.gen {
+		return nil
 	}
+	return &r.p.res
+}
+
+// Buf is the slot's whole payload area (len = the channel's slot size), or
+// nil once the reservation was committed or aborted.
+func (r Reservation) Buf() []byte {
+	if res := r.current(); res != nil {
+		return res.buf
+	}
+	return nil
+}
+
+// Commit publishes the first n bytes of Buf as one message. A size beyond
+// the slot is a *TooLargeError and keeps the reservation.
+func (r Reservation) Commit(n int) error {
+	if r.current() == nil {
+		return fmt.Errorf("shm: commit: %w", ErrNotHeld)
+	}
+	return r.p.commit(n)
+}
+
+// Abort gives the slot up unsent. In Queue mode the position is marked
+// abandoned and consumers skip it; in Broadcast mode the next Reserve
+// reuses it.
+func (r Reservation) Abort() error {
+	if r.current() == nil {
+		return fmt.Errorf("shm: abort: %w", ErrNotHeld)
+	}
+	return r.p.abort()
+}
+
+func (p *Producer) commit(n int) error {
+	r := &p.res
 	if n < 0 || n > len(r.buf) {
 		return &TooLargeError{Size: n, Limit: len(r.buf)}
 	}
-	p := r.p
 	c := p.ch
 	*c.slotLen(r.slot) = uint32(n)
 	r.held = false
@@ -161,15 +207,13 @@ func (r *Reservation) Commit(n int) error {
 	return nil
 }
 
-// Abort gives the slot up unsent. In Queue mode the position is marked
-// abandoned and consumers skip it; in Broadcast mode the next Reserve
-// reuses it.
-func (r *Reservation) Abort() error {
+// abort gives up the held slot, if any.
+func (p *Producer) abort() error {
+	r := &p.res
 	if !r.held {
 		return nil
 	}
 	r.held = false
-	p := r.p
 	c := p.ch
 	atomic.AddUint64(p.abandoned, 1)
 	if c.geo.mode == ModeBroadcast {
@@ -187,7 +231,7 @@ func (p *Producer) Close() error {
 	if p.closed {
 		return nil
 	}
-	abortErr := p.res.Abort()
+	abortErr := p.abort()
 	p.closed = true
 	if err := p.unregister(); err != nil {
 		return err
@@ -196,10 +240,7 @@ func (p *Producer) Close() error {
 }
 
 func (p *Producer) hold(pos uint64, s unsafe.Pointer) {
-	p.res.pos = pos
-	p.res.slot = s
-	p.res.buf = p.ch.payload(s)
-	p.res.held = true
+	p.res = reserved{pos: pos, slot: s, buf: p.ch.payload(s), held: true, gen: p.res.gen + 1}
 }
 
 // maxClaimAttempts bounds the retries of one claim; a healthy ring never

@@ -26,7 +26,7 @@ func (c *Channel) Subscribe(opts ...PeerOption) (*Subscriber, error) {
 	if err := c.register(&s.peer, RoleSubscriber, opts, s); err != nil {
 		return nil, err
 	}
-	s.msg.rel = s
+	s.rel = s
 	s.tryFn = s.tryRead
 	s.pubCursor = entryU64(s.entry, peerCursor)
 	// The entry was published with a cursor no later than the tail. Bumping
@@ -42,10 +42,10 @@ func (c *Channel) Subscribe(opts ...PeerOption) (*Subscriber, error) {
 // Borrow waits for the next message and returns it in place. With
 // OverflowBlock the producer does not reuse the slot until Release; with
 // OverflowOverwrite it may, and Release then reports a *LappedError.
-func (s *Subscriber) Borrow(ctx context.Context) (*Message, error) { return s.borrow(ctx, true) }
+func (s *Subscriber) Borrow(ctx context.Context) (Message, error) { return s.borrow(ctx, true) }
 
 // TryBorrow is Borrow that never blocks: ErrEmpty if there is no message.
-func (s *Subscriber) TryBorrow() (*Message, error) { return s.borrow(context.Background(), false) }
+func (s *Subscriber) TryBorrow() (Message, error) { return s.borrow(context.Background(), false) }
 
 // Recv waits for the next message and copies it into buf. If the producer
 // lapped the subscriber it returns a *LappedError (errors.Is ErrLapped)
@@ -66,7 +66,7 @@ func (s *Subscriber) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.msg.held = false
+	s.cur.held = false
 	return s.unregister()
 }
 
@@ -118,7 +118,7 @@ func (s *Subscriber) lap(cur uint64) error {
 	return &LappedError{Lost: next - cur}
 }
 
-func (s *Subscriber) release(m *Message) error {
+func (s *Subscriber) release(m *borrowed) error {
 	c := s.ch
 	m.held = false
 	m.keptForRecv = false

@@ -31,6 +31,7 @@ from .errors import (
     ClosedError,
     EmptyError,
     LappedError,
+    NotHeldError,
     PodipcError,
     TooLargeError,
     WaitTimeoutError,
@@ -339,7 +340,7 @@ class Reservation:
     def commit(self, length: int) -> None:
         """Publishes the first length bytes of the slot as one message."""
         if self._done:
-            raise PodipcError("podipc: the reservation was committed or aborted already")
+            raise NotHeldError("podipc: commit: the reservation was committed or aborted already")
         self._done = True
         self._producer._unlend()
         _check(_lib_.podipc_producer_commit(self._producer._handle(), length))
@@ -347,7 +348,7 @@ class Reservation:
     def abort(self) -> None:
         """Gives the slot up unsent (consumers skip it)."""
         if self._done:
-            return
+            raise NotHeldError("podipc: abort: the reservation was committed or aborted already")
         self._done = True
         self._producer._unlend()
         _check(_lib_.podipc_producer_abort(self._producer._handle()))
@@ -409,9 +410,10 @@ class Borrowed:
         LappedError here means the slot was overwritten while it was read:
         discard what was read."""
         r, self._receiver = self._receiver, None  # type: ignore[assignment]
-        if r is not None:
-            r._unlend()
-            _check(r._release(r._handle()))
+        if r is None:
+            raise NotHeldError("podipc: release: the message was released already")
+        r._unlend()
+        _check(r._release(r._handle()))
 
     def __enter__(self) -> memoryview:
         return self.view

@@ -94,14 +94,17 @@ def test_one_held_at_a_time(tmpfs: Path) -> None:
         with pytest.raises(podipc.OutstandingError):
             p.send(b"x")
         r.commit(1)
-        with pytest.raises(podipc.PodipcError):
+        with pytest.raises(podipc.NotHeldError):
             r.commit(1)
+        with pytest.raises(podipc.NotHeldError):
+            r.abort()
         p.send(b"y")
         b = c.borrow()
         with pytest.raises(podipc.OutstandingError):
             c.borrow()
         b.release()
-        b.release()  # idempotent
+        with pytest.raises(podipc.NotHeldError):
+            b.release()
         assert c.recv() == b"y"
 
 

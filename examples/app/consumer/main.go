@@ -90,7 +90,7 @@ func run(ctx context.Context, shmNames, queues []string, interval time.Duration)
 
 // borrower is what Consumer and Subscriber have in common.
 type borrower interface {
-	Borrow(ctx context.Context) (*shm.Message, error)
+	Borrow(ctx context.Context) (shm.Message, error)
 	Close() error
 }
 
