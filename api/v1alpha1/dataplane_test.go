@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/pkg/mq"
 	"github.com/podipc/podipc/pkg/shm"
 )
@@ -20,10 +21,10 @@ func TestDefaultsAreTheDataPlanes(t *testing.T) {
 	}{
 		{"SharedMemory.slotSize", v1alpha1.DefaultSlotSize, shm.DefaultSlotSize},
 		{"SharedMemory.slotCount", v1alpha1.DefaultSlotCount, shm.DefaultSlotCount},
-		{"MessageQueue.maxDepth", v1alpha1.DefaultMaxDepth, mq.DefaultMaxDepth},
-		{"MessageQueue.maxBytes", v1alpha1.DefaultMaxBytes, mq.DefaultMaxBytes},
-		{"MessageQueue.maxMessageSize", v1alpha1.DefaultMaxMessageSize, mq.DefaultMaxMessageSize},
-		{"MessageQueue.ackTimeout", int64(v1alpha1.DefaultAckTimeout), int64(mq.DefaultAckTimeout)},
+		{"MessageQueue.maxDepth", v1alpha1.DefaultMaxDepth, mqbroker.DefaultMaxDepth},
+		{"MessageQueue.maxBytes", v1alpha1.DefaultMaxBytes, mqbroker.DefaultMaxBytes},
+		{"MessageQueue.maxMessageSize", v1alpha1.DefaultMaxMessageSize, mqbroker.DefaultMaxMessageSize},
+		{"MessageQueue.ackTimeout", int64(v1alpha1.DefaultAckTimeout), int64(mqbroker.DefaultAckTimeout)},
 		{"MaxPriority", v1alpha1.MaxPriority, mq.MaxPriority},
 	} {
 		if c.api != c.got {
@@ -35,7 +36,7 @@ func TestDefaultsAreTheDataPlanes(t *testing.T) {
 	// defaulting gives.
 	var s v1alpha1.MessageQueueSettings
 	s.Default()
-	q := mq.QueueConfig{Name: "q"}.Defaulted()
+	q := mqbroker.QueueConfig{Name: "q"}.Defaulted()
 	if int64(q.MaxDepth) != int64(s.MaxDepth) || q.MaxBytes != s.MaxBytes || int64(q.MaxMessageSize) != int64(s.MaxMessageSize) ||
 		q.AckTimeout != s.AckTimeout.Duration || string(q.Overflow) != string(s.Overflow) {
 		t.Errorf("defaulted queue: pkg/mq %+v, API %+v", q, s)
@@ -65,7 +66,7 @@ func TestEnumsNameDataPlaneValues(t *testing.T) {
 	for _, o := range []v1alpha1.MessageQueueOverflow{
 		v1alpha1.MessageQueueOverflowBlock, v1alpha1.MessageQueueOverflowReject, v1alpha1.MessageQueueOverflowDropOldest,
 	} {
-		if err := (mq.QueueConfig{Name: "q", Overflow: mq.Overflow(o)}).Defaulted().Validate(); err != nil {
+		if err := (mqbroker.QueueConfig{Name: "q", Overflow: mqbroker.Overflow(o)}).Defaulted().Validate(); err != nil {
 			t.Errorf("message-queue overflow %q is not a pkg/mq policy: %v", o, err)
 		}
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/podipc/podipc/pkg/podcontract"
 
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/pkg/mq"
 )
 
@@ -62,18 +63,18 @@ func runBroker(ctx context.Context, log *slog.Logger, dir, queue string) error {
 	if dir == "" {
 		return errors.New("-dir or $PODIPC_DIR is required")
 	}
-	b, err := mq.NewBroker(mq.BrokerOptions{JournalDir: filepath.Join(dir, "mq-journal"), Logger: log})
+	b, err := mqbroker.New(mqbroker.Options{JournalDir: filepath.Join(dir, "mq-journal"), Logger: log})
 	if err != nil {
 		return err
 	}
-	cfg := []mq.QueueConfig{
-		{Name: queue, Persistence: mq.Volume, MaxRedeliveries: 3, DeadLetterQueue: queue + ".dead"},
+	cfg := []mqbroker.QueueConfig{
+		{Name: queue, Persistence: mqbroker.Volume, MaxRedeliveries: 3, DeadLetterQueue: queue + ".dead"},
 		{Name: queue + ".dead"},
 	}
 	if err := b.Apply(ctx, cfg); err != nil {
 		return err
 	}
-	ln, err := mq.Listen(podcontract.MQSocketPath(dir), 0)
+	ln, err := mqbroker.Listen(podcontract.MQSocketPath(dir), 0)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/podipc/podipc/pkg/podcontract"
 
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/pkg/mq"
 )
 
@@ -25,7 +26,7 @@ import (
 // releases them; AtMostOnce queues forget a message as they deliver it and
 // the client grants credit instead.
 type mqTransport struct {
-	delivery mq.DeliveryMode
+	delivery mqbroker.DeliveryMode
 }
 
 // Names of the mq backends, which the verdicts compare.
@@ -65,11 +66,11 @@ func (t mqTransport) Setup(spec LinkSpec) (Link, error) {
 		MaxMessageSize: max(16<<20, spec.Size),
 	}
 	for _, name := range []string{mqQueueAToB, mqQueueBToA} {
-		bs.Queues = append(bs.Queues, mq.QueueConfig{
+		bs.Queues = append(bs.Queues, mqbroker.QueueConfig{
 			Name:           name,
 			Delivery:       t.delivery,
 			MaxMessageSize: spec.Size,
-			MaxBytes:       max(mq.DefaultMaxBytes, 4*int64(spec.Size)),
+			MaxBytes:       max(mqbroker.DefaultMaxBytes, 4*int64(spec.Size)),
 		})
 	}
 	broker, err := startBroker(bs)

@@ -11,11 +11,12 @@ import (
 
 	"github.com/podipc/podipc/pkg/podcontract"
 
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/pkg/mq"
 )
 
 // setupMQ starts a broker process for an mq link and returns the link.
-func setupMQ(t *testing.T, delivery mq.DeliveryMode, size int) *mqLink {
+func setupMQ(t *testing.T, delivery mqbroker.DeliveryMode, size int) *mqLink {
 	t.Helper()
 	link, err := mqTransport{delivery: delivery}.Setup(testSpec(t, size))
 	if err != nil {
@@ -29,7 +30,7 @@ func setupMQ(t *testing.T, delivery mq.DeliveryMode, size int) *mqLink {
 // TestMQLinkLifecycle: Setup starts a broker process that serves the link's
 // socket; Close stops it and removes its directory.
 func TestMQLinkLifecycle(t *testing.T) {
-	l := setupMQ(t, mq.AtLeastOnce, 64)
+	l := setupMQ(t, mqbroker.AtLeastOnce, 64)
 	if _, err := os.Stat(l.socket); err != nil {
 		t.Fatalf("broker socket: %v", err)
 	}
@@ -74,7 +75,7 @@ func TestMQSocketDirFallback(t *testing.T) {
 // TestMQFailedSendSurfaces: a send the broker refuses is reported at the
 // side's next receive at the latest, never lost in the pipeline.
 func TestMQFailedSendSurfaces(t *testing.T) {
-	a, _ := attachInProcess(t, mqTransport{delivery: mq.AtLeastOnce}, testSpec(t, 64))
+	a, _ := attachInProcess(t, mqTransport{delivery: mqbroker.AtLeastOnce}, testSpec(t, 64))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tooBig := newMessage(128) // the queues take 64-byte messages
@@ -92,7 +93,7 @@ func TestMQFailedSendSurfaces(t *testing.T) {
 // once every send is confirmed, so a streaming side ends with no failure
 // unreported.
 func TestMQLastSendConfirmed(t *testing.T) {
-	a, _ := attachInProcess(t, mqTransport{delivery: mq.AtMostOnce}, testSpec(t, 64))
+	a, _ := attachInProcess(t, mqTransport{delivery: mqbroker.AtMostOnce}, testSpec(t, 64))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	msg := newMessage(64)
@@ -115,7 +116,7 @@ func TestMQLastSendConfirmed(t *testing.T) {
 // waiting for a message gets an error at once instead of waiting out its
 // deadline.
 func TestMQBrokerDeathFailsSides(t *testing.T) {
-	l := setupMQ(t, mq.AtLeastOnce, 64)
+	l := setupMQ(t, mqbroker.AtLeastOnce, 64)
 	a, err := l.Open()
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podipc/podipc/pkg/mq"
+	"github.com/podipc/podipc/internal/mqbroker"
 )
 
 // The podipc mq transports talk through a broker that runs, as the sidecar
@@ -45,9 +45,9 @@ const childStartTimeout = 10 * time.Second
 
 // brokerSpec is what the broker process serves.
 type brokerSpec struct {
-	Socket         string           `json:"socket"`
-	MaxMessageSize int              `json:"max_message_size"`
-	Queues         []mq.QueueConfig `json:"queues"`
+	Socket         string                 `json:"socket"`
+	MaxMessageSize int                    `json:"max_message_size"`
+	Queues         []mqbroker.QueueConfig `json:"queues"`
 }
 
 // isBroker reports whether this process was started as an mq broker.
@@ -98,14 +98,14 @@ func serveBroker(ctrl io.Reader, ready io.Writer) error {
 		return fmt.Errorf("decode broker spec: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	b, err := mq.NewBroker(mq.BrokerOptions{Logger: log, MaxMessageSize: spec.MaxMessageSize})
+	b, err := mqbroker.New(mqbroker.Options{Logger: log, MaxMessageSize: spec.MaxMessageSize})
 	if err != nil {
 		return fmt.Errorf("new broker: %w", err)
 	}
 	if err := b.Apply(context.Background(), spec.Queues); err != nil {
 		return fmt.Errorf("declare queues: %w", err)
 	}
-	ln, err := mq.Listen(spec.Socket, 0o600)
+	ln, err := mqbroker.Listen(spec.Socket, 0o600)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,7 @@ package bench
 import (
 	"golang.org/x/sys/unix"
 
-	"github.com/podipc/podipc/pkg/mq"
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/pkg/shm"
 )
 
@@ -30,8 +30,8 @@ func Backends() []Backend {
 		{Name: nameUnixStream, About: "Unix domain socketpair, SOCK_STREAM, fixed-size framing", Transport: socketTransport{typ: unix.SOCK_STREAM}},
 		{Name: "unix-seqpacket", About: "Unix domain socketpair, SOCK_SEQPACKET, one packet per message", Transport: socketTransport{typ: unix.SOCK_SEQPACKET}},
 		{Name: "mqueue", About: "two POSIX message queues (mq_timedsend/mq_timedreceive)", Transport: mqueueTransport{}},
-		{Name: nameMQAtLeastOnce, About: "podipc mq via a broker process: confirmed sends, acked deliveries (AtLeastOnce)", Transport: mqTransport{delivery: mq.AtLeastOnce}},
-		{Name: nameMQAtMostOnce, About: "podipc mq via a broker process: confirmed sends, no acks (AtMostOnce)", Transport: mqTransport{delivery: mq.AtMostOnce}},
+		{Name: nameMQAtLeastOnce, About: "podipc mq via a broker process: confirmed sends, acked deliveries (AtLeastOnce)", Transport: mqTransport{delivery: mqbroker.AtLeastOnce}},
+		{Name: nameMQAtMostOnce, About: "podipc mq via a broker process: confirmed sends, no acks (AtMostOnce)", Transport: mqTransport{delivery: mqbroker.AtMostOnce}},
 		{Name: nameNATS, About: "nats-server on loopback, nats.go: request/reply (rtt), core publish/subscribe (throughput)", Transport: natsTransport{}},
 	}
 }

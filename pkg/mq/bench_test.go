@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/podipc/podipc/internal/mqbroker"
 )
 
 // reportLatency adds p50 and p99 metrics for the sampled durations.
@@ -70,7 +72,7 @@ func BenchmarkUnixPingPong(b *testing.B) {
 // of BenchmarkUnixPingPong: a 64-byte send and its confirmation, with a
 // consumer taking the messages on another connection.
 func BenchmarkSendConfirm(b *testing.B) {
-	tb := startBroker(b, BrokerOptions{}, QueueConfig{Name: "q", Delivery: AtMostOnce, MaxDepth: 1 << 20, Overflow: DropOldest})
+	tb := startBroker(b, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", Delivery: mqbroker.AtMostOnce, MaxDepth: 1 << 20, Overflow: mqbroker.DropOldest})
 	prod := dial(b, tb.socket)
 	ctx := context.Background()
 	body := make([]byte, 64)
@@ -91,9 +93,9 @@ func BenchmarkSendConfirm(b *testing.B) {
 // BenchmarkRoundTrip measures one 64-byte message's full cycle through the
 // broker: confirmed send, delivery to a consumer on another connection, ack.
 func BenchmarkRoundTrip(b *testing.B) {
-	for _, p := range []Persistence{None, Volume} {
+	for _, p := range []mqbroker.Persistence{mqbroker.None, mqbroker.Volume} {
 		b.Run(string(p), func(b *testing.B) {
-			tb := startBroker(b, BrokerOptions{}, QueueConfig{Name: "q", Persistence: p})
+			tb := startBroker(b, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", Persistence: p})
 			prod, cons := dial(b, tb.socket), dial(b, tb.socket)
 			ctx := context.Background()
 			k, err := cons.Consume(ctx, "q", WithPrefetch(1))
@@ -127,9 +129,9 @@ func BenchmarkRoundTrip(b *testing.B) {
 // BenchmarkThroughput measures 64-byte messages per second with pipelined
 // confirmed sends from one connection and acknowledged receives on another.
 func BenchmarkThroughput(b *testing.B) {
-	for _, p := range []Persistence{None, Volume} {
+	for _, p := range []mqbroker.Persistence{mqbroker.None, mqbroker.Volume} {
 		b.Run(string(p), func(b *testing.B) {
-			tb := startBroker(b, BrokerOptions{}, QueueConfig{Name: "q", Persistence: p, MaxDepth: 1 << 20})
+			tb := startBroker(b, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", Persistence: p, MaxDepth: 1 << 20})
 			prod, cons := dial(b, tb.socket), dial(b, tb.socket)
 			ctx := context.Background()
 			k, err := cons.Consume(ctx, "q", WithPrefetch(1024))

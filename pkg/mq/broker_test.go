@@ -13,59 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/internal/mqwire"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
-func TestConfigDefaultsAndValidation(t *testing.T) {
-	c := QueueConfig{Name: "q"}.Defaulted()
-	if c.MaxDepth != DefaultMaxDepth || c.MaxBytes != DefaultMaxBytes || c.MaxMessageSize != DefaultMaxMessageSize ||
-		c.Delivery != AtLeastOnce || c.AckTimeout != DefaultAckTimeout || c.Overflow != Block || c.Persistence != None {
-		t.Fatalf("defaults %+v", c)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if small := (QueueConfig{Name: "q", MaxBytes: 100}).Defaulted(); small.MaxMessageSize != 100 {
-		t.Fatalf("MaxMessageSize not clamped to MaxBytes: %d", small.MaxMessageSize)
-	}
-	bad := []QueueConfig{
-		{Name: ""},
-		{Name: "has space"},
-		{Name: "-dash"},
-		{Name: "q", MaxDepth: -1},
-		{Name: "q", MaxBytes: 10, MaxMessageSize: 11},
-		{Name: "q", Delivery: "Sometimes"},
-		{Name: "q", Overflow: "Explode"},
-		{Name: "q", Persistence: "Cloud"},
-		{Name: "q", AckTimeout: time.Microsecond},
-		{Name: "q", MaxRedeliveries: -1},
-		{Name: "q", DeadLetterQueue: "q"},
-		{Name: "q", DefaultTTL: -time.Second},
-	}
-	for _, cfg := range bad {
-		if err := cfg.Defaulted().Validate(); !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("%+v: got %v, want ErrInvalidConfig", cfg, err)
-		}
-	}
-	b, err := NewBroker(BrokerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, set := range map[string][]QueueConfig{
-		"duplicate":       {{Name: "a"}, {Name: "a"}},
-		"missing DLQ":     {{Name: "a", DeadLetterQueue: "b"}},
-		"no journal dir":  {{Name: "a", Persistence: Volume}},
-		"over broker max": {{Name: "a", MaxMessageSize: 32 << 20, MaxBytes: 64 << 20}},
-	} {
-		if err := b.Apply(context.Background(), set); !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("%s: got %v, want ErrInvalidConfig", name, err)
-		}
-	}
-}
-
 func TestApplyReconfigures(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "a", MaxDepth: 1}, QueueConfig{Name: "b"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "a", MaxDepth: 1}, mqbroker.QueueConfig{Name: "b"})
 	c := dial(t, b.socket)
 	mustSend(t, c, "a", "1")
 	blocked, err := c.SendAsync(testCtx(t), "a", []byte("2"))
@@ -76,7 +30,7 @@ func TestApplyReconfigures(t *testing.T) {
 	kb := mustConsume(t, c, "b")
 
 	// Switch a to Reject (the blocked send fails), drop b, add c.
-	err = b.Apply(testCtx(t), []QueueConfig{{Name: "a", MaxDepth: 1, Overflow: Reject}, {Name: "c"}})
+	err = b.Apply(testCtx(t), []mqbroker.QueueConfig{{Name: "a", MaxDepth: 1, Overflow: mqbroker.Reject}, {Name: "c"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +46,7 @@ func TestApplyReconfigures(t *testing.T) {
 	mustSend(t, c, "c", "new queue")
 
 	// Raise the depth: a accepts again, and keeps its message.
-	if err := b.Apply(testCtx(t), []QueueConfig{{Name: "a", MaxDepth: 5, Overflow: Reject}, {Name: "c"}}); err != nil {
+	if err := b.Apply(testCtx(t), []mqbroker.QueueConfig{{Name: "a", MaxDepth: 5, Overflow: mqbroker.Reject}, {Name: "c"}}); err != nil {
 		t.Fatal(err)
 	}
 	mustSend(t, c, "a", "3")
@@ -106,8 +60,8 @@ func TestApplyReconfigures(t *testing.T) {
 
 func TestPersistenceSurvivesRestart(t *testing.T) {
 	dir := shortTempDir(t)
-	cfgs := []QueueConfig{{Name: "durable", Persistence: Volume}, {Name: "volatile"}}
-	b, err := NewBroker(BrokerOptions{JournalDir: filepath.Join(dir, "j"), Logger: testLogger(t)})
+	cfgs := []mqbroker.QueueConfig{{Name: "durable", Persistence: mqbroker.Volume}, {Name: "volatile"}}
+	b, err := mqbroker.New(mqbroker.Options{JournalDir: filepath.Join(dir, "j"), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +69,7 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "a.sock")
-	ln, err := Listen(sock, 0)
+	ln, err := mqbroker.Listen(sock, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +90,7 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 		t.Fatal("client still receiving after broker shutdown")
 	}
 
-	b2 := startBrokerIn(t, dir, BrokerOptions{JournalDir: filepath.Join(dir, "j")}, cfgs...)
+	b2 := startBrokerIn(t, dir, mqbroker.Options{JournalDir: filepath.Join(dir, "j")}, cfgs...)
 	s := queueStats(t, b2.Broker, "durable")
 	if s.Recovered != 4 || s.Depth != 4 {
 		t.Fatalf("recovered stats %+v", s)
@@ -161,7 +115,7 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 }
 
 func TestJournalCompactsUnderTraffic(t *testing.T) {
-	b := startBroker(t, BrokerOptions{JournalCompactBytes: 64 << 10}, QueueConfig{Name: "q", Persistence: Volume})
+	b := startBroker(t, mqbroker.Options{JournalCompactBytes: 64 << 10}, mqbroker.QueueConfig{Name: "q", Persistence: mqbroker.Volume})
 	c := dial(t, b.socket)
 	k := mustConsume(t, c, "q", WithPrefetch(16))
 	body := make([]byte, 1000)
@@ -183,10 +137,10 @@ func TestJournalCompactsUnderTraffic(t *testing.T) {
 }
 
 func TestVolumeToggle(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "before")
-	if err := b.Apply(testCtx(t), []QueueConfig{{Name: "q", Persistence: Volume}}); err != nil {
+	if err := b.Apply(testCtx(t), []mqbroker.QueueConfig{{Name: "q", Persistence: mqbroker.Volume}}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(b.dir, "journal", "q.journal")
@@ -194,7 +148,7 @@ func TestVolumeToggle(t *testing.T) {
 	if s := queueStats(t, b.Broker, "q"); s.JournalBytes == 0 {
 		t.Fatal("journal empty after switching to Volume")
 	}
-	if err := b.Apply(testCtx(t), []QueueConfig{{Name: "q"}}); err != nil {
+	if err := b.Apply(testCtx(t), []mqbroker.QueueConfig{{Name: "q"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
@@ -206,7 +160,7 @@ func TestVolumeToggle(t *testing.T) {
 }
 
 func TestShutdownIsGraceful(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q", MaxDepth: 1})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", MaxDepth: 1})
 	c, err := Dial(testCtx(t), WithSocketPath(b.socket), WithoutReconnect())
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +187,7 @@ func TestShutdownIsGraceful(t *testing.T) {
 }
 
 func TestDialDefaultSocketPath(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	t.Setenv(podcontract.EnvMQSocket, "")
 	t.Setenv(podcontract.EnvDir, b.dir)
 	c, err := Dial(testCtx(t))
@@ -261,8 +215,8 @@ func TestDialDefaultSocketPath(t *testing.T) {
 }
 
 func TestListenRefusesLiveSocketAndReplacesStaleOne(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
-	if _, err := Listen(b.socket, 0); err == nil {
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
+	if _, err := mqbroker.Listen(b.socket, 0); err == nil {
 		t.Fatal("second Listen on a live socket succeeded")
 	}
 	fi, err := os.Stat(b.socket)
@@ -276,7 +230,7 @@ func TestListenRefusesLiveSocketAndReplacesStaleOne(t *testing.T) {
 	}
 	ln.SetUnlinkOnClose(false)
 	ln.Close()
-	ln2, err := Listen(stale, 0o600)
+	ln2, err := mqbroker.Listen(stale, 0o600)
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
@@ -341,8 +295,8 @@ func readGoAway(t *testing.T, nc net.Conn) mqwire.Code {
 // TestHostileClients checks that misbehaving connections are closed with a
 // clear reason while a well-behaved client keeps working.
 func TestHostileClients(t *testing.T) {
-	b := startBroker(t, BrokerOptions{HandshakeTimeout: 100 * time.Millisecond, MaxConnections: 8, WriteTimeout: time.Second},
-		QueueConfig{Name: "q", MaxDepth: 100_000})
+	b := startBroker(t, mqbroker.Options{HandshakeTimeout: 100 * time.Millisecond, MaxConnections: 8, WriteTimeout: time.Second},
+		mqbroker.QueueConfig{Name: "q", MaxDepth: 100_000})
 	good := dial(t, b.socket)
 	stillWorks := func(t *testing.T) {
 		t.Helper()
@@ -503,7 +457,7 @@ func TestHostileClients(t *testing.T) {
 // the broker answers sends beyond it with ErrTooManyPending, and the client
 // library never exceeds it.
 func TestPendingWindowEnforced(t *testing.T) {
-	b := startBroker(t, BrokerOptions{MaxPendingSends: 4}, QueueConfig{Name: "q", MaxDepth: 1})
+	b := startBroker(t, mqbroker.Options{MaxPendingSends: 4}, mqbroker.QueueConfig{Name: "q", MaxDepth: 1})
 	nc := rawConn(t, b.socket)
 	rawHandshake(t, nc)
 	var frames []byte

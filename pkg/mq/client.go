@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/podipc/podipc/internal/mqconn"
 	"github.com/podipc/podipc/internal/mqwire"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
@@ -64,7 +65,7 @@ type Client struct {
 type session struct {
 	nc         net.Conn
 	rd         *mqwire.Reader
-	w          *frameWriter
+	w          *mqconn.Writer
 	limits     mqwire.Welcome
 	gen        uint64
 	readerDone chan struct{}
@@ -146,8 +147,8 @@ func dialSession(ctx context.Context, path string, brokerUID int) (*session, err
 	return &session{
 		nc:         nc,
 		limits:     w,
-		rd:         mqwire.NewReader(nc, readBufferSize, int(w.MaxFrame)),
-		w:          newFrameWriter(nc, clientWriteTimeout),
+		rd:         mqwire.NewReader(nc, mqconn.ReadBufferSize, int(w.MaxFrame)),
+		w:          mqconn.NewWriter(nc, clientWriteTimeout),
 		readerDone: make(chan struct{}),
 	}, nil
 }
@@ -155,7 +156,7 @@ func dialSession(ctx context.Context, path string, brokerUID int) (*session, err
 // start runs s's reader and writer goroutines.
 func (c *Client) start(s *session) {
 	go c.readLoop(s)
-	go s.w.run(func(err error) { c.connectionLost(s, fmt.Errorf("%w: write: %v", ErrClosed, err)) })
+	go s.w.Run(func(err error) { c.connectionLost(s, fmt.Errorf("%w: write: %v", ErrClosed, err)) })
 }
 
 // clientWriteTimeout bounds how long a write to a broker that stopped
@@ -426,19 +427,18 @@ func (c *Client) SendAsync(ctx context.Context, queue string, body []byte, opts 
 	if err != nil {
 		return nil, err
 	}
-	s.w.mu.Lock()
-	if s.w.appendable() {
-		s.w.out = mqwire.AppendSend(s.w.out, req, so.priority, ttl, timeout, queue, body)
-		s.w.mark = -1
+	out, mark, ok := s.w.Lock()
+	if ok {
+		out, mark = mqwire.AppendSend(out, req, so.priority, ttl, timeout, queue, body), -1
 	}
-	s.w.mu.Unlock()
+	s.w.Unlock(out, mark)
 	if pipelined {
 		// Other sends are on their way: leave the write to the writer
 		// goroutine, which batches this frame with those that follow,
 		// rather than make one system call per send.
-		s.w.signal()
+		s.w.Wake()
 	} else {
-		s.w.flush()
+		s.w.Flush()
 	}
 	return cf, nil
 }
@@ -520,13 +520,12 @@ func (c *Client) call(ctx context.Context, cf *Confirmation, enc func(b []byte, 
 	req := c.calls.add(cf)
 	s := c.sess.Load()
 	c.mu.Unlock()
-	s.w.mu.Lock()
-	if s.w.appendable() {
-		s.w.out = enc(s.w.out, req)
-		s.w.mark = -1
+	out, mark, ok := s.w.Lock()
+	if ok {
+		out, mark = enc(out, req), -1
 	}
-	s.w.mu.Unlock()
-	s.w.flush()
+	s.w.Unlock(out, mark)
+	s.w.Flush()
 	err := cf.Wait(ctx)
 	if err != nil && !cf.answered.Load() {
 		// ctx ended first: nobody waits for the answer any more.
@@ -631,7 +630,7 @@ func (c *Client) Close() error {
 	c.terminate(ErrClosed)
 	c.reconnects.Wait()
 	s := c.sess.Load()
-	<-s.w.done
+	<-s.w.Done()
 	<-s.readerDone
 	return nil
 }
@@ -660,7 +659,7 @@ func (c *Client) terminate(err error) {
 	s := c.sess.Load()
 	c.mu.Unlock()
 	c.endLife()
-	s.w.close()
+	s.w.Close()
 	for _, cf := range calls {
 		cf.resolve(err)
 	}
@@ -852,33 +851,32 @@ func newDelivery(n int) *Delivery {
 // appendSettle queues an ACK, NACK or CREDIT on s, merging it into the
 // previous frame when that is a settlement of the same kind and consumer.
 func appendSettle(s *session, kind mqwire.FrameType, consumer uint32, requeue bool, tag uint64) error {
-	w := s.w
-	w.mu.Lock()
-	if !w.appendable() {
-		w.mu.Unlock()
+	out, mark, ok := s.w.Lock()
+	if !ok {
+		s.w.Unlock(out, mark)
 		return ErrClosed
 	}
-	if w.mark >= 0 && s.lastKind == kind && s.lastConsumer == consumer && s.lastRequeue == requeue && s.lastCount < 4096 {
+	if mark >= 0 && s.lastKind == kind && s.lastConsumer == consumer && s.lastRequeue == requeue && s.lastCount < 4096 {
 		if kind == mqwire.TypeCredit {
-			mqwire.AddCredit(w.out, w.mark, 1)
+			mqwire.AddCredit(out, mark, 1)
 		} else {
-			w.out = mqwire.AppendTag(w.out, w.mark, tag)
+			out = mqwire.AppendTag(out, mark, tag)
 		}
 		s.lastCount++
-		w.mu.Unlock()
+		s.w.Unlock(out, mark)
 		return nil // whoever appended the frame flushes it
 	}
-	w.mark, s.lastKind, s.lastConsumer, s.lastRequeue, s.lastCount = len(w.out), kind, consumer, requeue, 1
+	mark, s.lastKind, s.lastConsumer, s.lastRequeue, s.lastCount = len(out), kind, consumer, requeue, 1
 	switch kind {
 	case mqwire.TypeAck:
-		w.out = mqwire.AppendAck(w.out, consumer, tag)
+		out = mqwire.AppendAck(out, consumer, tag)
 	case mqwire.TypeNack:
-		w.out = mqwire.AppendNack(w.out, consumer, requeue, tag)
+		out = mqwire.AppendNack(out, consumer, requeue, tag)
 	default:
-		w.out = mqwire.AppendCredit(w.out, consumer, 1)
+		out = mqwire.AppendCredit(out, consumer, 1)
 	}
-	w.mu.Unlock()
-	w.flush()
+	s.w.Unlock(out, mark)
+	s.w.Flush()
 	return nil
 }
 
@@ -969,14 +967,9 @@ func (k *Consumer) Close() error {
 	s := c.sess.Load()
 	c.mu.Unlock()
 	if active {
-		s.w.mu.Lock()
-		if s.w.appendable() {
-			// Nobody waits for the CANCEL_OK; request id 0 is never used.
-			s.w.out = mqwire.AppendCancel(s.w.out, 0, k.id)
-			s.w.mark = -1
-		}
-		s.w.mu.Unlock()
-		s.w.flush()
+		// Nobody waits for the CANCEL_OK; request id 0 is never used.
+		s.w.Append(func(out []byte) []byte { return mqwire.AppendCancel(out, 0, k.id) })
+		s.w.Flush()
 	}
 	k.finish(fmt.Errorf("%w: consumer closed", ErrClosed))
 	return nil

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/internal/mqwire"
 )
 
@@ -27,10 +28,10 @@ func FuzzBrokerConnection(f *testing.F) {
 	f.Add(mqwire.AppendConsume(mqwire.AppendSend(nil, 1, 0, 0, 0, "full", nil), 2, 1, 1, "full"))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 
-	b := startBroker(f, BrokerOptions{MaxPendingSends: 8, HandshakeTimeout: time.Second},
-		QueueConfig{Name: "q", AckTimeout: 5 * time.Millisecond, MaxRedeliveries: 2, DeadLetterQueue: "dlq"},
-		QueueConfig{Name: "dlq", MaxDepth: 5, Overflow: DropOldest},
-		QueueConfig{Name: "full", MaxDepth: 1, Delivery: AtMostOnce})
+	b := startBroker(f, mqbroker.Options{MaxPendingSends: 8, HandshakeTimeout: time.Second},
+		mqbroker.QueueConfig{Name: "q", AckTimeout: 5 * time.Millisecond, MaxRedeliveries: 2, DeadLetterQueue: "dlq"},
+		mqbroker.QueueConfig{Name: "dlq", MaxDepth: 5, Overflow: mqbroker.DropOldest},
+		mqbroker.QueueConfig{Name: "full", MaxDepth: 1, Delivery: mqbroker.AtMostOnce})
 	good := dial(f, b.socket)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		nc, err := net.Dial("unix", b.socket)

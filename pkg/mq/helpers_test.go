@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
@@ -44,20 +45,20 @@ func shortTempDir(t testing.TB) string {
 }
 
 type testBroker struct {
-	*Broker
+	*mqbroker.Broker
 	dir    string
 	socket string
 	served chan error
 }
 
 // startBroker serves cfgs on a socket in a new temporary directory.
-func startBroker(t testing.TB, opts BrokerOptions, cfgs ...QueueConfig) *testBroker {
+func startBroker(t testing.TB, opts mqbroker.Options, cfgs ...mqbroker.QueueConfig) *testBroker {
 	t.Helper()
 	dir := shortTempDir(t)
 	return startBrokerIn(t, dir, opts, cfgs...)
 }
 
-func startBrokerIn(t testing.TB, dir string, opts BrokerOptions, cfgs ...QueueConfig) *testBroker {
+func startBrokerIn(t testing.TB, dir string, opts mqbroker.Options, cfgs ...mqbroker.QueueConfig) *testBroker {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
@@ -65,7 +66,7 @@ func startBrokerIn(t testing.TB, dir string, opts BrokerOptions, cfgs ...QueueCo
 	if opts.JournalDir == "" {
 		opts.JournalDir = filepath.Join(dir, "journal")
 	}
-	b, err := NewBroker(opts)
+	b, err := mqbroker.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func startBrokerIn(t testing.TB, dir string, opts BrokerOptions, cfgs ...QueueCo
 		t.Fatalf("Apply: %v", err)
 	}
 	tb := &testBroker{Broker: b, dir: dir, socket: podcontract.MQSocketPath(dir), served: make(chan error, 1)}
-	ln, err := Listen(tb.socket, 0)
+	ln, err := mqbroker.Listen(tb.socket, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,8 +85,8 @@ func startBrokerIn(t testing.TB, dir string, opts BrokerOptions, cfgs ...QueueCo
 		if err := b.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		// ErrBrokerShutdown: the test ended before Serve started.
-		if err := <-tb.served; err != nil && !errors.Is(err, ErrBrokerShutdown) {
+		// ErrShutdown: the test ended before Serve started.
+		if err := <-tb.served; err != nil && !errors.Is(err, mqbroker.ErrShutdown) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
@@ -122,7 +123,7 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 	}
 }
 
-func queueStats(t testing.TB, b *Broker, name string) QueueStats {
+func queueStats(t testing.TB, b *mqbroker.Broker, name string) mqbroker.QueueStats {
 	t.Helper()
 	for _, s := range b.Stats() {
 		if s.Name == name {
@@ -130,7 +131,7 @@ func queueStats(t testing.TB, b *Broker, name string) QueueStats {
 		}
 	}
 	t.Fatalf("no stats for queue %q", name)
-	return QueueStats{}
+	return mqbroker.QueueStats{}
 }
 
 func mustSend(t testing.TB, c *Client, queue, body string, opts ...SendOption) {

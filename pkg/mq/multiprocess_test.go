@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
@@ -57,15 +58,15 @@ func envInt(name string) int {
 
 // roleBroker serves one persistent queue until SIGTERM (or SIGKILL).
 func roleBroker(ctx context.Context) error {
-	b, err := NewBroker(BrokerOptions{JournalDir: os.Getenv(envJournal)})
+	b, err := mqbroker.New(mqbroker.Options{JournalDir: os.Getenv(envJournal)})
 	if err != nil {
 		return err
 	}
-	err = b.Apply(ctx, []QueueConfig{{Name: os.Getenv(envQueue), Persistence: Volume, MaxDepth: 1_000_000, AckTimeout: 5 * time.Second}})
+	err = b.Apply(ctx, []mqbroker.QueueConfig{{Name: os.Getenv(envQueue), Persistence: mqbroker.Volume, MaxDepth: 1_000_000, AckTimeout: 5 * time.Second}})
 	if err != nil {
 		return err
 	}
-	ln, err := Listen(os.Getenv(envSocket), 0)
+	ln, err := mqbroker.Listen(os.Getenv(envSocket), 0)
 	if err != nil {
 		return err
 	}
@@ -340,7 +341,7 @@ func waitLine(t *testing.T, lines <-chan line, within time.Duration, match func(
 // messages whose consumer died are the only duplicates.
 func TestMultiProcessConsumersKilled(t *testing.T) {
 	const producers, perProducer, consumers = 2, 3000, 3
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "work", MaxDepth: 1_000_000})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "work", MaxDepth: 1_000_000})
 	lines := make(chan line, 1024)
 	env := []string{envSocket + "=" + b.socket, envQueue + "=work", envPrefetch + "=16"}
 	spawnConsumer := func(i int) *child {
@@ -560,7 +561,7 @@ func testBrokerKilled(t *testing.T, reconnect bool) {
 // consumer process fed by two producer processes.
 func TestMultiProcessOrdering(t *testing.T) {
 	const perProducer = 2000
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "ordered", MaxDepth: 1_000_000})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "ordered", MaxDepth: 1_000_000})
 	lines := make(chan line, 1024)
 	env := []string{envSocket + "=" + b.socket, envQueue + "=ordered", envPrefetch + "=32"}
 	cons := startChild(t, "consumer", "ordered-consumer", lines, append(env, envCount+"="+strconv.Itoa(2*perProducer))...)

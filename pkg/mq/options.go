@@ -5,8 +5,12 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/podipc/podipc/internal/mqwire"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
+
+// MaxPriority is the highest message priority (WithPriority); 0 is the lowest.
+const MaxPriority = mqwire.MaxPriority
 
 // DefaultSocketPath returns the broker's socket from the environment the
 // injector gives application containers: $PODIPC_MQ_SOCKET, else mq.sock in

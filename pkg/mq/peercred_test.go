@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
@@ -97,7 +98,7 @@ func TestImpostorSocket(t *testing.T) {
 	}
 
 	// The sidecar's broker takes the socket back; clients reach it.
-	b := startBrokerIn(t, dir, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBrokerIn(t, dir, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c, err := Dial(ctx, WithSocketPath(b.socket))
 	if err != nil {
 		t.Fatalf("Dial to the broker that took the socket back: %v", err)
@@ -114,7 +115,7 @@ func TestBrokerUIDCheckAndListen(t *testing.T) {
 	if err := os.WriteFile(socket, []byte("in the way"), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	b := startBrokerIn(t, dir, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBrokerIn(t, dir, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c, err := Dial(testCtx(t), WithSocketPath(socket), WithBrokerUID(os.Getuid()))
 	if err != nil {
 		t.Fatalf("Dial with the broker's own UID: %v", err)
@@ -123,7 +124,7 @@ func TestBrokerUIDCheckAndListen(t *testing.T) {
 	if _, err := Dial(testCtx(t), WithSocketPath(socket), WithBrokerUID(os.Getuid()+1)); !errors.Is(err, ErrImpostor) {
 		t.Fatalf("Dial expecting another UID: %v, want ErrImpostor", err)
 	}
-	if ln, err := Listen(b.socket, 0); err == nil {
+	if ln, err := mqbroker.Listen(b.socket, 0); err == nil {
 		ln.Close()
 		t.Fatal("Listen took over a live broker of the same user")
 	}

@@ -7,10 +7,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podipc/podipc/internal/mqbroker"
 )
 
 func TestSendReceiveAck(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "hello")
 	k := mustConsume(t, c, "q")
@@ -37,7 +39,7 @@ func TestSendReceiveAck(t *testing.T) {
 }
 
 func TestUnknownQueue(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c := dial(t, b.socket)
 	err := c.Send(testCtx(t), "nope", []byte("x"))
 	if !errors.Is(err, ErrUnknownQueue) || !strings.Contains(err.Error(), "nope") {
@@ -53,7 +55,7 @@ func TestUnknownQueue(t *testing.T) {
 // prefetch 1 attaches: they must come out highest priority first, FIFO within
 // a priority.
 func TestPriorityOrder(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c := dial(t, b.socket)
 	var want []string
 	byPrio := map[uint8][]string{}
@@ -83,7 +85,7 @@ func TestPriorityOrder(t *testing.T) {
 }
 
 func TestRedeliveryOnNack(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "a")
 	mustSend(t, c, "q", "b")
@@ -109,7 +111,7 @@ func TestRedeliveryOnNack(t *testing.T) {
 }
 
 func TestRedeliveryOnAckTimeout(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q", AckTimeout: 50 * time.Millisecond})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", AckTimeout: 50 * time.Millisecond})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "slow")
 	k := mustConsume(t, c, "q", WithPrefetch(2))
@@ -132,7 +134,7 @@ func TestRedeliveryOnAckTimeout(t *testing.T) {
 }
 
 func TestRedeliveryOnDisconnect(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	prod := dial(t, b.socket)
 	for i := range 5 {
 		mustSend(t, prod, "q", fmt.Sprint(i))
@@ -156,9 +158,9 @@ func TestRedeliveryOnDisconnect(t *testing.T) {
 }
 
 func TestDeadLetterAfterMaxRedeliveries(t *testing.T) {
-	b := startBroker(t, BrokerOptions{},
-		QueueConfig{Name: "work", MaxRedeliveries: 2, DeadLetterQueue: "dead"},
-		QueueConfig{Name: "dead"})
+	b := startBroker(t, mqbroker.Options{},
+		mqbroker.QueueConfig{Name: "work", MaxRedeliveries: 2, DeadLetterQueue: "dead"},
+		mqbroker.QueueConfig{Name: "dead"})
 	c := dial(t, b.socket)
 	mustSend(t, c, "work", "poison")
 	k := mustConsume(t, c, "work", WithPrefetch(1))
@@ -180,10 +182,10 @@ func TestDeadLetterAfterMaxRedeliveries(t *testing.T) {
 }
 
 func TestNackWithoutRequeue(t *testing.T) {
-	b := startBroker(t, BrokerOptions{},
-		QueueConfig{Name: "work", DeadLetterQueue: "dead"},
-		QueueConfig{Name: "dead"},
-		QueueConfig{Name: "nodlq"})
+	b := startBroker(t, mqbroker.Options{},
+		mqbroker.QueueConfig{Name: "work", DeadLetterQueue: "dead"},
+		mqbroker.QueueConfig{Name: "dead"},
+		mqbroker.QueueConfig{Name: "nodlq"})
 	c := dial(t, b.socket)
 	mustSend(t, c, "work", "bad")
 	mustReceive(t, mustConsume(t, c, "work")).Nack(testCtx(t), false)
@@ -199,10 +201,10 @@ func TestNackWithoutRequeue(t *testing.T) {
 }
 
 func TestTTL(t *testing.T) {
-	b := startBroker(t, BrokerOptions{},
-		QueueConfig{Name: "q", DeadLetterQueue: "expired"},
-		QueueConfig{Name: "expired"},
-		QueueConfig{Name: "short", DefaultTTL: 30 * time.Millisecond})
+	b := startBroker(t, mqbroker.Options{},
+		mqbroker.QueueConfig{Name: "q", DeadLetterQueue: "expired"},
+		mqbroker.QueueConfig{Name: "expired"},
+		mqbroker.QueueConfig{Name: "short", DefaultTTL: 30 * time.Millisecond})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "stale", WithTTL(30*time.Millisecond))
 	mustSend(t, c, "q", "fresh")
@@ -222,8 +224,8 @@ func TestTTL(t *testing.T) {
 }
 
 func TestOverflowReject(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q", MaxDepth: 2, Overflow: Reject},
-		QueueConfig{Name: "bytes", MaxBytes: 10, Overflow: Reject})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", MaxDepth: 2, Overflow: mqbroker.Reject},
+		mqbroker.QueueConfig{Name: "bytes", MaxBytes: 10, Overflow: mqbroker.Reject})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "1")
 	mustSend(t, c, "q", "2")
@@ -241,7 +243,7 @@ func TestOverflowReject(t *testing.T) {
 }
 
 func TestOverflowDropOldest(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q", MaxDepth: 3, Overflow: DropOldest})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", MaxDepth: 3, Overflow: mqbroker.DropOldest})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "low-1", WithPriority(1))
 	mustSend(t, c, "q", "high", WithPriority(5))
@@ -262,7 +264,7 @@ func TestOverflowDropOldest(t *testing.T) {
 }
 
 func TestOverflowBlock(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q", MaxDepth: 1})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", MaxDepth: 1})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "first")
 
@@ -304,7 +306,7 @@ func TestOverflowBlock(t *testing.T) {
 // prefetch, and that a consumer that stops acknowledging does not starve a
 // competing one.
 func TestPrefetchBoundsInFlight(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c := dial(t, b.socket)
 	for i := range 20 {
 		mustSend(t, c, "q", fmt.Sprint(i))
@@ -335,7 +337,7 @@ func TestPrefetchBoundsInFlight(t *testing.T) {
 }
 
 func TestAtMostOnce(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q", Delivery: AtMostOnce})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", Delivery: mqbroker.AtMostOnce})
 	c := dial(t, b.socket)
 	for i := range 10 {
 		mustSend(t, c, "q", fmt.Sprint(i))
@@ -363,7 +365,7 @@ func TestAtMostOnce(t *testing.T) {
 }
 
 func TestMessageTooLarge(t *testing.T) {
-	b := startBroker(t, BrokerOptions{MaxMessageSize: 1 << 16}, QueueConfig{Name: "q", MaxMessageSize: 100})
+	b := startBroker(t, mqbroker.Options{MaxMessageSize: 1 << 16}, mqbroker.QueueConfig{Name: "q", MaxMessageSize: 100})
 	c := dial(t, b.socket)
 	if err := c.Send(testCtx(t), "q", make([]byte, 101)); !errors.Is(err, ErrMessageTooLarge) {
 		t.Fatalf("over queue limit: %v", err)
@@ -377,7 +379,7 @@ func TestMessageTooLarge(t *testing.T) {
 }
 
 func TestReceiveConvenience(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "one")
 	mustSend(t, c, "q", "two")
@@ -394,7 +396,7 @@ func TestReceiveConvenience(t *testing.T) {
 }
 
 func TestSendAsyncPipelining(t *testing.T) {
-	b := startBroker(t, BrokerOptions{MaxPendingSends: 16}, QueueConfig{Name: "q", MaxDepth: 100_000})
+	b := startBroker(t, mqbroker.Options{MaxPendingSends: 16}, mqbroker.QueueConfig{Name: "q", MaxDepth: 100_000})
 	c := dial(t, b.socket)
 	const n = 2000
 	cfs := make([]*Confirmation, 0, n)
@@ -419,7 +421,7 @@ func TestSendAsyncPipelining(t *testing.T) {
 }
 
 func TestConsumerClose(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "x")
 	k := mustConsume(t, c, "q")
@@ -440,7 +442,7 @@ func TestConsumerClose(t *testing.T) {
 // TestCloseFlushesAcks checks that acknowledgements made just before Close
 // reach the broker rather than causing redeliveries.
 func TestCloseFlushesAcks(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	prod := dial(t, b.socket)
 	const n = 500
 	for i := range n {
@@ -468,7 +470,7 @@ func TestCloseFlushesAcks(t *testing.T) {
 // refused by the overflow policy instead of piling up in the broker.
 func TestInFlightBytesAreBounded(t *testing.T) {
 	const body, maxBytes = 1024, 4096
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q", MaxBytes: maxBytes, Overflow: Reject})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", MaxBytes: maxBytes, Overflow: mqbroker.Reject})
 	c := dial(t, b.socket)
 	k := mustConsume(t, c, "q", WithPrefetch(100))
 	msg := make([]byte, body)

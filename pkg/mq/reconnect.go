@@ -123,7 +123,7 @@ func (c *Client) connectionLost(s *session, err error) {
 	c.stats.disconnects.Add(1)
 	c.reconnects.Add(1)
 	c.mu.Unlock()
-	s.w.close()
+	s.w.Close()
 	s.nc.Close()
 	c.log.Warn("lost the broker; reconnecting", "socket", c.path, "window", c.policy.Window, "err", err)
 	go c.reconnect(s, err)
@@ -137,7 +137,7 @@ const perAttempt = 5 * time.Second
 func (c *Client) reconnect(old *session, cause error) {
 	defer c.reconnects.Done()
 	<-old.readerDone
-	<-old.w.done
+	<-old.w.Done()
 	giveUp := time.Now().Add(c.policy.Window)
 	backoff := c.policy.MinBackoff
 	for attempt := 1; ; attempt++ {
@@ -199,11 +199,13 @@ func (c *Client) resume(s *session) bool {
 	slices.SortFunc(consumers, func(a, b *Consumer) int { return cmp.Compare(a.id, b.id) })
 
 	var expired []*Confirmation
-	s.w.mu.Lock()
+	// The connection is new: frames appended to it are sent or it fails
+	// (and the next connection sends them), so ok needs no check here.
+	out, _, _ := s.w.Lock()
 	for _, cf := range pending {
 		req := c.calls.add(cf)
 		var ok bool
-		if s.w.out, ok = cf.appendTo(s.w.out, req); !ok {
+		if out, ok = cf.appendTo(out, req); !ok {
 			c.calls.remove(cf)
 			expired = append(expired, cf)
 			continue
@@ -212,10 +214,9 @@ func (c *Client) resume(s *session) bool {
 	}
 	for _, k := range consumers {
 		cf := c.reattachment(k, s.limits)
-		s.w.out = cf.enc(s.w.out, c.calls.add(cf))
+		out = cf.enc(out, c.calls.add(cf))
 	}
-	s.w.mark = -1
-	s.w.mu.Unlock()
+	s.w.Unlock(out, -1)
 	for _, cf := range expired {
 		c.releaseSend(cf)
 	}
@@ -224,7 +225,7 @@ func (c *Client) resume(s *session) bool {
 		cf.resolve(fmt.Errorf("%w: the send's deadline passed while the client was reconnecting", context.DeadlineExceeded))
 	}
 	c.start(s)
-	s.w.flush()
+	s.w.Flush()
 	return true
 }
 
@@ -306,12 +307,12 @@ func (c *Client) retry(cf *Confirmation) {
 		c.mu.Unlock()
 		return // the next connection sends it
 	}
-	s.w.mu.Lock()
-	out, ok := cf.appendTo(s.w.out, req)
-	if ok && s.w.appendable() {
-		s.w.out, s.w.mark = out, -1
+	outbox, mark, appendable := s.w.Lock()
+	out, ok := cf.appendTo(outbox, req)
+	if ok && appendable {
+		outbox, mark = out, -1
 	}
-	s.w.mu.Unlock()
+	s.w.Unlock(outbox, mark)
 	if !ok {
 		c.calls.remove(cf)
 		c.releaseSend(cf)
@@ -321,5 +322,5 @@ func (c *Client) retry(cf *Confirmation) {
 		cf.resolve(fmt.Errorf("%w: the send's deadline passed while its queue was being declared", context.DeadlineExceeded))
 		return
 	}
-	s.w.flush()
+	s.w.Flush()
 }

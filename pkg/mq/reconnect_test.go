@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/podipc/podipc/internal/mqbroker"
 )
 
 // fastReconnect keeps the tests' reconnection quick.
@@ -34,8 +36,8 @@ func stopBroker(t *testing.T, b *testBroker) {
 // lost connection can no longer be acknowledged.
 func TestReconnectAcrossBrokerRestart(t *testing.T) {
 	dir := shortTempDir(t)
-	q := QueueConfig{Name: "q", Persistence: Volume}
-	a := startBrokerIn(t, dir, BrokerOptions{}, q)
+	q := mqbroker.QueueConfig{Name: "q", Persistence: mqbroker.Volume}
+	a := startBrokerIn(t, dir, mqbroker.Options{}, q)
 	c := dialReconnecting(t, a.socket, fastReconnect)
 	k := mustConsume(t, c, "q", WithPrefetch(4))
 	mustSend(t, c, "q", "before")
@@ -51,7 +53,7 @@ func TestReconnectAcrossBrokerRestart(t *testing.T) {
 		}
 		cfs = append(cfs, cf)
 	}
-	b := startBrokerIn(t, dir, BrokerOptions{}, q)
+	b := startBrokerIn(t, dir, mqbroker.Options{}, q)
 	for i, cf := range cfs {
 		if err := cf.Wait(testCtx(t)); err != nil {
 			t.Fatalf("send %d made while the broker was away: %v", i, err)
@@ -88,10 +90,10 @@ func TestReconnectAcrossBrokerRestart(t *testing.T) {
 // not failed with ErrUnknownQueue, and so is a new consumer.
 func TestReconnectWaitsForQueueDeclaration(t *testing.T) {
 	dir := shortTempDir(t)
-	a := startBrokerIn(t, dir, BrokerOptions{}, QueueConfig{Name: "q"})
+	a := startBrokerIn(t, dir, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c := dialReconnecting(t, a.socket, fastReconnect)
 	stopBroker(t, a)
-	b := startBrokerIn(t, dir, BrokerOptions{})
+	b := startBrokerIn(t, dir, mqbroker.Options{})
 	eventually(t, 10*time.Second, "the client to reconnect", func() bool { return c.Stats().Reconnects == 1 })
 	cf, err := c.SendAsync(testCtx(t), "q", []byte("early"))
 	if err != nil {
@@ -115,7 +117,7 @@ func TestReconnectWaitsForQueueDeclaration(t *testing.T) {
 		t.Fatalf("send answered before its queue existed: %v", cf.Err())
 	case <-time.After(300 * time.Millisecond): // the requests are being retried meanwhile
 	}
-	if err := b.Apply(testCtx(t), []QueueConfig{{Name: "q"}}); err != nil {
+	if err := b.Apply(testCtx(t), []mqbroker.QueueConfig{{Name: "q"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := cf.Wait(testCtx(t)); err != nil {
@@ -130,7 +132,7 @@ func TestReconnectWaitsForQueueDeclaration(t *testing.T) {
 // within the window closes, failing what waits with ErrClosed.
 func TestReconnectGivesUp(t *testing.T) {
 	dir := shortTempDir(t)
-	a := startBrokerIn(t, dir, BrokerOptions{}, QueueConfig{Name: "q"})
+	a := startBrokerIn(t, dir, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	p := fastReconnect
 	p.Window = 200 * time.Millisecond
 	c := dialReconnecting(t, a.socket, p)
@@ -154,7 +156,7 @@ func TestReconnectGivesUp(t *testing.T) {
 
 // TestWithoutReconnect keeps the old contract: the first loss closes.
 func TestWithoutReconnect(t *testing.T) {
-	a := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	a := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c, err := Dial(testCtx(t), WithSocketPath(a.socket), WithoutReconnect())
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+
+	"github.com/podipc/podipc/internal/mqbroker"
 )
 
 // body returns a recognisable body of n bytes for message i.
@@ -20,12 +22,12 @@ func body(i, n int) []byte {
 // buffers, and dead-lettered messages, which move rather than leave, must
 // keep theirs.
 func TestReusedMessagesKeepTheirBodies(t *testing.T) {
-	sizes := []int{0, 1, 63, 64, 65, 256, 257, 1024, 1025, 5000, maxFreeBody + 1, 64<<10 + 1}
-	b := startBroker(t, BrokerOptions{},
-		QueueConfig{Name: "acked", DeadLetterQueue: "dead"},
-		QueueConfig{Name: "amo", Delivery: AtMostOnce},
-		QueueConfig{Name: "drop", Overflow: DropOldest, MaxDepth: 2},
-		QueueConfig{Name: "dead"})
+	sizes := []int{0, 1, 63, 64, 65, 256, 257, 1024, 1025, 5000, 4<<10 + 1, 64<<10 + 1} // 4<<10+1: past the largest body buffer the broker reuses
+	b := startBroker(t, mqbroker.Options{},
+		mqbroker.QueueConfig{Name: "acked", DeadLetterQueue: "dead"},
+		mqbroker.QueueConfig{Name: "amo", Delivery: mqbroker.AtMostOnce},
+		mqbroker.QueueConfig{Name: "drop", Overflow: mqbroker.DropOldest, MaxDepth: 2},
+		mqbroker.QueueConfig{Name: "dead"})
 	c := dial(t, b.socket)
 	ctx := testCtx(t)
 	acked := mustConsume(t, c, "acked", WithPrefetch(4))
@@ -73,7 +75,7 @@ func TestReusedMessagesKeepTheirBodies(t *testing.T) {
 // answer came (no channel made while pending) still reports it, and Done is
 // closed.
 func TestConfirmationAfterAnswer(t *testing.T) {
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	c := dial(t, b.socket)
 	ctx := testCtx(t)
 	cf, err := c.SendAsync(ctx, "q", []byte("x"))
@@ -106,7 +108,7 @@ func TestSteadyStateAllocations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocation counts are measured over many messages")
 	}
-	b := startBroker(t, BrokerOptions{}, QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
 	prod, cons := dial(t, b.socket), dial(t, b.socket)
 	ctx := testCtx(t)
 	k := mustConsume(t, cons, "q", WithPrefetch(64))

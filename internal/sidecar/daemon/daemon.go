@@ -19,11 +19,11 @@ import (
 	"github.com/podipc/podipc/pkg/podcontract"
 
 	"github.com/podipc/podipc/internal/configwatch"
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/internal/sidecar/metrics"
 	"github.com/podipc/podipc/internal/sidecar/reconcile"
 	"github.com/podipc/podipc/internal/sidecar/server"
 	"github.com/podipc/podipc/pkg/channelconfig"
-	"github.com/podipc/podipc/pkg/mq"
 )
 
 // Config is the sidecar's configuration (its command-line flags).
@@ -64,7 +64,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.Dir, 0o770); err != nil {
 		return fmt.Errorf("create %s: %w", cfg.Dir, err)
 	}
-	broker, err := mq.NewBroker(mq.BrokerOptions{
+	broker, err := mqbroker.New(mqbroker.Options{
 		JournalDir: podcontract.JournalDir(cfg.Dir),
 		Logger:     log.With("component", "broker"),
 	})
@@ -101,7 +101,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       time.Minute,
 	}
-	mqLn, err := mq.Listen(podcontract.MQSocketPath(cfg.Dir), cfg.FileMode)
+	mqLn, err := mqbroker.Listen(podcontract.MQSocketPath(cfg.Dir), cfg.FileMode)
 	if err != nil {
 		_ = httpLn.Close()
 		_ = broker.Close()
@@ -188,7 +188,7 @@ func applyUpdate(ctx context.Context, log *slog.Logger, rec *reconcile.Reconcile
 
 // shutdown stops the servers and releases the channels within
 // cfg.ShutdownTimeout.
-func shutdown(cfg Config, servers *sync.WaitGroup, broker *mq.Broker, rec *reconcile.Reconciler, httpSrv *http.Server) error {
+func shutdown(cfg Config, servers *sync.WaitGroup, broker *mqbroker.Broker, rec *reconcile.Reconciler, httpSrv *http.Server) error {
 	log := cfg.Logger
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)

@@ -8,8 +8,8 @@ import (
 	"slices"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/internal/sidecar/status"
-	"github.com/podipc/podipc/pkg/mq"
 )
 
 // queueState is what the reconciler knows of the broker's queues. The
@@ -22,7 +22,7 @@ type queueState struct {
 	notes map[string]string
 	// applied is the configuration the broker last accepted in full;
 	// applyErr is why the last Apply failed (then it is retried).
-	applied  []mq.QueueConfig
+	applied  []mqbroker.QueueConfig
 	applyErr error
 	// states remembers each queue's last reported state, to log changes.
 	states map[string]status.State
@@ -30,10 +30,10 @@ type queueState struct {
 
 // sync gives the broker the declared queues plus the undeclared ones still in
 // use, and reports whether every declared queue exists.
-func (qs *queueState) sync(ctx context.Context, b *mq.Broker, log *slog.Logger, channels []v1alpha1.Channel) bool {
+func (qs *queueState) sync(ctx context.Context, b *mqbroker.Broker, log *slog.Logger, channels []v1alpha1.Channel) bool {
 	qs.declared = make(map[string]bool, len(channels))
 	qs.notes = map[string]string{}
-	want := make([]mq.QueueConfig, 0, len(channels))
+	want := make([]mqbroker.QueueConfig, 0, len(channels))
 	for _, c := range channels {
 		qc, note := queueConfig(c)
 		if note != "" {
@@ -59,7 +59,7 @@ func (qs *queueState) sync(ctx context.Context, b *mq.Broker, log *slog.Logger, 
 			want[i].DeadLetterQueue = ""
 		}
 	}
-	slices.SortFunc(want, func(a, b mq.QueueConfig) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(want, func(a, b mqbroker.QueueConfig) int { return cmp.Compare(a.Name, b.Name) })
 
 	if qs.applyErr != nil || !slices.Equal(want, qs.applied) {
 		err := b.Apply(ctx, want)
@@ -97,10 +97,10 @@ func (qs *queueState) sync(ctx context.Context, b *mq.Broker, log *slog.Logger, 
 }
 
 // queueInUse reports whether an undeclared queue must be kept for now.
-func queueInUse(s mq.QueueStats) bool { return s.Consumers > 0 || s.InFlight > 0 }
+func queueInUse(s mqbroker.QueueStats) bool { return s.Consumers > 0 || s.InFlight > 0 }
 
 // status reports every declared queue and every queue the broker still has.
-func (qs *queueState) status(b *mq.Broker) []status.Channel {
+func (qs *queueState) status(b *mqbroker.Broker) []status.Channel {
 	var out []status.Channel
 	present := map[string]bool{}
 	for _, s := range b.Stats() {
@@ -135,19 +135,19 @@ func (qs *queueState) status(b *mq.Broker) []status.Channel {
 
 // queueConfig maps a declared message queue to the broker's configuration.
 // The note, if any, says where the broker cannot do exactly what is declared.
-func queueConfig(c v1alpha1.Channel) (mq.QueueConfig, string) {
+func queueConfig(c v1alpha1.Channel) (mqbroker.QueueConfig, string) {
 	s := *c.MessageQueue
 	s.Default()
-	qc := mq.QueueConfig{
+	qc := mqbroker.QueueConfig{
 		Name:            c.Name,
 		MaxDepth:        int(s.MaxDepth),
 		MaxBytes:        s.MaxBytes,
 		MaxMessageSize:  int(s.MaxMessageSize),
-		Delivery:        mq.DeliveryMode(s.Delivery),
+		Delivery:        mqbroker.DeliveryMode(s.Delivery),
 		AckTimeout:      s.AckTimeout.Duration,
 		DeadLetterQueue: s.DeadLetterQueue,
-		Overflow:        mq.Overflow(s.Overflow),
-		Persistence:     mq.Persistence(s.Persistence),
+		Overflow:        mqbroker.Overflow(s.Overflow),
+		Persistence:     mqbroker.Persistence(s.Persistence),
 		DefaultTTL:      s.DefaultTTL.Duration,
 	}
 	var note string
@@ -163,7 +163,7 @@ func queueConfig(c v1alpha1.Channel) (mq.QueueConfig, string) {
 	return qc, note
 }
 
-func queueStatus(s mq.QueueStats) *status.MessageQueue {
+func queueStatus(s mqbroker.QueueStats) *status.MessageQueue {
 	h := status.Histogram{Count: s.AckLatency.Count, SumSeconds: s.AckLatency.Sum.Seconds()}
 	for _, b := range s.AckLatency.Buckets {
 		h.Buckets = append(h.Buckets, status.Bucket{UpperBound: b.UpperBound.Seconds(), Count: b.Count})

@@ -41,8 +41,8 @@ import (
 	"github.com/podipc/podipc/pkg/podcontract"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/internal/sidecar/status"
-	"github.com/podipc/podipc/pkg/mq"
 )
 
 // Options configure a Reconciler.
@@ -50,7 +50,7 @@ type Options struct {
 	// Dir is the pod's podipc directory (the shared tmpfs).
 	Dir string
 	// Broker serves the message queues. Required.
-	Broker *mq.Broker
+	Broker *mqbroker.Broker
 	// ConfigPath is reported in the status; the reconciler does not read it.
 	ConfigPath string
 	// FileMode is the mode of channel files (default

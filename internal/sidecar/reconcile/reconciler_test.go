@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/internal/sidecar/reconcile"
 	"github.com/podipc/podipc/internal/sidecar/status"
 	"github.com/podipc/podipc/pkg/channelconfig"
@@ -39,13 +40,13 @@ func tmpfsDir(t *testing.T) string {
 type fixture struct {
 	t      *testing.T
 	dir    string
-	broker *mq.Broker
+	broker *mqbroker.Broker
 	rec    *reconcile.Reconciler
 }
 
 func newFixture(t *testing.T, dir string) *fixture {
 	t.Helper()
-	b, err := mq.NewBroker(mq.BrokerOptions{JournalDir: filepath.Join(dir, "mq", "journal")})
+	b, err := mqbroker.New(mqbroker.Options{JournalDir: filepath.Join(dir, "mq", "journal")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +368,7 @@ func TestRemovesUndeclaredChannelsOnceUnused(t *testing.T) {
 func (f *fixture) serve() string {
 	f.t.Helper()
 	path := podcontract.MQSocketPath(f.dir)
-	ln, err := mq.Listen(path, 0)
+	ln, err := mqbroker.Listen(path, 0)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package mq
+package mqbroker
 
 import (
 	"errors"
@@ -47,10 +47,6 @@ const (
 	// directory (the pod's tmpfs), so they survive a broker crash.
 	Volume Persistence = "Volume"
 )
-
-// MaxPriority is the highest message priority. Priority 0 is the lowest and
-// the default.
-const MaxPriority = mqwire.MaxPriority
 
 // Defaults applied by QueueConfig.Defaulted.
 const (
@@ -116,9 +112,6 @@ func (c QueueConfig) Defaulted() QueueConfig {
 	}
 	return c
 }
-
-// ErrInvalidConfig is wrapped by every configuration validation error.
-var ErrInvalidConfig = errors.New("invalid queue configuration")
 
 // Validate reports the first problem with a defaulted configuration.
 func (c QueueConfig) Validate() error {

@@ -1,4 +1,8 @@
-package mq
+// Package mqconn holds what both ends of a podipc message-queue connection
+// need beyond the wire format (internal/mqwire): the frame writer that
+// batches a connection's outgoing frames, and the kernel's credentials of
+// the process at the other end of a Unix socket.
+package mqconn
 
 import (
 	"errors"
@@ -9,23 +13,23 @@ import (
 	"time"
 )
 
-// frameWriter sends the frames that a connection's users append to its
-// outbox. Whoever appends calls flush. On a quiet connection (no write for
+// Writer sends the frames that a connection's users append to its outbox
+// (Lock, append, Unlock). Whoever appends calls Flush. On a quiet connection (no write for
 // directWriteGap) the appending goroutine writes the outbox itself with a
 // non-blocking write, so a lone request pays no goroutine hand-off; on a busy
-// one it wakes the connection's writer goroutine (run), so that frames
-// appended meanwhile are batched into one write. Only run ever blocks on
+// one it wakes the connection's writer goroutine (Run), so that frames
+// appended meanwhile are batched into one write. Only Run ever blocks on
 // the socket: what a non-blocking write leaves is handed to it.
-type frameWriter struct {
+type Writer struct {
 	nc      net.Conn
-	raw     syscall.RawConn // nil if nc offers none: then only run writes
+	raw     syscall.RawConn // nil if nc offers none: then only Run writes
 	timeout time.Duration   // bounds a blocked write; 0 means none
 
 	// mu guards the outbox and the state below; owners append to out under it.
 	mu      sync.Mutex
 	out     []byte
 	mark    int  // offset of the last frame in out that may still be extended; -1 if none
-	closing bool // no more appends; run flushes and returns
+	closing bool // no more appends; Run flushes and returns
 	dead    bool // a write failed; appends are dropped
 
 	// writeMu serializes writes and guards pending, off and the raw-write
@@ -44,11 +48,13 @@ type frameWriter struct {
 
 	wake    chan struct{}
 	drained chan struct{} // signalled after every write
-	done    chan struct{} // closed when run returns
+	done    chan struct{} // closed when Run returns
 }
 
-func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
-	w := &frameWriter{
+// NewWriter returns the writer of nc. A blocked write fails after timeout
+// (0: never). The caller starts Run in a goroutine of its own.
+func NewWriter(nc net.Conn, timeout time.Duration) *Writer {
+	w := &Writer{
 		nc:      nc,
 		timeout: timeout,
 		mark:    -1,
@@ -72,16 +78,46 @@ func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
 // appending goroutine to write itself rather than wake the writer goroutine.
 const directWriteGap = 8 * time.Microsecond
 
-// monoEpoch is the origin of frameWriter's monotonic clock.
+// monoEpoch is the origin of Writer's monotonic clock.
 var monoEpoch = time.Now()
 
 func monoNow() int64 { return int64(time.Since(monoEpoch)) }
 
 // appendable reports, with mu held, whether frames may be appended.
-func (w *frameWriter) appendable() bool { return !w.closing && !w.dead }
+func (w *Writer) appendable() bool { return !w.closing && !w.dead }
 
-// signal wakes the writer goroutine.
-func (w *frameWriter) signal() {
+// Lock locks the outbox and returns it with mark, the offset of its last
+// frame that may still be extended (-1 if none), and ok: whether frames may
+// be appended (false once the writer is closing or a write failed; then
+// nothing appended is sent). The caller appends only if ok, and always
+// calls Unlock, with the outbox and mark it ends with. No other Writer
+// method may be called in between.
+func (w *Writer) Lock() (out []byte, mark int, ok bool) {
+	w.mu.Lock()
+	return w.out, w.mark, w.appendable()
+}
+
+// Unlock stores the outbox and its mark back and unlocks it. Then Flush
+// sends what was appended.
+func (w *Writer) Unlock(out []byte, mark int) {
+	w.out, w.mark = out, mark
+	w.mu.Unlock()
+}
+
+// Append appends a frame encoded by enc unless the writer takes no more
+// frames, and reports whether it did. Then Flush sends it.
+func (w *Writer) Append(enc func([]byte) []byte) bool {
+	w.mu.Lock()
+	ok := w.appendable()
+	if ok {
+		w.out, w.mark = enc(w.out), -1
+	}
+	w.mu.Unlock()
+	return ok
+}
+
+// Wake wakes the writer goroutine, which writes the outbox.
+func (w *Writer) Wake() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -89,7 +125,7 @@ func (w *frameWriter) signal() {
 }
 
 // signalDrained tells a reader waiting for the outbox to shrink to look again.
-func (w *frameWriter) signalDrained() {
+func (w *Writer) signalDrained() {
 	select {
 	case w.drained <- struct{}{}:
 	default:
@@ -98,7 +134,7 @@ func (w *frameWriter) signalDrained() {
 
 // take moves the outbox into pending once pending is fully written and
 // reports whether there is anything to write. writeMu must be held.
-func (w *frameWriter) take() bool {
+func (w *Writer) take() bool {
 	if w.off < len(w.pending) {
 		return true
 	}
@@ -113,19 +149,19 @@ func (w *frameWriter) take() bool {
 	return len(w.pending) > 0
 }
 
-// flush writes the outbox from the calling goroutine if that needs neither
+// Flush writes the outbox from the calling goroutine if that needs neither
 // waiting for another writer nor blocking on the socket; otherwise it leaves
 // the rest to the writer goroutine.
-func (w *frameWriter) flush() {
+func (w *Writer) Flush() {
 	// A running writer goroutine needs only the signal; reading the clock
 	// costs more than that here (over 100 ns in a VM).
 	if w.raw == nil || w.running.Load() {
-		w.signal()
+		w.Wake()
 		return
 	}
 	now := monoNow()
 	if now-w.lastWrite.Load() < int64(directWriteGap) || !w.writeMu.TryLock() {
-		w.signal()
+		w.Wake()
 		return
 	}
 	for w.take() {
@@ -145,13 +181,13 @@ func (w *frameWriter) flush() {
 		w.mu.Unlock()
 	}
 	if more {
-		w.signal()
+		w.Wake()
 	}
 }
 
 // tryWrite writes as much of b as the socket accepts without blocking.
 // writeMu must be held.
-func (w *frameWriter) tryWrite(b []byte) (int, error) {
+func (w *Writer) tryWrite(b []byte) (int, error) {
 	w.rawBuf = b
 	err := w.raw.Write(w.rawWrite)
 	n, werr := w.rawN, w.rawErr
@@ -168,10 +204,10 @@ func (w *frameWriter) tryWrite(b []byte) (int, error) {
 	return n, werr
 }
 
-// run is the connection's writer goroutine. It returns after a write fails
+// Run is the connection's writer goroutine. It returns after a write fails
 // (reporting the error to onError) or, once closing, when all is written;
 // it closes the connection either way.
-func (w *frameWriter) run(onError func(error)) {
+func (w *Writer) Run(onError func(error)) {
 	defer close(w.done)
 	defer w.nc.Close()
 	for range w.wake {
@@ -198,7 +234,7 @@ func (w *frameWriter) run(onError func(error)) {
 			if !more {
 				return
 			}
-			w.signal()
+			w.Wake()
 		}
 	}
 }
@@ -206,7 +242,7 @@ func (w *frameWriter) run(onError func(error)) {
 // write writes pending from off, without blocking if the socket takes it
 // all (no deadline to arm then), otherwise blocking for at most the write
 // timeout. writeMu must be held.
-func (w *frameWriter) write() error {
+func (w *Writer) write() error {
 	if w.raw != nil {
 		n, err := w.tryWrite(w.pending[w.off:])
 		w.off += n
@@ -224,17 +260,25 @@ func (w *frameWriter) write() error {
 	return err
 }
 
-// close stops appends and makes run return once everything is written.
-func (w *frameWriter) close() {
+// Close stops appends and makes Run return once everything is written.
+func (w *Writer) Close() {
 	w.mu.Lock()
 	w.closing = true
 	w.mu.Unlock()
-	w.signal()
+	w.Wake()
 }
 
-// backlog returns the size of the outbox not yet taken by a writer.
-func (w *frameWriter) backlog() (int, bool) {
+// Backlog returns the size of the outbox not yet taken by a writer, and
+// whether a write failed.
+func (w *Writer) Backlog() (int, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.out), w.dead
 }
+
+// Done is closed when Run has returned (and closed the connection).
+func (w *Writer) Done() <-chan struct{} { return w.done }
+
+// Drained receives after writes: a goroutine waiting for the outbox to
+// shrink (see Backlog) looks again.
+func (w *Writer) Drained() <-chan struct{} { return w.drained }

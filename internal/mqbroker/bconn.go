@@ -1,4 +1,4 @@
-package mq
+package mqbroker
 
 import (
 	"errors"
@@ -11,11 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/podipc/podipc/internal/mqconn"
 	"github.com/podipc/podipc/internal/mqwire"
 )
 
 const (
-	readBufferSize = 64 << 10
 	// outboxLimit is the size of unsent responses at which a connection's
 	// reader stops reading until its writer catches up.
 	outboxLimit = 1 << 20
@@ -37,7 +37,7 @@ type bconn struct {
 	// have waited.
 	src *countingReader
 
-	w *frameWriter
+	w *mqconn.Writer
 
 	pendingSends atomic.Int64
 	pendingBytes atomic.Int64
@@ -50,7 +50,7 @@ type bconn struct {
 func newBconn(b *Broker, nc net.Conn, id uint64) *bconn {
 	src := &countingReader{r: nc}
 	log := b.log.With("conn", id)
-	if cred, err := peerCred(nc); err == nil {
+	if cred, err := mqconn.PeerCred(nc); err == nil {
 		// Who is at the other end, as the kernel saw it connect.
 		log = log.With("pid", cred.Pid, "uid", cred.Uid)
 	}
@@ -60,15 +60,15 @@ func newBconn(b *Broker, nc net.Conn, id uint64) *bconn {
 		id:        id,
 		log:       log,
 		src:       src,
-		rd:        mqwire.NewReader(src, readBufferSize, int(b.welcome.MaxFrame)),
-		w:         newFrameWriter(nc, b.opts.WriteTimeout),
+		rd:        mqwire.NewReader(src, mqconn.ReadBufferSize, int(b.welcome.MaxFrame)),
+		w:         mqconn.NewWriter(nc, b.opts.WriteTimeout),
 		consumers: make(map[uint32]*consumer),
 	}
 }
 
 // serve runs the connection until it ends.
 func (c *bconn) serve() {
-	go c.w.run(c.writeFailed)
+	go c.w.Run(c.writeFailed)
 	bt := c.b.getBatch()
 	err := c.readLoop(bt)
 	code, text := c.classify(err)
@@ -76,7 +76,7 @@ func (c *bconn) serve() {
 	bt.finish()
 	c.b.putBatch(bt)
 	c.closeOutbox(code, text)
-	<-c.w.done
+	<-c.w.Done()
 }
 
 func (c *bconn) classify(err error) (mqwire.Code, string) {
@@ -130,12 +130,12 @@ func (cr *countingReader) Read(p []byte) (int, error) {
 // responses stops being read.
 func (c *bconn) waitForWriter() {
 	for {
-		if n, dead := c.w.backlog(); n <= outboxLimit || dead {
+		if n, dead := c.w.Backlog(); n <= outboxLimit || dead {
 			return
 		}
 		select {
-		case <-c.w.drained:
-		case <-c.w.done:
+		case <-c.w.Drained():
+		case <-c.w.Done():
 			return
 		case <-c.b.done:
 			return
@@ -299,19 +299,15 @@ func (c *bconn) teardown(bt *batch) {
 
 // append adds a frame to the outbox unless the connection is closing.
 func (c *bconn) append(enc func([]byte) []byte) {
-	c.w.mu.Lock()
-	if c.w.appendable() {
-		c.w.out = enc(c.w.out)
-	}
-	c.w.mu.Unlock()
+	c.w.Append(enc)
 }
 
 func (c *bconn) appendError(req uint32, code mqwire.Code, text string) {
-	c.w.mu.Lock()
-	if c.w.appendable() {
-		c.w.out = mqwire.AppendError(c.w.out, mqwire.TypeError, req, code, text)
+	out, mark, ok := c.w.Lock()
+	if ok {
+		out = mqwire.AppendError(out, mqwire.TypeError, req, code, text)
 	}
-	c.w.mu.Unlock()
+	c.w.Unlock(out, mark)
 }
 
 func (c *bconn) releasePending(bodyLen int) {
@@ -320,11 +316,11 @@ func (c *bconn) releasePending(bodyLen int) {
 }
 
 func (c *bconn) sendOK(req uint32, id uint64, bodyLen int) {
-	c.w.mu.Lock()
-	if c.w.appendable() {
-		c.w.out = mqwire.AppendSendOK(c.w.out, req, id)
+	out, mark, ok := c.w.Lock()
+	if ok {
+		out = mqwire.AppendSendOK(out, req, id)
 	}
-	c.w.mu.Unlock()
+	c.w.Unlock(out, mark)
 	c.releasePending(bodyLen)
 }
 
@@ -334,14 +330,14 @@ func (c *bconn) sendError(req uint32, code mqwire.Code, text string, bodyLen int
 }
 
 func (c *bconn) deliver(consumerID uint32, tag uint64, m *message) {
-	c.w.mu.Lock()
-	if c.w.appendable() {
-		c.w.out = mqwire.AppendDeliver(c.w.out, mqwire.Deliver{
+	out, mark, ok := c.w.Lock()
+	if ok {
+		out = mqwire.AppendDeliver(out, mqwire.Deliver{
 			Consumer: consumerID, Tag: tag, ID: m.id, EnqueuedAt: m.enqueuedAt,
 			Deliveries: m.deliveries, Priority: m.priority, Body: m.body,
 		})
 	}
-	c.w.mu.Unlock()
+	c.w.Unlock(out, mark)
 }
 
 // consumerClosed tells the client that the broker ended one of its consumers.
@@ -352,8 +348,8 @@ func (c *bconn) consumerClosed(id uint32, code mqwire.Code, text string) {
 	c.append(func(b []byte) []byte { return mqwire.AppendError(b, mqwire.TypeConsumerClosed, id, code, text) })
 }
 
-// flush sends what was appended (see frameWriter.flush).
-func (c *bconn) flush() { c.w.flush() }
+// flush sends what was appended (see mqconn.Writer.Flush).
+func (c *bconn) flush() { c.w.Flush() }
 
 // closeOutbox queues a GOAWAY (unless code is CodeOK) and tells the writer to
 // flush and close the connection.
@@ -361,7 +357,7 @@ func (c *bconn) closeOutbox(code mqwire.Code, text string) {
 	if code != mqwire.CodeOK {
 		c.append(func(b []byte) []byte { return mqwire.AppendGoAway(b, code, text) })
 	}
-	c.w.close()
+	c.w.Close()
 }
 
 func (c *bconn) writeFailed(err error) {

@@ -1,4 +1,4 @@
-package mq
+package mqbroker
 
 import (
 	"errors"
@@ -110,7 +110,7 @@ type queue struct {
 
 	mu         sync.Mutex
 	cfg        QueueConfig
-	ready      [MaxPriority + 1]deque
+	ready      [mqwire.MaxPriority + 1]deque
 	depth      int
 	bytes      int64
 	ttlCount   int   // ready messages with an expiry
@@ -165,7 +165,7 @@ func (q *queue) openJournal() error {
 	q.journal = j
 	now := q.b.now()
 	for _, jm := range live {
-		m := &message{id: jm.ID, body: jm.Body, priority: min(jm.Priority, MaxPriority), enqueuedAt: jm.EnqueuedAt, expiresAt: jm.ExpiresAt}
+		m := &message{id: jm.ID, body: jm.Body, priority: min(jm.Priority, mqwire.MaxPriority), enqueuedAt: jm.EnqueuedAt, expiresAt: jm.ExpiresAt}
 		q.pushReady(m, false, now)
 		q.nextID = max(q.nextID, jm.ID+1)
 	}
@@ -279,7 +279,7 @@ func (q *queue) unaccount(m *message) {
 
 // popReady removes the oldest message of the highest priority.
 func (q *queue) popReady() *message {
-	for p := MaxPriority; p >= 0; p-- {
+	for p := mqwire.MaxPriority; p >= 0; p-- {
 		if q.ready[p].len() > 0 {
 			m := q.ready[p].popFront()
 			q.unaccount(m)
@@ -292,7 +292,7 @@ func (q *queue) popReady() *message {
 // makeRoom drops the oldest messages of the lowest priority until n bytes fit.
 func (q *queue) makeRoom(bt *batch, n int, now instant) {
 	for q.depth > 0 && !q.fits(n) {
-		for p := 0; p <= MaxPriority; p++ {
+		for p := 0; p <= mqwire.MaxPriority; p++ {
 			if q.ready[p].len() > 0 {
 				m := q.ready[p].popFront()
 				q.unaccount(m)
@@ -756,7 +756,7 @@ func (q *queue) remove(bt *batch) {
 		bt.fail(p.conn, p.req, len(p.msg.body), mqwire.CodeQueueDeleted, q.name)
 	}
 	q.parked = nil
-	q.ready = [MaxPriority + 1]deque{}
+	q.ready = [mqwire.MaxPriority + 1]deque{}
 	q.inflight, q.inflightBytes = 0, 0
 	q.ifHead, q.ifTail = nil, nil
 	q.depth, q.bytes, q.ttlCount = 0, 0, 0

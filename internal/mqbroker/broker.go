@@ -1,4 +1,4 @@
-package mq
+package mqbroker
 
 import (
 	"context"
@@ -15,13 +15,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/podipc/podipc/internal/mqconn"
 	"github.com/podipc/podipc/internal/mqjournal"
 	"github.com/podipc/podipc/internal/mqwire"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
-// BrokerOptions configure a Broker. Zero fields take the documented defaults.
-type BrokerOptions struct {
+// Options configure a Broker. Zero fields take the documented defaults.
+type Options struct {
 	// JournalDir holds the journals of queues with Persistence Volume
 	// (normally a directory on the pod's tmpfs). Required for such queues.
 	JournalDir string
@@ -51,7 +52,7 @@ type BrokerOptions struct {
 	JournalCompactBytes int64
 }
 
-func (o BrokerOptions) defaulted() BrokerOptions {
+func (o Options) defaulted() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -75,7 +76,7 @@ func setDefault[T int | int64 | time.Duration](v *T, def T) {
 
 // Broker serves queues to clients over Unix domain sockets.
 type Broker struct {
-	opts    BrokerOptions
+	opts    Options
 	log     *slog.Logger
 	epoch   time.Time
 	welcome mqwire.Welcome
@@ -95,13 +96,13 @@ type Broker struct {
 	wg          sync.WaitGroup
 }
 
-// NewBroker returns a broker with no queues; call Apply to declare them and
+// New returns a broker with no queues; call Apply to declare them and
 // Serve to accept clients.
-func NewBroker(opts BrokerOptions) (*Broker, error) {
+func New(opts Options) (*Broker, error) {
 	opts = opts.defaulted()
 	maxFrame := opts.MaxMessageSize + mqwire.SendOverhead + mqwire.MaxQueueName
 	if opts.MaxMessageSize > 1<<30 {
-		return nil, fmt.Errorf("%w: MaxMessageSize %d exceeds 1 GiB", ErrInvalidArgument, opts.MaxMessageSize)
+		return nil, fmt.Errorf("%w: MaxMessageSize %d exceeds 1 GiB", ErrInvalidOptions, opts.MaxMessageSize)
 	}
 	b := &Broker{
 		opts:  opts,
@@ -179,7 +180,7 @@ func (b *Broker) Apply(ctx context.Context, cfgs []QueueConfig) error {
 	}
 	if needJournal {
 		if b.opts.JournalDir == "" {
-			return fmt.Errorf("%w: Persistence Volume needs BrokerOptions.JournalDir", ErrInvalidConfig)
+			return fmt.Errorf("%w: Persistence Volume needs Options.JournalDir", ErrInvalidConfig)
 		}
 		if err := os.MkdirAll(b.opts.JournalDir, 0o700); err != nil {
 			return fmt.Errorf("create journal directory: %w", err)
@@ -188,7 +189,7 @@ func (b *Broker) Apply(ctx context.Context, cfgs []QueueConfig) error {
 	b.applyMu.Lock()
 	defer b.applyMu.Unlock()
 	if b.shuttingDown() {
-		return ErrBrokerShutdown
+		return ErrShutdown
 	}
 	old := *b.queues.Load()
 	next := make(map[string]*queue, len(cfgs))
@@ -276,7 +277,8 @@ func Listen(path string, mode os.FileMode) (net.Listener, error) {
 			if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 				// A socket served by another user is no broker of ours but an
 				// impostor planted by some container: take its place.
-				ours := checkBroker(c, os.Getuid()) == nil
+				cred, err := mqconn.PeerCred(c)
+				ours := err == nil && int(cred.Uid) == os.Getuid()
 				c.Close()
 				if ours {
 					return nil, fmt.Errorf("listen %s: another broker is serving it", path)
@@ -315,7 +317,7 @@ func (b *Broker) Serve(ln net.Listener) error {
 	if b.closing {
 		b.mu.Unlock()
 		ln.Close()
-		return ErrBrokerShutdown
+		return ErrShutdown
 	}
 	b.listeners[ln] = struct{}{}
 	b.mu.Unlock()
