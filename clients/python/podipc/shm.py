@@ -341,6 +341,9 @@ class Reservation:
         """Publishes the first length bytes of the slot as one message."""
         if self._done:
             raise NotHeldError("podipc: commit: the reservation was committed or aborted already")
+        if not 0 <= length <= len(self.buffer):
+            # Checked here, before the view goes: the slot stays reserved.
+            raise TooLargeError(f"podipc: commit: {length} bytes do not fit the slot's {len(self.buffer)}")
         self._done = True
         self._producer._unlend()
         _check(_lib_.podipc_producer_commit(self._producer._handle(), length))

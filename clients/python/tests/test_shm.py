@@ -86,6 +86,21 @@ def test_reservation_aborted_unless_committed(tmpfs: Path) -> None:
             c.recv(timeout=0)
 
 
+def test_commit_too_long_keeps_the_reservation(tmpfs: Path) -> None:
+    with queue(tmpfs) as ch, ch.producer() as p, ch.consumer() as c:
+        with p.reserve() as r:
+            r.buffer[:2] = b"ok"
+            with pytest.raises(podipc.TooLargeError):
+                r.commit(65)
+            r.commit(2)  # still held, and committed whole
+        assert c.recv(timeout=0) == b"ok"
+        with p.reserve() as r:
+            with pytest.raises(podipc.TooLargeError):
+                r.commit(-1)
+        p.send(b"after an aborted slot")  # the block's end aborted it: nothing outstanding
+        assert c.recv(timeout=0) == b"after an aborted slot"
+
+
 def test_one_held_at_a_time(tmpfs: Path) -> None:
     with queue(tmpfs) as ch, ch.producer() as p, ch.consumer() as c:
         r = p.reserve()
