@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/internal/admission"
 	"github.com/podipc/podipc/internal/injector"
 	"github.com/podipc/podipc/internal/testenv"
 	"github.com/podipc/podipc/pkg/webhook"
@@ -89,7 +90,7 @@ func run(rate int, duration time.Duration, profile string) (err error) {
 		return fmt.Errorf("prepare webhook certificates: %w", err)
 	}
 	defer certs.Cleanup()
-	url := fmt.Sprintf("https://127.0.0.1:%d%s", certs.LocalServingPort, webhook.Path)
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", certs.LocalServingPort, admission.Path)
 	mwc.Webhooks[0].ClientConfig.URL = &url
 
 	healthPort, err := freePort()
@@ -287,7 +288,7 @@ func webhookConfiguration() *admissionregistrationv1.MutatingWebhookConfiguratio
 			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
 			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
 			TimeoutSeconds:          ptr.To[int32](5),
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: "podipc-system", Name: "podipc-injector", Path: ptr.To(webhook.Path)}},
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: "podipc-system", Name: "podipc-injector", Path: ptr.To(admission.Path)}},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
@@ -370,7 +371,7 @@ func webhookMean(url string) (time.Duration, error) {
 	}
 	var sum, count float64
 	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.Contains(line, `webhook="`+webhook.Path+`"`) {
+		if !strings.Contains(line, `webhook="`+admission.Path+`"`) {
 			continue
 		}
 		f := strings.Fields(line)

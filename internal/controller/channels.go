@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/podipc/podipc/api/v1alpha1"
-	"github.com/podipc/podipc/pkg/webhook"
+	"github.com/podipc/podipc/pkg/injection"
 )
 
 // ChannelStatusReconciler keeps the status of each IPCChannel: Valid (the
@@ -178,11 +178,11 @@ func validCondition(ch *v1alpha1.IPCChannel, all []v1alpha1.IPCChannel) metav1.C
 func countPods(ch *v1alpha1.IPCChannel, pods []corev1.Pod) (matched, ready int32) {
 	for i := range pods {
 		pod := &pods[i]
-		if pod.DeletionTimestamp != nil || podFinished(pod) || !webhook.ChannelApplies(pod, ch) {
+		if pod.DeletionTimestamp != nil || podFinished(pod) || !injection.ChannelApplies(pod, ch) {
 			continue
 		}
 		matched++
-		st, ok, err := webhook.ReadStatus(pod)
+		st, ok, err := injection.ReadStatus(pod)
 		if ok && err == nil && slices.Contains(st.Channels, ch.Name) && sidecarReady(pod) {
 			ready++
 		}

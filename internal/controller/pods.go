@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/podipc/podipc/api/v1alpha1"
-	"github.com/podipc/podipc/pkg/webhook"
+	"github.com/podipc/podipc/pkg/injection"
 )
 
 // Event reasons on pods.
@@ -34,7 +34,7 @@ const (
 )
 
 // PodConfigReconciler keeps the podipc.io/config annotation of each injected
-// pod equal to what its IPCChannels say now (webhook.Reconfigure). The kubelet
+// pod equal to what its IPCChannels say now (injection.Reconfigure). The kubelet
 // projects the annotation into the sidecar, which reconciles its channels.
 type PodConfigReconciler struct {
 	Client   client.Client
@@ -86,8 +86,8 @@ func (r *PodConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Client.List(ctx, &channels, client.InNamespace(pod.Namespace)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list IPCChannels in %s: %w", pod.Namespace, err)
 	}
-	next, err := webhook.Reconfigure(&pod, channels.Items)
-	if errors.Is(err, webhook.ErrNotInjected) {
+	next, err := injection.Reconfigure(&pod, channels.Items)
+	if errors.Is(err, injection.ErrNotInjected) {
 		return ctrl.Result{}, nil
 	}
 	if err != nil {
@@ -99,7 +99,7 @@ func (r *PodConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if !next.Changed {
 		return ctrl.Result{}, nil
 	}
-	before, _, _ := webhook.ReadStatus(&pod)
+	before, _, _ := injection.ReadStatus(&pod)
 	patch := client.MergeFromWithOptions(pod.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	for k, v := range next.Annotations() {
 		pod.Annotations[k] = v

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/pkg/injection"
 	"github.com/podipc/podipc/pkg/webhook"
 )
 
@@ -34,7 +35,7 @@ func injected(t *testing.T, name string, labels map[string]string, channels []v1
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps", Labels: labels, Annotations: map[string]string{podcontract.AnnotationInject: "true"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
 	}
-	sel, err := webhook.SelectChannels(pod, channels)
+	sel, err := injection.SelectChannels(pod, channels)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,9 +30,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/internal/admission"
 	"github.com/podipc/podipc/internal/injector"
 	"github.com/podipc/podipc/pkg/channelconfig"
-	"github.com/podipc/podipc/pkg/webhook"
+	"github.com/podipc/podipc/pkg/injection"
 )
 
 const (
@@ -176,7 +177,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 	env := requireControlPlane(t)
 	admin := env.Client
 	port := freePort(t)
-	url := fmt.Sprintf("https://localhost:%d%s", port, webhook.Path)
+	url := fmt.Sprintf("https://localhost:%d%s", port, admission.Path)
 	installInjector(t, admin, url)
 
 	healthPort := freePort(t)
@@ -244,7 +245,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 		if got.Labels[podcontract.LabelInjected] != "true" {
 			t.Fatalf("labels %v", got.Labels)
 		}
-		st, ok, err := webhook.ReadStatus(&got)
+		st, ok, err := injection.ReadStatus(&got)
 		if !ok || err != nil || !slices.Equal(st.Channels, []string{"frames", "jobs"}) || st.Version != "v0.0.0-envtest" {
 			t.Fatalf("status %+v ok=%v err=%v", st, ok, err)
 		}
@@ -315,7 +316,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 		}) {
 			t.Fatalf("warnings %q, want one naming the missing channel", w)
 		}
-		if st, _, _ := webhook.ReadStatus(p); !slices.Equal(st.Missing, []string{"later"}) {
+		if st, _, _ := injection.ReadStatus(p); !slices.Equal(st.Missing, []string{"later"}) {
 			t.Fatalf("status %+v, want later missing", st)
 		}
 		create(t, admin, shmChannel("apps", "later", map[string]string{"app": "nobody"}))
@@ -324,7 +325,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 			if err := admin.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
 				return err
 			}
-			st, _, _ := webhook.ReadStatus(&got)
+			st, _, _ := injection.ReadStatus(&got)
 			cfg, err := channelconfig.Parse([]byte(got.Annotations[podcontract.AnnotationConfig]))
 			if err != nil {
 				return err
@@ -511,7 +512,7 @@ func TestInjectorCertManagerMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = install.Cleanup() })
-	url := fmt.Sprintf("https://127.0.0.1:%d%s", install.LocalServingPort, webhook.Path)
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", install.LocalServingPort, admission.Path)
 	mwc.Webhooks[0].ClientConfig.URL = &url
 	create(t, admin, mwc)
 

@@ -23,9 +23,9 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/internal/admission"
 	"github.com/podipc/podipc/internal/certs"
 	"github.com/podipc/podipc/internal/controller"
-	"github.com/podipc/podipc/pkg/webhook"
 )
 
 // NativeSidecarMinVersion is the first Kubernetes version whose native
@@ -136,8 +136,8 @@ func NewManager(cfg *rest.Config, o Options, log logr.Logger) (ctrl.Manager, err
 		}
 	}
 
-	mutator := &webhook.PodMutator{Channels: webhook.ReaderChannelLister{Reader: mgr.GetClient()}, Settings: settings}
-	mgr.GetWebhookServer().Register(webhook.Path, webhook.NewHTTPHandler(mutator, log.WithName("webhook")))
+	mutator := &admission.PodMutator{Channels: admission.ReaderChannelLister{Reader: mgr.GetClient()}, Settings: settings}
+	mgr.GetWebhookServer().Register(admission.Path, admission.NewHTTPHandler(mutator, log.WithName("webhook")))
 
 	if err := (&controller.PodConfigReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("podipc-injector")}).SetupWithManager(mgr); err != nil {
 		return nil, err

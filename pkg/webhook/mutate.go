@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/pkg/injection"
 )
 
 // ErrConflict is matched (errors.Is) by the errors of a pod that already has
@@ -24,24 +25,24 @@ import (
 var ErrConflict = errors.New("the pod conflicts with what podipc injects")
 
 // Mutate returns the pod as the injector admits it, given the IPCChannels
-// selected for it (SelectChannels) and the injector's settings. The input is
-// never modified.
+// selected for it (injection.SelectChannels) and the injector's settings.
+// The input is never modified.
 //
 // A pod without podipc.io/inject: "true", or one already injected, comes
 // back unchanged (a deep copy), so Mutate(Mutate(p)) equals Mutate(p). An
-// invalid annotation is an *AnnotationError, a pod whose channels exceed
-// Settings.MaxTmpfsBytes a *TmpfsTooLargeError, a pod that already has what
-// the injector adds an error matching ErrConflict.
+// invalid annotation is an *injection.AnnotationError, a pod whose channels
+// exceed Settings.MaxTmpfsBytes a *TmpfsTooLargeError, a pod that already has
+// what the injector adds an error matching ErrConflict.
 func Mutate(pod *corev1.Pod, channels []v1alpha1.IPCChannel, s Settings) (*corev1.Pod, error) {
-	inject, err := wantsInjection(pod)
+	inject, err := injection.WantsInjection(pod)
 	if err != nil {
 		return nil, err
 	}
 	out := pod.DeepCopy()
-	if !inject || IsInjected(pod) {
+	if !inject || injection.IsInjected(pod) {
 		return out, nil
 	}
-	opts, err := parseOptions(pod)
+	opts, err := injection.ParseOptions(pod)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +53,7 @@ func Mutate(pod *corev1.Pod, channels []v1alpha1.IPCChannel, s Settings) (*corev
 	if err := checkConflicts(out, opts, targets); err != nil {
 		return nil, err
 	}
-	cfg, err := BuildConfig(channels)
+	cfg, err := injection.BuildConfig(channels)
 	if err != nil {
 		return nil, err
 	}
@@ -68,11 +69,11 @@ func Mutate(pod *corev1.Pod, channels []v1alpha1.IPCChannel, s Settings) (*corev
 	} else {
 		out.Spec.Containers = append(out.Spec.Containers, sidecar)
 	}
-	env := appEnv(opts.mountPath, cfg.Names())
+	env := appEnv(opts.MountPath, cfg.Names())
 	for _, t := range targets {
 		c := t.in(out)
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: podcontract.VolumeName, MountPath: opts.mountPath})
-		if opts.devShm {
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: podcontract.VolumeName, MountPath: opts.MountPath})
+		if opts.DevShm {
 			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: podcontract.VolumeName, MountPath: podcontract.DevShmPath})
 		}
 		for _, e := range env {
@@ -90,16 +91,16 @@ func Mutate(pod *corev1.Pod, channels []v1alpha1.IPCChannel, s Settings) (*corev
 		out.Annotations = map[string]string{}
 	}
 	out.Annotations[podcontract.AnnotationConfig] = string(cfg.JSON)
-	st := Status{
+	st := injection.Status{
 		Version:            s.InjectorVersion,
 		Channels:           cfg.Names(),
-		Missing:            missingNames(opts.channels, channels),
+		Missing:            opts.Missing(channels),
 		Rejected:           cfg.Rejected,
 		TmpfsBytes:         size.tmpfsBytes,
 		ChannelBudgetBytes: size.budgetBytes,
 		ConfigHash:         cfg.Hash(),
 	}
-	out.Annotations[podcontract.AnnotationStatus] = st.encode()
+	out.Annotations[podcontract.AnnotationStatus] = st.Encode()
 	return out, nil
 }
 
@@ -115,26 +116,26 @@ func (r containerRef) in(pod *corev1.Pod) *corev1.Container {
 	if r.init {
 		list = pod.Spec.InitContainers
 	}
-	return &list[containerIndex(list, r.name)]
+	return &list[injection.ContainerIndex(list, r.name)]
 }
 
 // targetContainers are the containers that get the mount and environment:
 // those podipc.io/containers names (regular or init containers), or every
 // regular container.
-func targetContainers(pod *corev1.Pod, opts podOptions) ([]containerRef, error) {
+func targetContainers(pod *corev1.Pod, opts injection.Options) ([]containerRef, error) {
 	var refs []containerRef
-	if opts.containers == nil {
+	if opts.Containers == nil {
 		for i := range pod.Spec.Containers {
 			refs = append(refs, containerRef{name: pod.Spec.Containers[i].Name})
 		}
 		return refs, nil
 	}
 	var unknown []string
-	for _, name := range opts.containers {
+	for _, name := range opts.Containers {
 		switch {
-		case containerIndex(pod.Spec.Containers, name) >= 0:
+		case injection.ContainerIndex(pod.Spec.Containers, name) >= 0:
 			refs = append(refs, containerRef{name: name})
-		case containerIndex(pod.Spec.InitContainers, name) >= 0:
+		case injection.ContainerIndex(pod.Spec.InitContainers, name) >= 0:
 			refs = append(refs, containerRef{init: true, name: name})
 		default:
 			unknown = append(unknown, name)
@@ -145,13 +146,13 @@ func targetContainers(pod *corev1.Pod, opts podOptions) ([]containerRef, error) 
 		for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
 			names = append(names, c.Name)
 		}
-		return nil, &AnnotationError{Key: podcontract.AnnotationContainers, Value: pod.Annotations[podcontract.AnnotationContainers],
+		return nil, &injection.AnnotationError{Key: podcontract.AnnotationContainers, Value: pod.Annotations[podcontract.AnnotationContainers],
 			Allowed: fmt.Sprintf("names of the pod's containers (%s); not found: %s", strings.Join(names, ", "), strings.Join(unknown, ", "))}
 	}
 	return refs, nil
 }
 
-func checkConflicts(pod *corev1.Pod, opts podOptions, targets []containerRef) error {
+func checkConflicts(pod *corev1.Pod, opts injection.Options, targets []containerRef) error {
 	var problems []string
 	for _, v := range pod.Spec.Volumes {
 		if v.Name == podcontract.VolumeName || v.Name == podcontract.ConfigVolumeName || v.Name == podcontract.NoTokenVolumeName {
@@ -165,14 +166,14 @@ func checkConflicts(pod *corev1.Pod, opts podOptions, targets []containerRef) er
 	for _, t := range targets {
 		c := t.in(pod)
 		for _, m := range c.VolumeMounts {
-			if underOrAt(m.MountPath, opts.mountPath) || (opts.devShm && underOrAt(m.MountPath, podcontract.DevShmPath)) {
+			if underOrAt(m.MountPath, opts.MountPath) || (opts.DevShm && underOrAt(m.MountPath, podcontract.DevShmPath)) {
 				problems = append(problems, fmt.Sprintf("container %q already mounts %s (set %s to another path)", c.Name, m.MountPath, podcontract.AnnotationMountPath))
 			}
 		}
 	}
 	for _, c := range all {
 		for _, p := range c.Ports {
-			if p.ContainerPort == opts.metricsPort {
+			if p.ContainerPort == opts.MetricsPort {
 				problems = append(problems, fmt.Sprintf("container %q already uses port %d (set %s to a free port)", c.Name, p.ContainerPort, podcontract.AnnotationMetricsPort))
 			}
 		}
@@ -238,7 +239,7 @@ func appEnv(mountPath string, channels []string) []corev1.EnvVar {
 // includes the tmpfs bytes it allocates (fallocate; tmpfs pages are charged to the
 // cgroup that first touches them), its limit also the message queues'
 // in-memory bound.
-func sidecarContainer(opts podOptions, size sizing, s *Settings) corev1.Container {
+func sidecarContainer(opts injection.Options, size sizing, s *Settings) corev1.Container {
 	memRequest := s.SidecarMemoryRequest.DeepCopy()
 	memRequest.Add(*resource.NewQuantity(size.footprint.TmpfsBytes, resource.BinarySI))
 	memLimit := s.SidecarMemoryLimit.DeepCopy()
@@ -257,12 +258,12 @@ func sidecarContainer(opts podOptions, size sizing, s *Settings) corev1.Containe
 		ImagePullPolicy: s.SidecarImagePullPolicy,
 		Args: []string{
 			"--config=" + path.Join(podcontract.ConfigDir, podcontract.ConfigFile),
-			"--dir=" + opts.mountPath,
-			"--metrics-addr=:" + strconv.Itoa(int(opts.metricsPort)),
+			"--dir=" + opts.MountPath,
+			"--metrics-addr=:" + strconv.Itoa(int(opts.MetricsPort)),
 		},
-		Ports: []corev1.ContainerPort{{Name: podcontract.MetricsPortName, ContainerPort: opts.metricsPort, Protocol: corev1.ProtocolTCP}},
+		Ports: []corev1.ContainerPort{{Name: podcontract.MetricsPortName, ContainerPort: opts.MetricsPort, Protocol: corev1.ProtocolTCP}},
 		VolumeMounts: []corev1.VolumeMount{
-			{Name: podcontract.VolumeName, MountPath: opts.mountPath},
+			{Name: podcontract.VolumeName, MountPath: opts.MountPath},
 			{Name: podcontract.ConfigVolumeName, MountPath: podcontract.ConfigDir, ReadOnly: true},
 			{Name: podcontract.NoTokenVolumeName, MountPath: podcontract.ServiceAccountTokenDir, ReadOnly: true},
 		},
@@ -287,8 +288,8 @@ func sidecarContainer(opts podOptions, size sizing, s *Settings) corev1.Containe
 		},
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
-	if opts.fileMode != "" {
-		c.Args = append(c.Args, "--file-mode="+opts.fileMode)
+	if opts.FileMode != "" {
+		c.Args = append(c.Args, "--file-mode="+opts.FileMode)
 	}
 	if s.NativeSidecar {
 		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)

@@ -1,4 +1,4 @@
-package webhook
+package webhook_test
 
 import (
 	"errors"
@@ -10,11 +10,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/internal/injectortest"
 	"github.com/podipc/podipc/pkg/channelconfig"
+	"github.com/podipc/podipc/pkg/injection"
+	"github.com/podipc/podipc/pkg/webhook"
 )
 
 // ringBytes is the tmpfs of a default shared-memory channel (4096 B × 1024
@@ -22,35 +24,35 @@ import (
 const ringBytes = 4390912
 
 func TestMutateLeavesPodsWithoutInjectionAlone(t *testing.T) {
-	channels := []v1alpha1.IPCChannel{shmChannel("frames", 0, 0, nil)}
+	channels := []v1alpha1.IPCChannel{injectortest.ShmChannel("frames", 0, 0, nil)}
 	for name, pod := range map[string]*corev1.Pod{
-		"no annotations":      newPod(nil, "app"),
-		"other annotations":   newPod(map[string]string{"example.com/x": "y"}, "app"),
-		"inject false":        newPod(map[string]string{podcontract.AnnotationInject: "false"}, "app"),
-		"false, bad options":  newPod(map[string]string{podcontract.AnnotationInject: "false", podcontract.AnnotationMountPath: "relative", podcontract.AnnotationTmpfsSize: "lots"}, "app"),
-		"knobs but no inject": newPod(map[string]string{podcontract.AnnotationChannels: "frames", podcontract.AnnotationDevShm: "true"}, "app"),
+		"no annotations":      injectortest.NewPod(nil, "app"),
+		"other annotations":   injectortest.NewPod(map[string]string{"example.com/x": "y"}, "app"),
+		"inject false":        injectortest.NewPod(map[string]string{podcontract.AnnotationInject: "false"}, "app"),
+		"false, bad options":  injectortest.NewPod(map[string]string{podcontract.AnnotationInject: "false", podcontract.AnnotationMountPath: "relative", podcontract.AnnotationTmpfsSize: "lots"}, "app"),
+		"knobs but no inject": injectortest.NewPod(map[string]string{podcontract.AnnotationChannels: "frames", podcontract.AnnotationDevShm: "true"}, "app"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			in := pod.DeepCopy()
-			out := mustMutate(t, pod, channels, testSettings())
-			assertSamePod(t, out, in)
-			assertSamePod(t, pod, in) // the input is not modified either
+			out := injectortest.MustMutate(t, pod, channels, injectortest.Settings())
+			injectortest.AssertSamePod(t, out, in)
+			injectortest.AssertSamePod(t, pod, in) // the input is not modified either
 		})
 	}
 }
 
 func TestMutateInjectsNativeSidecar(t *testing.T) {
-	pod := injectPod(nil, "producer", "consumer")
+	pod := injectortest.InjectPod(nil, "producer", "consumer")
 	pod.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "migrate:1"}}
 	in := pod.DeepCopy()
-	channels := []v1alpha1.IPCChannel{shmChannel("frames", 0, 0, selectApp("demo")), mqChannel("jobs", false, ""), shmChannel("other", 0, 0, selectApp("else"))}
+	channels := []v1alpha1.IPCChannel{injectortest.ShmChannel("frames", 0, 0, injectortest.SelectApp("demo")), injectortest.MQChannel("jobs", false, ""), injectortest.ShmChannel("other", 0, 0, injectortest.SelectApp("else"))}
 
-	sel, err := SelectChannels(pod, channels)
+	sel, err := injection.SelectChannels(pod, channels)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := mustMutate(t, pod, sel.Channels, testSettings())
-	assertSamePod(t, pod, in)
+	out := injectortest.MustMutate(t, pod, sel.Channels, injectortest.Settings())
+	injectortest.AssertSamePod(t, pod, in)
 
 	if got := out.Spec.InitContainers[0].Name; got != podcontract.SidecarName {
 		t.Fatalf("first init container is %q, want the sidecar", got)
@@ -77,7 +79,7 @@ func TestMutateInjectsNativeSidecar(t *testing.T) {
 		t.Fatalf("volume %s = %+v, want an emptyDir with medium Memory", podcontract.VolumeName, tmpfs)
 	}
 	// frames (a default ring) is on the tmpfs; jobs is an in-memory queue.
-	if got, want := tmpfs.SizeLimit.Value(), int64(ringBytes+testSettings().TmpfsHeadroomBytes); got != want {
+	if got, want := tmpfs.SizeLimit.Value(), int64(ringBytes+injectortest.Settings().TmpfsHeadroomBytes); got != want {
 		t.Fatalf("sizeLimit = %d, want %d", got, want)
 	}
 	dapi := volumeOf(t, out, podcontract.ConfigVolumeName).DownwardAPI
@@ -105,31 +107,23 @@ func TestMutateInjectsNativeSidecar(t *testing.T) {
 	if err != nil {
 		t.Fatalf("podipc.io/config does not parse as the sidecar reads it: %v", err)
 	}
-	if names := configNames(cfg); !slices.Equal(names, []string{"frames", "jobs"}) {
+	if names := injectortest.ConfigNames(cfg); !slices.Equal(names, []string{"frames", "jobs"}) {
 		t.Fatalf("configured channels = %v, want [frames jobs] (other's selector does not match)", names)
 	}
 	if out.Labels[podcontract.LabelInjected] != "true" {
 		t.Fatalf("label %s = %q, want \"true\"", podcontract.LabelInjected, out.Labels[podcontract.LabelInjected])
 	}
-	st := mustStatus(t, out)
+	st := injectortest.MustStatus(t, out)
 	if st.Version != "v0.0.0-test" || !slices.Equal(st.Channels, []string{"frames", "jobs"}) || st.TmpfsBytes != tmpfs.SizeLimit.Value() || len(st.ConfigHash) != 16 {
 		t.Fatalf("status = %+v", st)
 	}
 }
 
-func configNames(cfg *v1alpha1.ChannelConfig) []string {
-	var names []string
-	for _, c := range cfg.Channels {
-		names = append(names, c.Name)
-	}
-	return names
-}
-
 func TestMutateHardensSidecar(t *testing.T) {
-	channels := []v1alpha1.IPCChannel{shmChannel("frames", 0, 0, nil), mqChannel("jobs", false, "")}
-	pod := injectPod(nil, "app")
+	channels := []v1alpha1.IPCChannel{injectortest.ShmChannel("frames", 0, 0, nil), injectortest.MQChannel("jobs", false, "")}
+	pod := injectortest.InjectPod(nil, "app")
 	pod.Spec.AutomountServiceAccountToken = nil
-	out := mustMutate(t, pod, channels, testSettings())
+	out := injectortest.MustMutate(t, pod, channels, injectortest.Settings())
 	side := sidecarOf(t, out)
 	sc := side.SecurityContext
 	switch {
@@ -151,7 +145,7 @@ func TestMutateHardensSidecar(t *testing.T) {
 	// The tmpfs the sidecar allocates (the ring) is in its request and
 	// limit; the queue's in-memory bound (16 MiB waiting and as much in flight,
 	// one more message, 10000 × 256 B of bookkeeping for each) in its limit.
-	s := testSettings()
+	s := injectortest.Settings()
 	wantReq := s.SidecarMemoryRequest.Value() + ringBytes
 	wantLim := s.SidecarMemoryLimit.Value() + ringBytes + 2*v1alpha1.DefaultMaxBytes + v1alpha1.DefaultMaxMessageSize + 2*v1alpha1.DefaultMaxDepth*v1alpha1.BrokerMessageOverheadBytes
 	if got := side.Resources.Requests.Memory().Value(); got != wantReq {
@@ -191,9 +185,9 @@ func TestMutateHardensSidecar(t *testing.T) {
 }
 
 func TestMutatePlainSidecarWhenNativeUnsupported(t *testing.T) {
-	s := testSettings()
+	s := injectortest.Settings()
 	s.NativeSidecar = false
-	out := mustMutate(t, injectPod(nil, "app"), nil, s)
+	out := injectortest.MustMutate(t, injectortest.InjectPod(nil, "app"), nil, s)
 	if len(out.Spec.InitContainers) != 0 {
 		t.Fatalf("init containers = %d, want none", len(out.Spec.InitContainers))
 	}
@@ -203,11 +197,11 @@ func TestMutatePlainSidecarWhenNativeUnsupported(t *testing.T) {
 }
 
 func TestMutateOptions(t *testing.T) {
-	channels := []v1alpha1.IPCChannel{shmChannel("frames", 0, 0, nil)}
+	channels := []v1alpha1.IPCChannel{injectortest.ShmChannel("frames", 0, 0, nil)}
 	t.Run("containers", func(t *testing.T) {
-		pod := injectPod(map[string]string{podcontract.AnnotationContainers: "b, init"}, "a", "b")
+		pod := injectortest.InjectPod(map[string]string{podcontract.AnnotationContainers: "b, init"}, "a", "b")
 		pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "i"}}
-		out := mustMutate(t, pod, channels, testSettings())
+		out := injectortest.MustMutate(t, pod, channels, injectortest.Settings())
 		mounted := map[string]bool{}
 		for _, c := range slices.Concat(out.Spec.InitContainers, out.Spec.Containers) {
 			if _, ok := envValue(&c, podcontract.EnvDir); ok {
@@ -219,7 +213,7 @@ func TestMutateOptions(t *testing.T) {
 		}
 	})
 	t.Run("mount path and port", func(t *testing.T) {
-		out := mustMutate(t, injectPod(map[string]string{podcontract.AnnotationMountPath: "/ipc", podcontract.AnnotationMetricsPort: "9999"}, "a"), channels, testSettings())
+		out := injectortest.MustMutate(t, injectortest.InjectPod(map[string]string{podcontract.AnnotationMountPath: "/ipc", podcontract.AnnotationMetricsPort: "9999"}, "a"), channels, injectortest.Settings())
 		side := sidecarOf(t, out)
 		if !slices.Contains(side.Args, "--dir=/ipc") || !slices.Contains(side.Args, "--metrics-addr=:9999") || side.Ports[0].ContainerPort != 9999 {
 			t.Fatalf("sidecar args %q ports %+v", side.Args, side.Ports)
@@ -229,41 +223,41 @@ func TestMutateOptions(t *testing.T) {
 		}
 	})
 	t.Run("tmpfs size", func(t *testing.T) {
-		out := mustMutate(t, injectPod(map[string]string{podcontract.AnnotationTmpfsSize: "256Mi"}, "a"), channels, testSettings())
+		out := injectortest.MustMutate(t, injectortest.InjectPod(map[string]string{podcontract.AnnotationTmpfsSize: "256Mi"}, "a"), channels, injectortest.Settings())
 		if got := volumeOf(t, out, podcontract.VolumeName).EmptyDir.SizeLimit.Value(); got != 256<<20 {
 			t.Fatalf("sizeLimit = %d, want 256Mi", got)
 		}
-		if st := mustStatus(t, out); st.ChannelBudgetBytes != 256<<20-testSettings().TmpfsHeadroomBytes {
+		if st := injectortest.MustStatus(t, out); st.ChannelBudgetBytes != 256<<20-injectortest.Settings().TmpfsHeadroomBytes {
 			t.Fatalf("channel budget = %d", st.ChannelBudgetBytes)
 		}
 	})
 	t.Run("dev shm", func(t *testing.T) {
-		out := mustMutate(t, injectPod(map[string]string{podcontract.AnnotationDevShm: "true"}, "a"), channels, testSettings())
+		out := injectortest.MustMutate(t, injectortest.InjectPod(map[string]string{podcontract.AnnotationDevShm: "true"}, "a"), channels, injectortest.Settings())
 		c := out.Spec.Containers[0]
 		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == podcontract.VolumeName && m.MountPath == "/dev/shm" }) {
 			t.Fatalf("no /dev/shm mount: %+v", c.VolumeMounts)
 		}
-		s := testSettings()
+		s := injectortest.Settings()
 		if got, want := volumeOf(t, out, podcontract.VolumeName).EmptyDir.SizeLimit.Value(), ringBytes+s.TmpfsHeadroomBytes+s.DevShmHeadroomBytes; got != want {
 			t.Fatalf("sizeLimit = %d, want %d (with /dev/shm headroom)", got, want)
 		}
 	})
 	t.Run("file mode narrowed to the fsGroup", func(t *testing.T) {
-		pod := injectPod(map[string]string{podcontract.AnnotationFileMode: "0660"}, "a")
+		pod := injectortest.InjectPod(map[string]string{podcontract.AnnotationFileMode: "0660"}, "a")
 		pod.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: ptr.To[int64](3000)}
-		out := mustMutate(t, pod, channels, testSettings())
+		out := injectortest.MustMutate(t, pod, channels, injectortest.Settings())
 		side := sidecarOf(t, out)
 		if !slices.Contains(side.Args, "--file-mode=0660") {
 			t.Fatalf("sidecar args %q lack --file-mode=0660", side.Args)
 		}
-		if def := sidecarOf(t, mustMutate(t, injectPod(nil, "a"), channels, testSettings())); slices.ContainsFunc(def.Args, func(a string) bool { return strings.HasPrefix(a, "--file-mode") }) {
+		if def := sidecarOf(t, injectortest.MustMutate(t, injectortest.InjectPod(nil, "a"), channels, injectortest.Settings())); slices.ContainsFunc(def.Args, func(a string) bool { return strings.HasPrefix(a, "--file-mode") }) {
 			t.Fatalf("default sidecar args %q set a file mode", def.Args)
 		}
 	})
 	t.Run("user env wins", func(t *testing.T) {
-		pod := injectPod(nil, "a")
+		pod := injectortest.InjectPod(nil, "a")
 		pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: podcontract.EnvDir, Value: "/mine"}}
-		out := mustMutate(t, pod, channels, testSettings())
+		out := injectortest.MustMutate(t, pod, channels, injectortest.Settings())
 		if got, _ := envValue(&out.Spec.Containers[0], podcontract.EnvDir); got != "/mine" || len(out.Spec.Containers[0].Env) != 4 {
 			t.Fatalf("env = %+v", out.Spec.Containers[0].Env)
 		}
@@ -294,9 +288,9 @@ func TestMutateRefusesInvalidAnnotations(t *testing.T) {
 		{podcontract.AnnotationFileMode, "0660", "fsGroup"}, // the test pod sets none
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
-			pod := injectPod(map[string]string{tc.key: tc.value}, "app")
-			_, err := Mutate(pod, nil, testSettings())
-			var ae *AnnotationError
+			pod := injectortest.InjectPod(map[string]string{tc.key: tc.value}, "app")
+			_, err := webhook.Mutate(pod, nil, injectortest.Settings())
+			var ae *injection.AnnotationError
 			if !errors.As(err, &ae) {
 				t.Fatalf("err = %v, want an *AnnotationError", err)
 			}
@@ -308,15 +302,15 @@ func TestMutateRefusesInvalidAnnotations(t *testing.T) {
 }
 
 func TestMutateSizing(t *testing.T) {
-	big := shmChannel("video", 1<<20, 128, nil) // 128 slots of 1 MiB + headers
-	small := shmChannel("frames", 0, 0, nil)
-	journal := mqChannel("jobs", true, "")
+	big := injectortest.ShmChannel("video", 1<<20, 128, nil) // 128 slots of 1 MiB + headers
+	small := injectortest.ShmChannel("frames", 0, 0, nil)
+	journal := injectortest.MQChannel("jobs", true, "")
 	channels := []v1alpha1.IPCChannel{big, small, journal}
-	s := testSettings()
+	s := injectortest.Settings()
 	s.MaxTmpfsBytes = 64 << 20
 
-	_, err := Mutate(injectPod(nil, "app"), channels, s)
-	var tooLarge *TmpfsTooLargeError
+	_, err := webhook.Mutate(injectortest.InjectPod(nil, "app"), channels, s)
+	var tooLarge *webhook.TmpfsTooLargeError
 	if !errors.As(err, &tooLarge) {
 		t.Fatalf("err = %v, want *TmpfsTooLargeError", err)
 	}
@@ -325,7 +319,7 @@ func TestMutateSizing(t *testing.T) {
 		t.Fatalf("need %d max %d, want %d and %d", tooLarge.NeedBytes, tooLarge.MaxBytes, need, 64<<20)
 	}
 	msg := err.Error()
-	over := formatBytes(need - 64<<20)
+	over := injection.FormatBytes(need - 64<<20)
 	for _, want := range []string{"video", "frames", "jobs", over, "64Mi"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message %q does not mention %q", msg, want)
@@ -335,18 +329,18 @@ func TestMutateSizing(t *testing.T) {
 		t.Errorf("largest channel listed first: %+v", tooLarge.Channels)
 	}
 
-	_, err = Mutate(injectPod(map[string]string{podcontract.AnnotationTmpfsSize: "1Mi"}, "app"), []v1alpha1.IPCChannel{small}, s)
-	var tooSmall *TmpfsTooSmallError
+	_, err = webhook.Mutate(injectortest.InjectPod(map[string]string{podcontract.AnnotationTmpfsSize: "1Mi"}, "app"), []v1alpha1.IPCChannel{small}, s)
+	var tooSmall *webhook.TmpfsTooSmallError
 	if !errors.As(err, &tooSmall) || !strings.Contains(err.Error(), podcontract.AnnotationTmpfsSize) {
 		t.Fatalf("err = %v, want *TmpfsTooSmallError naming %s", err, podcontract.AnnotationTmpfsSize)
 	}
-	_, err = Mutate(injectPod(map[string]string{podcontract.AnnotationTmpfsSize: "1Gi"}, "app"), []v1alpha1.IPCChannel{small}, s)
+	_, err = webhook.Mutate(injectortest.InjectPod(map[string]string{podcontract.AnnotationTmpfsSize: "1Gi"}, "app"), []v1alpha1.IPCChannel{small}, s)
 	if !errors.As(err, &tooLarge) || !tooLarge.FromAnnotation || !strings.Contains(err.Error(), podcontract.AnnotationTmpfsSize) {
 		t.Fatalf("err = %v, want *TmpfsTooLargeError from the annotation", err)
 	}
 	// Exactly at the maximum is allowed.
 	s.MaxTmpfsBytes = ringBytes + s.TmpfsHeadroomBytes
-	mustMutate(t, injectPod(nil, "app"), []v1alpha1.IPCChannel{small}, s)
+	injectortest.MustMutate(t, injectortest.InjectPod(nil, "app"), []v1alpha1.IPCChannel{small}, s)
 }
 
 func TestMutateRefusesConflicts(t *testing.T) {
@@ -369,9 +363,9 @@ func TestMutateRefusesConflicts(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			pod := injectPod(nil, "app")
+			pod := injectortest.InjectPod(nil, "app")
 			edit(pod)
-			if _, err := Mutate(pod, nil, testSettings()); !errors.Is(err, ErrConflict) {
+			if _, err := webhook.Mutate(pod, nil, injectortest.Settings()); !errors.Is(err, webhook.ErrConflict) {
 				t.Fatalf("err = %v, want ErrConflict", err)
 			}
 		})
@@ -379,47 +373,47 @@ func TestMutateRefusesConflicts(t *testing.T) {
 }
 
 func TestMutateIsIdempotent(t *testing.T) {
-	channels := []v1alpha1.IPCChannel{shmChannel("frames", 0, 0, nil), mqChannel("jobs", true, ""), mqChannel("dlq", false, "")}
-	plain := testSettings()
+	channels := []v1alpha1.IPCChannel{injectortest.ShmChannel("frames", 0, 0, nil), injectortest.MQChannel("jobs", true, ""), injectortest.MQChannel("dlq", false, "")}
+	plain := injectortest.Settings()
 	plain.NativeSidecar = false
 	for name, tc := range map[string]struct {
 		pod *corev1.Pod
-		s   Settings
+		s   webhook.Settings
 	}{
-		"native":      {injectPod(nil, "a", "b"), testSettings()},
-		"plain":       {injectPod(nil, "a"), plain},
-		"all knobs":   {injectPod(map[string]string{podcontract.AnnotationChannels: "frames,missing", podcontract.AnnotationContainers: "b", podcontract.AnnotationDevShm: "true", podcontract.AnnotationMountPath: "/ipc", podcontract.AnnotationMetricsPort: "9000", podcontract.AnnotationTmpfsSize: "128Mi"}, "a", "b"), testSettings()},
-		"no channels": {injectPod(nil, "a"), testSettings()},
+		"native":      {injectortest.InjectPod(nil, "a", "b"), injectortest.Settings()},
+		"plain":       {injectortest.InjectPod(nil, "a"), plain},
+		"all knobs":   {injectortest.InjectPod(map[string]string{podcontract.AnnotationChannels: "frames,missing", podcontract.AnnotationContainers: "b", podcontract.AnnotationDevShm: "true", podcontract.AnnotationMountPath: "/ipc", podcontract.AnnotationMetricsPort: "9000", podcontract.AnnotationTmpfsSize: "128Mi"}, "a", "b"), injectortest.Settings()},
+		"no channels": {injectortest.InjectPod(nil, "a"), injectortest.Settings()},
 	} {
 		t.Run(name, func(t *testing.T) {
-			once := mustMutate(t, tc.pod, channels, tc.s)
-			twice := mustMutate(t, once, channels, tc.s)
-			assertSamePod(t, twice, once)
+			once := injectortest.MustMutate(t, tc.pod, channels, tc.s)
+			twice := injectortest.MustMutate(t, once, channels, tc.s)
+			injectortest.AssertSamePod(t, twice, once)
 			// Changed channels or settings do not re-inject an injected pod
 			// either: pushing changes is the controller's job.
 			other := tc.s
 			other.SidecarImage = "podipc-sidecar:other"
-			assertSamePod(t, mustMutate(t, once, channels[:1], other), once)
+			injectortest.AssertSamePod(t, injectortest.MustMutate(t, once, channels[:1], other), once)
 		})
 	}
 }
 
 func TestMutateRecordsMissingAndRejectedChannels(t *testing.T) {
 	channels := []v1alpha1.IPCChannel{
-		mqChannel("jobs", false, "jobs-dlq"), // its dead-letter queue is not selected
-		shmChannel("frames", 0, 0, nil),
-		mqChannel("jobs-dlq", false, ""),
+		injectortest.MQChannel("jobs", false, "jobs-dlq"), // its dead-letter queue is not selected
+		injectortest.ShmChannel("frames", 0, 0, nil),
+		injectortest.MQChannel("jobs-dlq", false, ""),
 	}
-	pod := injectPod(map[string]string{podcontract.AnnotationChannels: "jobs,frames,later"}, "app")
-	sel, err := SelectChannels(pod, channels[:2])
+	pod := injectortest.InjectPod(map[string]string{podcontract.AnnotationChannels: "jobs,frames,later"}, "app")
+	sel, err := injection.SelectChannels(pod, channels[:2])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(sel.Missing, []string{"later"}) {
 		t.Fatalf("missing = %v, want [later]", sel.Missing)
 	}
-	out := mustMutate(t, pod, sel.Channels, testSettings())
-	st := mustStatus(t, out)
+	out := injectortest.MustMutate(t, pod, sel.Channels, injectortest.Settings())
+	st := injectortest.MustStatus(t, out)
 	if !slices.Equal(st.Channels, []string{"frames"}) || !slices.Equal(st.Missing, []string{"later"}) {
 		t.Fatalf("status = %+v, want channels [frames] and missing [later]", st)
 	}
@@ -431,90 +425,8 @@ func TestMutateRecordsMissingAndRejectedChannels(t *testing.T) {
 	}
 }
 
-func TestSelectChannels(t *testing.T) {
-	deleting := shmChannel("old", 0, 0, nil)
-	deleting.DeletionTimestamp = &metav1.Time{}
-	channels := []v1alpha1.IPCChannel{
-		shmChannel("all", 0, 0, nil),
-		shmChannel("empty-selector", 0, 0, &metav1.LabelSelector{}),
-		shmChannel("demo", 0, 0, selectApp("demo")),
-		shmChannel("expr", 0, 0, &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpIn, Values: []string{"gpu"}}}}),
-		shmChannel("bad-selector", 0, 0, &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: "Nope"}}}),
-		deleting,
-	}
-	for name, tc := range map[string]struct {
-		pod  *corev1.Pod
-		want []string
-	}{
-		"selectors":     {injectPod(nil, "a"), []string{"all", "demo", "empty-selector"}},
-		"expression":    {func() *corev1.Pod { p := injectPod(nil, "a"); p.Labels["tier"] = "gpu"; return p }(), []string{"all", "demo", "empty-selector", "expr"}},
-		"explicit list": {injectPod(map[string]string{podcontract.AnnotationChannels: "expr,old"}, "a"), []string{"expr"}},
-		"not injected":  {newPod(nil, "a"), nil},
-	} {
-		t.Run(name, func(t *testing.T) {
-			sel, err := SelectChannels(tc.pod, channels)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, c := range sel.Channels {
-				got = append(got, c.Name)
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("selected %v, want %v", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestReconfigure(t *testing.T) {
-	frames := shmChannel("frames", 0, 0, nil)
-	pod := injectPod(map[string]string{podcontract.AnnotationTmpfsSize: "16Mi"}, "app")
-	injected := mustMutate(t, pod, []v1alpha1.IPCChannel{frames}, testSettings())
-
-	r, err := Reconfigure(injected, []v1alpha1.IPCChannel{frames})
-	if err != nil || r.Changed {
-		t.Fatalf("right after injection: changed=%v err=%v, want no change", r.Changed, err)
-	}
-
-	// A new channel that fits the budget is pushed; one that does not is
-	// rejected with the reason; frames, which the pod has, stays.
-	fits := shmChannel("more", 0, 0, nil)
-	huge := shmChannel("huge", 1<<20, 64, nil)
-	r, err = Reconfigure(injected, []v1alpha1.IPCChannel{frames, fits, huge})
-	if err != nil || !r.Changed {
-		t.Fatalf("changed=%v err=%v, want a change", r.Changed, err)
-	}
-	if !slices.Equal(r.Status.Channels, []string{"frames", "more"}) {
-		t.Fatalf("channels = %v, want [frames more]", r.Status.Channels)
-	}
-	if len(r.Status.Rejected) != 1 || r.Status.Rejected[0].Name != "huge" || !strings.Contains(r.Status.Rejected[0].Reason, "recreate the pod") {
-		t.Fatalf("rejected = %+v, want huge", r.Status.Rejected)
-	}
-	cfg, err := channelconfig.Parse([]byte(r.Config))
-	if err != nil || !slices.Equal(configNames(cfg), []string{"frames", "more"}) {
-		t.Fatalf("config %v err %v", cfg, err)
-	}
-
-	// Applying it is stable.
-	applied := injected.DeepCopy()
-	for k, v := range r.Annotations() {
-		applied.Annotations[k] = v
-	}
-	if again, err := Reconfigure(applied, []v1alpha1.IPCChannel{frames, fits, huge}); err != nil || again.Changed {
-		t.Fatalf("after applying: changed=%v err=%v\n%+v\n%+v", again.Changed, err, again.Status, r.Status)
-	}
-	// A deleted channel leaves the configuration.
-	if r, err := Reconfigure(applied, nil); err != nil || !r.Changed || len(r.Status.Channels) != 0 {
-		t.Fatalf("all channels deleted: %+v err=%v", r.Status, err)
-	}
-	if _, err := Reconfigure(pod, nil); !errors.Is(err, ErrNotInjected) {
-		t.Fatalf("uninjected pod: err = %v, want ErrNotInjected", err)
-	}
-}
-
 func TestSettingsValidate(t *testing.T) {
-	s := DefaultSettings()
+	s := webhook.DefaultSettings()
 	if err := s.Validate(); err != nil {
 		t.Fatalf("default settings invalid: %v", err)
 	}
@@ -523,22 +435,5 @@ func TestSettingsValidate(t *testing.T) {
 	err := s.Validate()
 	if err == nil || !strings.Contains(err.Error(), "image") || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("err = %v, want both problems", err)
-	}
-}
-
-func TestChannelAppliesAgreesWithSelectChannels(t *testing.T) {
-	channels := []v1alpha1.IPCChannel{shmChannel("all", 0, 0, nil), shmChannel("demo", 0, 0, selectApp("demo")), shmChannel("other", 0, 0, selectApp("other"))}
-	for _, pod := range []*corev1.Pod{
-		injectPod(nil, "a"),
-		injectPod(map[string]string{podcontract.AnnotationChannels: "other"}, "a"),
-		injectPod(map[string]string{podcontract.AnnotationChannels: "Bad_Name"}, "a"),
-	} {
-		sel, _ := SelectChannels(pod, channels)
-		for i := range channels {
-			want := slices.ContainsFunc(sel.Channels, func(c v1alpha1.IPCChannel) bool { return c.Name == channels[i].Name })
-			if got := ChannelApplies(pod, &channels[i]); got != want {
-				t.Errorf("pod %v, channel %s: ChannelApplies %v, SelectChannels %v", pod.Annotations, channels[i].Name, got, want)
-			}
-		}
 	}
 }

@@ -8,9 +8,8 @@ import (
 
 	"github.com/podipc/podipc/pkg/podcontract"
 
-	"k8s.io/apimachinery/pkg/api/resource"
-
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/pkg/injection"
 )
 
 // sizing is how much memory a pod's channels take.
@@ -43,17 +42,18 @@ type TmpfsTooLargeError struct {
 	FromAnnotation bool
 }
 
+// Error implements error.
 func (e *TmpfsTooLargeError) Error() string {
 	parts := make([]string, len(e.Channels))
 	for i, c := range e.Channels {
-		parts[i] = c.Name + " " + formatBytes(c.TmpfsBytes)
+		parts[i] = c.Name + " " + injection.FormatBytes(c.TmpfsBytes)
 	}
 	what := "the channels and headroom need"
 	if e.FromAnnotation {
 		what = "annotation " + podcontract.AnnotationTmpfsSize + " asks for"
 	}
 	return fmt.Sprintf("%s %s of tmpfs, %s more than the injector's maximum of %s (channels on the tmpfs: %s)",
-		what, formatBytes(e.NeedBytes), formatBytes(e.NeedBytes-e.MaxBytes), formatBytes(e.MaxBytes), listOrNone(parts))
+		what, injection.FormatBytes(e.NeedBytes), injection.FormatBytes(e.NeedBytes-e.MaxBytes), injection.FormatBytes(e.MaxBytes), listOrNone(parts))
 }
 
 // TmpfsTooSmallError refuses a pod whose podipc.io/tmpfs-size cannot hold
@@ -64,31 +64,32 @@ type TmpfsTooSmallError struct {
 	Channels  []ChannelSize
 }
 
+// Error implements error.
 func (e *TmpfsTooSmallError) Error() string {
 	parts := make([]string, len(e.Channels))
 	for i, c := range e.Channels {
-		parts[i] = c.Name + " " + formatBytes(c.TmpfsBytes)
+		parts[i] = c.Name + " " + injection.FormatBytes(c.TmpfsBytes)
 	}
 	return fmt.Sprintf("annotation %s: invalid value %q: allowed: at least %s, what the channels need (%s)",
-		podcontract.AnnotationTmpfsSize, formatBytes(e.SizeBytes), formatBytes(e.NeedBytes), listOrNone(parts))
+		podcontract.AnnotationTmpfsSize, injection.FormatBytes(e.SizeBytes), injection.FormatBytes(e.NeedBytes), listOrNone(parts))
 }
 
 // planSizing sizes the tmpfs of a pod with the given configuration.
-func planSizing(doc *v1alpha1.ChannelConfig, opts podOptions, s *Settings) (sizing, error) {
+func planSizing(doc *v1alpha1.ChannelConfig, opts injection.Options, s *Settings) (sizing, error) {
 	fp := doc.Footprint()
 	headroom := s.TmpfsHeadroomBytes
-	if opts.devShm {
+	if opts.DevShm {
 		headroom += s.DevShmHeadroomBytes
 	}
 	size := fp.TmpfsBytes + headroom
-	if opts.tmpfsSize != nil {
-		size = opts.tmpfsSize.Value()
+	if opts.TmpfsSize != nil {
+		size = opts.TmpfsSize.Value()
 		if size < fp.TmpfsBytes {
 			return sizing{}, &TmpfsTooSmallError{SizeBytes: size, NeedBytes: fp.TmpfsBytes, Channels: channelSizes(doc)}
 		}
 	}
 	if s.MaxTmpfsBytes > 0 && size > s.MaxTmpfsBytes {
-		return sizing{}, &TmpfsTooLargeError{NeedBytes: size, MaxBytes: s.MaxTmpfsBytes, Channels: channelSizes(doc), FromAnnotation: opts.tmpfsSize != nil}
+		return sizing{}, &TmpfsTooLargeError{NeedBytes: size, MaxBytes: s.MaxTmpfsBytes, Channels: channelSizes(doc), FromAnnotation: opts.TmpfsSize != nil}
 	}
 	return sizing{tmpfsBytes: size, budgetBytes: max(size-headroom, fp.TmpfsBytes), footprint: fp}, nil
 }
@@ -104,10 +105,6 @@ func channelSizes(doc *v1alpha1.ChannelConfig) []ChannelSize {
 	slices.SortStableFunc(sizes, func(a, b ChannelSize) int { return cmp.Compare(b.TmpfsBytes, a.TmpfsBytes) })
 	return sizes
 }
-
-// formatBytes writes n as a Kubernetes quantity with the largest exact
-// binary suffix: 65536 is "64Ki".
-func formatBytes(n int64) string { return resource.NewQuantity(n, resource.BinarySI).String() }
 
 func listOrNone(parts []string) string {
 	if len(parts) == 0 {

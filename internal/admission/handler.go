@@ -1,4 +1,4 @@
-package webhook
+package admission
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/pkg/injection"
+	"github.com/podipc/podipc/pkg/webhook"
 )
 
 // Path is where the injector serves the pod mutation.
@@ -45,11 +47,13 @@ func (l ReaderChannelLister) ListChannels(ctx context.Context, namespace string)
 
 // PodMutator is the admission.Handler of the injector: for the creation of a
 // pod that asks for injection it answers with the JSON patch from the pod to
-// Mutate's result, and with a warning for each channel it could not give
-// the pod. Any other request is allowed unchanged.
+// webhook.Mutate's result, and with a warning for each channel it could not
+// give the pod. Any other request is allowed unchanged.
 type PodMutator struct {
+	// Channels lists the IPCChannels of the pod's namespace.
 	Channels ChannelLister
-	Settings Settings
+	// Settings are the injector's, passed to webhook.Mutate.
+	Settings webhook.Settings
 }
 
 var _ admission.Handler = (*PodMutator)(nil)
@@ -63,11 +67,11 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode the pod: %w", err))
 	}
-	inject, err := wantsInjection(&pod)
+	inject, err := injection.WantsInjection(&pod)
 	if err != nil {
 		return admission.Denied(err.Error())
 	}
-	if !inject || IsInjected(&pod) {
+	if !inject || injection.IsInjected(&pod) {
 		return admission.Allowed("")
 	}
 	namespace := req.Namespace
@@ -86,11 +90,11 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		log.Error(err, "cannot list IPCChannels")
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	sel, err := SelectChannels(&pod, available)
+	sel, err := injection.SelectChannels(&pod, available)
 	if err != nil {
 		return admission.Denied(err.Error())
 	}
-	mutated, err := Mutate(&pod, sel.Channels, m.Settings)
+	mutated, err := webhook.Mutate(&pod, sel.Channels, m.Settings)
 	if err != nil {
 		if refused(err) {
 			log.V(1).Info("refused", "reason", err.Error())
@@ -104,7 +108,7 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encode the mutated pod: %w", err))
 	}
 	resp := admission.PatchResponseFromRaw(req.Object.Raw, raw)
-	st, _, _ := ReadStatus(mutated)
+	st, _, _ := injection.ReadStatus(mutated)
 	resp.Warnings = warnings(st)
 	log.V(1).Info("injected", "channels", st.Channels, "missing", st.Missing, "tmpfsBytes", st.TmpfsBytes)
 	return resp
@@ -113,13 +117,13 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 // refused reports whether err is the pod's fault, to be answered with a
 // denial rather than an internal error.
 func refused(err error) bool {
-	var ae *AnnotationError
-	var large *TmpfsTooLargeError
-	var small *TmpfsTooSmallError
-	return errors.As(err, &ae) || errors.As(err, &large) || errors.As(err, &small) || errors.Is(err, ErrConflict)
+	var ae *injection.AnnotationError
+	var large *webhook.TmpfsTooLargeError
+	var small *webhook.TmpfsTooSmallError
+	return errors.As(err, &ae) || errors.As(err, &large) || errors.As(err, &small) || errors.Is(err, webhook.ErrConflict)
 }
 
-func warnings(st Status) []string {
+func warnings(st injection.Status) []string {
 	var w []string
 	if len(st.Missing) > 0 {
 		w = append(w, fmt.Sprintf("podipc: IPCChannel(s) %s named in %s do not exist yet; the pod starts without them and gets them when they are created",

@@ -1,4 +1,4 @@
-package webhook
+package injection
 
 import (
 	"slices"
@@ -27,25 +27,25 @@ type Selection struct {
 // channel with an unparsable selector matches nothing. The pod must want
 // injection (else the selection is empty); an invalid annotation is an error.
 func SelectChannels(pod *corev1.Pod, available []v1alpha1.IPCChannel) (Selection, error) {
-	if inject, err := wantsInjection(pod); err != nil || !inject {
+	if inject, err := WantsInjection(pod); err != nil || !inject {
 		return Selection{}, err
 	}
-	opts, err := parseOptions(pod)
+	opts, err := ParseOptions(pod)
 	if err != nil {
 		return Selection{}, err
 	}
 	return selectChannels(pod, opts, available), nil
 }
 
-func selectChannels(pod *corev1.Pod, opts podOptions, available []v1alpha1.IPCChannel) Selection {
+func selectChannels(pod *corev1.Pod, opts Options, available []v1alpha1.IPCChannel) Selection {
 	var sel Selection
 	for i := range available {
 		ch := &available[i]
 		if ch.DeletionTimestamp != nil {
 			continue
 		}
-		if opts.channels != nil {
-			if _, found := slices.BinarySearch(opts.channels, ch.Name); found {
+		if opts.Channels != nil {
+			if _, found := slices.BinarySearch(opts.Channels, ch.Name); found {
 				sel.Channels = append(sel.Channels, *ch)
 			}
 			continue
@@ -55,14 +55,15 @@ func selectChannels(pod *corev1.Pod, opts podOptions, available []v1alpha1.IPCCh
 		}
 	}
 	slices.SortFunc(sel.Channels, func(a, b v1alpha1.IPCChannel) int { return strings.Compare(a.Name, b.Name) })
-	sel.Missing = missingNames(opts.channels, sel.Channels)
+	sel.Missing = opts.Missing(sel.Channels)
 	return sel
 }
 
-// missingNames is the names of want that no channel has.
-func missingNames(want []string, have []v1alpha1.IPCChannel) []string {
+// Missing are the names Channels lists that no channel of have has, sorted;
+// nil when every one is there or the pod has no podipc.io/channels.
+func (o *Options) Missing(have []v1alpha1.IPCChannel) []string {
 	var missing []string
-	for _, name := range want {
+	for _, name := range o.Channels {
 		if !slices.ContainsFunc(have, func(c v1alpha1.IPCChannel) bool { return c.Name == name }) {
 			missing = append(missing, name)
 		}
@@ -88,12 +89,12 @@ func ChannelApplies(pod *corev1.Pod, ch *v1alpha1.IPCChannel) bool {
 	if ch.DeletionTimestamp != nil {
 		return false
 	}
-	opts, err := parseOptions(pod)
+	opts, err := ParseOptions(pod)
 	if err != nil {
 		return false
 	}
-	if opts.channels != nil {
-		_, found := slices.BinarySearch(opts.channels, ch.Name)
+	if opts.Channels != nil {
+		_, found := slices.BinarySearch(opts.Channels, ch.Name)
 		return found
 	}
 	return selectorMatches(ch.Spec.Selector, pod.Labels)

@@ -1,4 +1,4 @@
-package webhook
+package admission
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/internal/injectortest"
+	"github.com/podipc/podipc/pkg/injection"
 )
 
 // channelSet is an in-memory ChannelLister over a fixed set of IPCChannels.
@@ -38,11 +40,11 @@ func (s channelSet) ListChannels(_ context.Context, namespace string) ([]v1alpha
 }
 
 func testHandler(lister ChannelLister) http.Handler {
-	return NewHTTPHandler(&PodMutator{Channels: lister, Settings: testSettings()}, logr.Discard())
+	return NewHTTPHandler(&PodMutator{Channels: lister, Settings: injectortest.Settings()}, logr.Discard())
 }
 
 func defaultChannels() channelSet {
-	return channelSet{items: []v1alpha1.IPCChannel{shmChannel("frames", 0, 0, nil), mqChannel("jobs", false, "")}}
+	return channelSet{items: []v1alpha1.IPCChannel{injectortest.ShmChannel("frames", 0, 0, nil), injectortest.MQChannel("jobs", false, "")}}
 }
 
 // reviewOf is the AdmissionReview an API server sends for creating pod.
@@ -58,7 +60,7 @@ func reviewOf(t testing.TB, pod *corev1.Pod, op admissionv1.Operation) []byte {
 			UID:       types.UID("7f0d6a0e-1"),
 			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
 			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-			Namespace: testNamespace,
+			Namespace: injectortest.Namespace,
 			Operation: op,
 		},
 	}
@@ -117,13 +119,13 @@ func applyPatch(t testing.TB, original *corev1.Pod, resp *admissionv1.AdmissionR
 }
 
 func TestHandlerInjectsAnnotatedPod(t *testing.T) {
-	pod := injectPod(nil, "app")
+	pod := injectortest.InjectPod(nil, "app")
 	code, resp := post(t, testHandler(defaultChannels()), "application/json", reviewOf(t, pod, admissionv1.Create))
 	if code != http.StatusOK || !resp.Allowed || resp.UID != "7f0d6a0e-1" {
 		t.Fatalf("code %d response %+v", code, resp)
 	}
-	want := mustMutate(t, pod, defaultChannels().items, testSettings())
-	assertSamePod(t, applyPatch(t, pod, resp), want)
+	want := injectortest.MustMutate(t, pod, defaultChannels().items, injectortest.Settings())
+	injectortest.AssertSamePod(t, applyPatch(t, pod, resp), want)
 	if len(resp.Warnings) != 0 {
 		t.Fatalf("warnings %q for a pod with every channel", resp.Warnings)
 	}
@@ -131,14 +133,14 @@ func TestHandlerInjectsAnnotatedPod(t *testing.T) {
 
 func TestHandlerAllowsUntouched(t *testing.T) {
 	h := testHandler(defaultChannels())
-	injected := mustMutate(t, injectPod(nil, "app"), defaultChannels().items, testSettings())
+	injected := injectortest.MustMutate(t, injectortest.InjectPod(nil, "app"), defaultChannels().items, injectortest.Settings())
 	for name, tc := range map[string]struct {
 		pod *corev1.Pod
 		op  admissionv1.Operation
 	}{
-		"no annotation": {newPod(nil, "app"), admissionv1.Create},
-		"inject false":  {newPod(map[string]string{podcontract.AnnotationInject: "false"}, "app"), admissionv1.Create},
-		"update":        {injectPod(nil, "app"), admissionv1.Update},
+		"no annotation": {injectortest.NewPod(nil, "app"), admissionv1.Create},
+		"inject false":  {injectortest.NewPod(map[string]string{podcontract.AnnotationInject: "false"}, "app"), admissionv1.Create},
+		"update":        {injectortest.InjectPod(nil, "app"), admissionv1.Update},
 		"injected":      {injected, admissionv1.Create},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -152,24 +154,24 @@ func TestHandlerAllowsUntouched(t *testing.T) {
 
 func TestHandlerDeniesAndWarns(t *testing.T) {
 	h := testHandler(defaultChannels())
-	code, resp := post(t, h, "application/json", reviewOf(t, injectPod(map[string]string{podcontract.AnnotationDevShm: "yes"}, "app"), admissionv1.Create))
+	code, resp := post(t, h, "application/json", reviewOf(t, injectortest.InjectPod(map[string]string{podcontract.AnnotationDevShm: "yes"}, "app"), admissionv1.Create))
 	if code != http.StatusOK || resp.Allowed || resp.Result.Code != http.StatusForbidden || !strings.Contains(resp.Result.Message, podcontract.AnnotationDevShm) {
 		t.Fatalf("invalid annotation: code %d response %+v, want a denial naming %s", code, resp, podcontract.AnnotationDevShm)
 	}
 
-	pod := injectPod(map[string]string{podcontract.AnnotationChannels: "frames,later"}, "app")
+	pod := injectortest.InjectPod(map[string]string{podcontract.AnnotationChannels: "frames,later"}, "app")
 	_, resp = post(t, h, "application/json", reviewOf(t, pod, admissionv1.Create))
 	if !resp.Allowed || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "later") {
 		t.Fatalf("missing channel: response %+v, want allowed with a warning naming it", resp)
 	}
-	if st := mustStatus(t, applyPatch(t, pod, resp)); st.Missing[0] != "later" {
+	if st := injectortest.MustStatus(t, applyPatch(t, pod, resp)); st.Missing[0] != "later" {
 		t.Fatalf("status %+v", st)
 	}
 
 	// A review without a namespace (no API server sends one) lists no channels.
 	noNS := channelSet{err: errors.New("listed channels for a review without a namespace")}
 	var review admissionv1.AdmissionReview
-	nsless := injectPod(nil, "app")
+	nsless := injectortest.InjectPod(nil, "app")
 	nsless.Namespace = ""
 	if err := json.Unmarshal(reviewOf(t, nsless, admissionv1.Create), &review); err != nil {
 		t.Fatal(err)
@@ -181,7 +183,7 @@ func TestHandlerDeniesAndWarns(t *testing.T) {
 		t.Fatalf("review without a namespace: response %+v, want a 400 saying so", resp)
 	}
 
-	_, resp = post(t, testHandler(channelSet{err: errors.New("cache not synced")}), "application/json", reviewOf(t, injectPod(nil, "app"), admissionv1.Create))
+	_, resp = post(t, testHandler(channelSet{err: errors.New("cache not synced")}), "application/json", reviewOf(t, injectortest.InjectPod(nil, "app"), admissionv1.Create))
 	if resp.Allowed || resp.Result.Code != http.StatusInternalServerError {
 		t.Fatalf("lister failure: response %+v, want a 500", resp)
 	}
@@ -189,7 +191,7 @@ func TestHandlerDeniesAndWarns(t *testing.T) {
 
 func TestHandlerRejectsMalformedReviews(t *testing.T) {
 	h := testHandler(defaultChannels())
-	valid := string(reviewOf(t, injectPod(nil, "app"), admissionv1.Create))
+	valid := string(reviewOf(t, injectortest.InjectPod(nil, "app"), admissionv1.Create))
 	for name, tc := range map[string]struct {
 		contentType, body string
 		want              int
@@ -224,10 +226,10 @@ func TestHandlerRejectsMalformedReviews(t *testing.T) {
 // and, when it allows with a patch, a patch that applies to the request's
 // object and yields an injected pod.
 func FuzzReviewHandler(f *testing.F) {
-	f.Add(reviewOf(f, injectPod(nil, "app"), admissionv1.Create))
-	f.Add(reviewOf(f, injectPod(map[string]string{podcontract.AnnotationChannels: "frames,x", podcontract.AnnotationContainers: "app", podcontract.AnnotationDevShm: "true"}, "app", "b"), admissionv1.Create))
-	f.Add(reviewOf(f, newPod(nil, "app"), admissionv1.Create))
-	f.Add(reviewOf(f, injectPod(map[string]string{podcontract.AnnotationTmpfsSize: "1Ki"}, "app"), admissionv1.Create))
+	f.Add(reviewOf(f, injectortest.InjectPod(nil, "app"), admissionv1.Create))
+	f.Add(reviewOf(f, injectortest.InjectPod(map[string]string{podcontract.AnnotationChannels: "frames,x", podcontract.AnnotationContainers: "app", podcontract.AnnotationDevShm: "true"}, "app", "b"), admissionv1.Create))
+	f.Add(reviewOf(f, injectortest.NewPod(nil, "app"), admissionv1.Create))
+	f.Add(reviewOf(f, injectortest.InjectPod(map[string]string{podcontract.AnnotationTmpfsSize: "1Ki"}, "app"), admissionv1.Create))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"kind":"Pod"},"operation":"CREATE","object":{"metadata":{"annotations":{"podipc.io/inject":"true"}},"spec":{"containers":null}}}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"kind":"Pod"},"operation":"CREATE","object":7}}`))
 	f.Add([]byte(`{}`))
@@ -254,7 +256,7 @@ func FuzzReviewHandler(f *testing.F) {
 		if err := json.Unmarshal(review.Request.Object.Raw, &pod); err != nil {
 			t.Fatalf("a patch for an undecodable pod: %v", err)
 		}
-		if out := applyPatch(t, &pod, resp); !IsInjected(out) {
+		if out := applyPatch(t, &pod, resp); !injection.IsInjected(out) {
 			t.Fatalf("patched pod is not injected")
 		}
 	})

@@ -1,4 +1,4 @@
-package webhook
+package admission
 
 import (
 	"net/http"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/podipc/podipc/internal/injectortest"
 )
 
 // BenchmarkHandler is the injector's CPU per admission, without the network:
@@ -14,11 +16,11 @@ import (
 // JSON patch.
 func BenchmarkHandler(b *testing.B) {
 	for name, pod := range map[string][]byte{
-		"inject":      reviewOf(b, injectPod(nil, "app", "worker"), admissionv1.Create),
-		"passthrough": reviewOf(b, newPod(nil, "app", "worker"), admissionv1.Create),
+		"inject":      reviewOf(b, injectortest.InjectPod(nil, "app", "worker"), admissionv1.Create),
+		"passthrough": reviewOf(b, injectortest.NewPod(nil, "app", "worker"), admissionv1.Create),
 	} {
 		b.Run(name, func(b *testing.B) {
-			h := testHandler(channelSet{items: append(defaultChannels().items, shmChannel("events", 0, 0, nil))})
+			h := testHandler(channelSet{items: append(defaultChannels().items, injectortest.ShmChannel("events", 0, 0, nil))})
 			body := string(pod)
 			b.ReportAllocs()
 			for b.Loop() {

@@ -1,4 +1,4 @@
-package webhook
+package injection
 
 import (
 	"encoding/json"
@@ -43,10 +43,11 @@ func ReadStatus(pod *corev1.Pod) (st Status, ok bool, err error) {
 	return st, true, nil
 }
 
-func (s *Status) encode() string {
+// Encode is the status as the value of the podipc.io/status annotation.
+func (s *Status) Encode() string {
 	data, err := json.Marshal(s)
 	if err != nil {
-		panic(fmt.Sprintf("webhook: encode status: %v", err)) // strings, ints and slices always encode
+		panic(fmt.Sprintf("injection: encode status: %v", err)) // strings, ints and slices always encode
 	}
 	return string(data)
 }
@@ -61,10 +62,12 @@ func IsInjected(pod *corev1.Pod) bool {
 }
 
 func hasSidecar(pod *corev1.Pod) bool {
-	return containerIndex(pod.Spec.InitContainers, podcontract.SidecarName) >= 0 || containerIndex(pod.Spec.Containers, podcontract.SidecarName) >= 0
+	return ContainerIndex(pod.Spec.InitContainers, podcontract.SidecarName) >= 0 || ContainerIndex(pod.Spec.Containers, podcontract.SidecarName) >= 0
 }
 
-func containerIndex(cs []corev1.Container, name string) int {
+// ContainerIndex is the index of the container named name in cs, or -1: how
+// the sidecar and the containers podipc.io/containers names are found.
+func ContainerIndex(cs []corev1.Container, name string) int {
 	for i := range cs {
 		if cs[i].Name == name {
 			return i

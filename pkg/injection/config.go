@@ -1,4 +1,4 @@
-package webhook
+package injection
 
 import (
 	"crypto/sha256"
@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/podipc/podipc/api/v1alpha1"
@@ -31,7 +32,9 @@ type Config struct {
 
 // RejectedChannel is a channel left out of a pod's configuration, and why.
 type RejectedChannel struct {
-	Name   string `json:"name"`
+	// Name is the IPCChannel's.
+	Name string `json:"name"`
+	// Reason says why it was left out.
 	Reason string `json:"reason"`
 }
 
@@ -108,3 +111,8 @@ func BuildConfig(channels []v1alpha1.IPCChannel) (Config, error) {
 	}
 	return Config{Document: doc, JSON: data, Rejected: rejected}, nil
 }
+
+// FormatBytes writes n as a Kubernetes quantity with the largest exact
+// binary suffix: 65536 is "64Ki". The injector's messages, in refusals and in
+// Status.Rejected, write sizes so.
+func FormatBytes(n int64) string { return resource.NewQuantity(n, resource.BinarySI).String() }

@@ -1,4 +1,4 @@
-package webhook
+package injection
 
 import (
 	"fmt"
@@ -18,20 +18,31 @@ import (
 // and below the largest int64.
 const maxTmpfsBytes = 1 << 60
 
-// podOptions are a pod's podipc.io annotations, parsed and checked.
-type podOptions struct {
-	channels    []string // nil: select by label
-	containers  []string // nil: every regular container
-	mountPath   string
-	tmpfsSize   *resource.Quantity
-	metricsPort int32
-	devShm      bool
-	fileMode    string // "" : the sidecar's default (podcontract.DefaultFileMode)
+// Options are a pod's podipc.io annotations, parsed and checked: what the
+// webhook shapes an injection by and what the controller selects channels by.
+type Options struct {
+	// Channels are the names podipc.io/channels lists, sorted and unique; nil
+	// without the annotation, when channels are selected by label.
+	Channels []string
+	// Containers are the names podipc.io/containers lists, sorted and unique;
+	// nil means every regular container.
+	Containers []string
+	// MountPath is where the tmpfs is mounted (podipc.io/mount-path).
+	MountPath string
+	// TmpfsSize is podipc.io/tmpfs-size; nil sizes the tmpfs by the channels.
+	TmpfsSize *resource.Quantity
+	// MetricsPort is the sidecar's HTTP port (podipc.io/metrics-port).
+	MetricsPort int32
+	// DevShm is podipc.io/dev-shm: the tmpfs is mounted at /dev/shm too.
+	DevShm bool
+	// FileMode is podipc.io/file-mode; "" is the sidecar's default
+	// (podcontract.DefaultFileMode).
+	FileMode string
 }
 
-// wantsInjection reports whether the pod asks for injection. An invalid
+// WantsInjection reports whether the pod asks for injection. An invalid
 // value of podcontract.AnnotationInject is an error, so a typo is not silently ignored.
-func wantsInjection(pod *corev1.Pod) (bool, error) {
+func WantsInjection(pod *corev1.Pod) (bool, error) {
 	v, ok := pod.Annotations[podcontract.AnnotationInject]
 	if !ok {
 		return false, nil
@@ -39,28 +50,29 @@ func wantsInjection(pod *corev1.Pod) (bool, error) {
 	return parseBool(podcontract.AnnotationInject, v)
 }
 
-// parseOptions reads the podipc.io annotations that shape an injection; it
-// is called only for pods that want injection, so a pod without
-// podipc.io/inject: "true" is never refused for its other annotations.
-func parseOptions(pod *corev1.Pod) (podOptions, error) {
-	opts := podOptions{mountPath: podcontract.DefaultMountPath, metricsPort: podcontract.DefaultMetricsPort}
+// ParseOptions reads the podipc.io annotations that shape an injection. The
+// injector calls it only for pods that want injection (WantsInjection), so a
+// pod without podipc.io/inject: "true" is never refused for its other
+// annotations.
+func ParseOptions(pod *corev1.Pod) (Options, error) {
+	opts := Options{MountPath: podcontract.DefaultMountPath, MetricsPort: podcontract.DefaultMetricsPort}
 	var err error
 	a := pod.Annotations
 	if v, ok := a[podcontract.AnnotationChannels]; ok {
-		if opts.channels, err = parseNameList(podcontract.AnnotationChannels, v, "IPCChannel names (DNS-1123 labels)", validation.IsDNS1123Label); err != nil {
+		if opts.Channels, err = parseNameList(podcontract.AnnotationChannels, v, "IPCChannel names (DNS-1123 labels)", validation.IsDNS1123Label); err != nil {
 			return opts, err
 		}
 	}
 	if v, ok := a[podcontract.AnnotationContainers]; ok {
-		if opts.containers, err = parseNameList(podcontract.AnnotationContainers, v, "names of the pod's containers", validation.IsDNS1123Label); err != nil {
+		if opts.Containers, err = parseNameList(podcontract.AnnotationContainers, v, "names of the pod's containers", validation.IsDNS1123Label); err != nil {
 			return opts, err
 		}
-		if opts.containers == nil {
+		if opts.Containers == nil {
 			return opts, &AnnotationError{Key: podcontract.AnnotationContainers, Value: v, Allowed: "a non-empty comma-separated list of the pod's container names"}
 		}
 	}
 	if v, ok := a[podcontract.AnnotationMountPath]; ok {
-		if opts.mountPath, err = parseMountPath(v); err != nil {
+		if opts.MountPath, err = parseMountPath(v); err != nil {
 			return opts, err
 		}
 	}
@@ -71,17 +83,17 @@ func parseOptions(pod *corev1.Pod) (podOptions, error) {
 		if perr != nil || q.Sign() <= 0 || q.CmpInt64(maxTmpfsBytes) > 0 {
 			return opts, &AnnotationError{Key: podcontract.AnnotationTmpfsSize, Value: v, Allowed: `a positive quantity of bytes up to 1Ei, such as "64Mi" or "1Gi"`}
 		}
-		opts.tmpfsSize = &q
+		opts.TmpfsSize = &q
 	}
 	if v, ok := a[podcontract.AnnotationMetricsPort]; ok {
 		port, perr := strconv.ParseInt(v, 10, 32)
 		if perr != nil || port < 1 || port > 65535 {
 			return opts, &AnnotationError{Key: podcontract.AnnotationMetricsPort, Value: v, Allowed: "a port number from 1 to 65535"}
 		}
-		opts.metricsPort = int32(port)
+		opts.MetricsPort = int32(port)
 	}
 	if v, ok := a[podcontract.AnnotationDevShm]; ok {
-		if opts.devShm, err = parseBool(podcontract.AnnotationDevShm, v); err != nil {
+		if opts.DevShm, err = parseBool(podcontract.AnnotationDevShm, v); err != nil {
 			return opts, err
 		}
 	}
@@ -92,7 +104,7 @@ func parseOptions(pod *corev1.Pod) (podOptions, error) {
 		case v == "0660" && (pod.Spec.SecurityContext == nil || pod.Spec.SecurityContext.FSGroup == nil):
 			return opts, &AnnotationError{Key: podcontract.AnnotationFileMode, Value: v, Allowed: `"0660" only with spec.securityContext.fsGroup set: the files get that group, which the app containers must share`}
 		}
-		opts.fileMode = v
+		opts.FileMode = v
 	}
 	return opts, nil
 }
@@ -136,11 +148,15 @@ func parseMountPath(v string) (string, error) {
 // AnnotationError reports a podipc.io annotation with a value the injector
 // does not accept. The pod is refused with its message.
 type AnnotationError struct {
-	Key     string
-	Value   string
+	// Key is the annotation, such as podcontract.AnnotationTmpfsSize.
+	Key string
+	// Value is the pod's value of it.
+	Value string
+	// Allowed says which values are accepted.
 	Allowed string
 }
 
+// Error implements error.
 func (e *AnnotationError) Error() string {
 	return fmt.Sprintf("annotation %s: invalid value %q: allowed: %s", e.Key, e.Value, e.Allowed)
 }

@@ -1,4 +1,4 @@
-package webhook
+package injection
 
 import (
 	"errors"
@@ -43,7 +43,7 @@ func Reconfigure(pod *corev1.Pod, available []v1alpha1.IPCChannel) (Reconfigurat
 	if !ok || !hasSidecar(pod) {
 		return Reconfiguration{}, ErrNotInjected
 	}
-	opts, err := parseOptions(pod)
+	opts, err := ParseOptions(pod)
 	if err != nil {
 		return Reconfiguration{}, err
 	}
@@ -66,7 +66,7 @@ func Reconfigure(pod *corev1.Pod, available []v1alpha1.IPCChannel) (Reconfigurat
 			if !had && used+need > st.ChannelBudgetBytes {
 				tooBig = append(tooBig, RejectedChannel{Name: ch.Name, Reason: fmt.Sprintf(
 					"needs %s of tmpfs, more than is free of the pod's channel budget of %s: recreate the pod to get it",
-					formatBytes(need), formatBytes(st.ChannelBudgetBytes))})
+					FormatBytes(need), FormatBytes(st.ChannelBudgetBytes))})
 				continue
 			}
 			used += need
@@ -83,11 +83,11 @@ func Reconfigure(pod *corev1.Pod, available []v1alpha1.IPCChannel) (Reconfigurat
 	next := st
 	next.Channels, next.Missing, next.Rejected, next.ConfigHash = cfg.Names(), sel.Missing, rejected, cfg.Hash()
 	r := Reconfiguration{Config: string(cfg.JSON), Status: next}
-	r.Changed = pod.Annotations[podcontract.AnnotationConfig] != r.Config || pod.Annotations[podcontract.AnnotationStatus] != next.encode()
+	r.Changed = pod.Annotations[podcontract.AnnotationConfig] != r.Config || pod.Annotations[podcontract.AnnotationStatus] != next.Encode()
 	return r, nil
 }
 
 // Annotations are the pod annotations of the reconfiguration.
 func (r *Reconfiguration) Annotations() map[string]string {
-	return map[string]string{podcontract.AnnotationConfig: r.Config, podcontract.AnnotationStatus: r.Status.encode()}
+	return map[string]string{podcontract.AnnotationConfig: r.Config, podcontract.AnnotationStatus: r.Status.Encode()}
 }
