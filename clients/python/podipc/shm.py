@@ -416,7 +416,9 @@ class Borrowed:
         if r is None:
             raise NotHeldError("podipc: release: the message was released already")
         r._unlend()
-        _check(r._release(r._handle()))
+        rc = r._release(r._handle())
+        if rc != 0:
+            raise r._receive_error(rc)  # a Subscriber's LappedError carries .lost
 
     def __enter__(self) -> memoryview:
         return self.view

@@ -231,6 +231,20 @@ def test_lapped_subscriber(tmpfs: Path) -> None:
         assert ch.stats().lost == 93
 
 
+def test_lapped_while_borrowed(tmpfs: Path) -> None:
+    ch = podipc.Channel.create(tmpfs / "b", mode=Mode.BROADCAST, overflow=Overflow.OVERWRITE, slot_size=64, slot_count=8)
+    with ch, ch.subscribe() as s, ch.producer() as p:
+        p.send(struct.pack("<I", 0), timeout=0)
+        with pytest.raises(podipc.LappedError) as e:
+            with s.borrow() as v:
+                assert struct.unpack("<I", v[:4])[0] == 0
+                for i in range(1, 20):  # overwrite the borrowed slot while it is read
+                    p.send(struct.pack("<I", i), timeout=0)
+        # 20 sent into 8 slots: the oldest the producer cannot be writing is 13, so 0-12 are lost
+        assert e.value.lost == 13 and s.lost == 13
+        assert [struct.unpack("<I", s.recv())[0] for _ in range(7)] == list(range(13, 20))
+
+
 def test_bad_files(tmpfs: Path) -> None:
     good = tmpfs / "good"
     podipc.Channel.create(good, slot_size=64, slot_count=4).close()
