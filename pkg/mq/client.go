@@ -1003,9 +1003,6 @@ type Delivery struct {
 	settled  atomic.Bool
 }
 
-// ErrAlreadySettled is returned when a delivery is acknowledged twice.
-var ErrAlreadySettled = errors.New("delivery already acknowledged or rejected")
-
 // Redelivered reports whether the message was delivered before.
 func (d *Delivery) Redelivered() bool { return d.Deliveries > 1 }
 

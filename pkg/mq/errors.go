@@ -41,22 +41,55 @@ var (
 	ErrStaleDelivery = errors.New("delivery from a lost connection")
 	// ErrInvalidArgument: a call's arguments are out of range.
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrAlreadySettled: the delivery was acknowledged or rejected already.
+	ErrAlreadySettled = errors.New("delivery already acknowledged or rejected")
+	// ErrImpostor: the broker's socket is served by a process of another user
+	// than the sidecar's: some other container took the socket's place.
+	ErrImpostor = errors.New("broker socket served by an impostor")
 )
+
+// ErrorCode is a protocol error code as the broker sends it
+// (docs/mq-protocol.md, "Error codes"). Branch on the sentinel errors with
+// errors.Is; the code is for logs, metrics and codes the sentinels merge
+// (CodeTimeout and CodeQueueFull both match ErrQueueFull).
+type ErrorCode uint16
+
+// The broker's error codes.
+const (
+	CodeUnknownQueue     = ErrorCode(mqwire.CodeUnknownQueue)
+	CodeQueueFull        = ErrorCode(mqwire.CodeQueueFull)
+	CodeMessageTooLarge  = ErrorCode(mqwire.CodeMessageTooLarge)
+	CodeTooManyPending   = ErrorCode(mqwire.CodeTooManyPending)
+	CodeTimeout          = ErrorCode(mqwire.CodeTimeout)
+	CodeBadRequest       = ErrorCode(mqwire.CodeBadRequest)
+	CodeShuttingDown     = ErrorCode(mqwire.CodeShuttingDown)
+	CodeTooManyConsumers = ErrorCode(mqwire.CodeTooManyConsumers)
+	CodeQueueDeleted     = ErrorCode(mqwire.CodeQueueDeleted)
+	CodeInternal         = ErrorCode(mqwire.CodeInternal)
+	CodeDuplicateID      = ErrorCode(mqwire.CodeDuplicateID)
+	CodeVersion          = ErrorCode(mqwire.CodeVersion)
+	CodeTooManyConns     = ErrorCode(mqwire.CodeTooManyConns)
+	CodeHandshakeTimeout = ErrorCode(mqwire.CodeHandshakeTimeout)
+	CodeWriteTimeout     = ErrorCode(mqwire.CodeWriteTimeout)
+)
+
+// String names the code as the protocol documentation does.
+func (c ErrorCode) String() string { return mqwire.Code(c).String() }
 
 // BrokerError is an error reported by the broker. It matches the sentinel
 // error of its code with errors.Is.
 type BrokerError struct {
-	// Code is the protocol error code (docs/mq-protocol.md).
-	Code uint16
+	// Code is the protocol error code.
+	Code ErrorCode
 	// Text is the broker's explanation.
 	Text string
 }
 
 func (e *BrokerError) Error() string {
 	if e.Text == "" {
-		return "mq broker: " + mqwire.Code(e.Code).String()
+		return "mq broker: " + e.Code.String()
 	}
-	return "mq broker: " + mqwire.Code(e.Code).String() + ": " + e.Text
+	return "mq broker: " + e.Code.String() + ": " + e.Text
 }
 
 // Unwrap returns the sentinel errors the code stands for.
@@ -89,5 +122,5 @@ func (e *BrokerError) Unwrap() []error {
 }
 
 func brokerError(code mqwire.Code, text string) error {
-	return &BrokerError{Code: uint16(code), Text: text}
+	return &BrokerError{Code: ErrorCode(code), Text: text}
 }

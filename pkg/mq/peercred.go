@@ -1,16 +1,11 @@
 package mq
 
 import (
-	"errors"
 	"fmt"
 	"net"
 
 	"github.com/podipc/podipc/internal/mqconn"
 )
-
-// ErrImpostor: the broker's socket is served by a process of another user
-// than the sidecar's: some other container took the socket's place.
-var ErrImpostor = errors.New("broker socket served by an impostor")
 
 // checkBroker fails with ErrImpostor unless the process serving nc runs as
 // uid (no check if uid is negative).

@@ -8,44 +8,44 @@ import (
 // Sentinel errors. Callers branch on them with errors.Is.
 var (
 	// ErrNotChannel: the file does not start with the channel magic (a foreign file).
-	ErrNotChannel = errors.New("shm: not a channel file")
+	ErrNotChannel = errors.New("not a channel file")
 	// ErrVersion: the file uses a layout version this library does not read.
-	ErrVersion = errors.New("shm: unsupported layout version")
+	ErrVersion = errors.New("unsupported layout version")
 	// ErrCorrupt: the header or the ring holds values no valid channel can hold.
-	ErrCorrupt = errors.New("shm: corrupt channel")
+	ErrCorrupt = errors.New("corrupt channel")
 	// ErrTruncated: the file is shorter than its header says (also matches ErrCorrupt).
 	ErrTruncated = fmt.Errorf("%w: truncated", ErrCorrupt)
 	// ErrInvalidOptions: Create was given options it cannot honour.
-	ErrInvalidOptions = errors.New("shm: invalid options")
+	ErrInvalidOptions = errors.New("invalid options")
 	// ErrExists: Create found a file at the path already.
-	ErrExists = errors.New("shm: channel file already exists")
+	ErrExists = errors.New("channel file already exists")
 	// ErrNoSpace matches every *NoSpaceError: the file system (the pod's
 	// tmpfs) has no room for the channel file Create was making.
-	ErrNoSpace = errors.New("shm: no space for the channel file")
+	ErrNoSpace = errors.New("no space for the channel file")
 	// ErrFull: the ring has no free slot and the call does not block.
-	ErrFull = errors.New("shm: channel full")
+	ErrFull = errors.New("channel full")
 	// ErrEmpty: there is no message and the call does not block.
-	ErrEmpty = errors.New("shm: channel empty")
+	ErrEmpty = errors.New("channel empty")
 	// ErrMessageTooLarge: a message does not fit a slot, or a receive buffer is
 	// smaller than the message (the message is kept for the next receive).
-	ErrMessageTooLarge = errors.New("shm: message too large")
+	ErrMessageTooLarge = errors.New("message too large")
 	// ErrWrongMode: the operation does not exist in this channel's mode.
-	ErrWrongMode = errors.New("shm: operation not valid in this channel mode")
+	ErrWrongMode = errors.New("operation not valid in this channel mode")
 	// ErrProducerExists: a Broadcast channel already has a live producer.
-	ErrProducerExists = errors.New("shm: broadcast channel already has a producer")
+	ErrProducerExists = errors.New("broadcast channel already has a producer")
 	// ErrPeerTableFull: every peer entry is held by a live participant.
-	ErrPeerTableFull = errors.New("shm: peer table full")
+	ErrPeerTableFull = errors.New("peer table full")
 	// ErrOutstanding: a reservation or borrowed message is still held; commit,
 	// abort or release it first.
-	ErrOutstanding = errors.New("shm: a reservation or borrowed message is outstanding")
+	ErrOutstanding = errors.New("a reservation or borrowed message is outstanding")
 	// ErrNotHeld: Commit, Abort or Release on a handle whose reservation or
 	// message was already committed, aborted or released (or whose peer was
 	// closed): the handle is stale and acts on nothing.
-	ErrNotHeld = errors.New("shm: the reservation or message is no longer held")
+	ErrNotHeld = errors.New("the reservation or message is no longer held")
 	// ErrClosed: the channel or peer was closed.
-	ErrClosed = errors.New("shm: closed")
+	ErrClosed = errors.New("closed")
 	// ErrLapped matches every *LappedError.
-	ErrLapped = errors.New("shm: subscriber lapped")
+	ErrLapped = errors.New("subscriber lapped")
 )
 
 // HeaderError says which header field of a channel file is wrong and why.
@@ -76,7 +76,7 @@ type LappedError struct {
 }
 
 func (e *LappedError) Error() string {
-	return fmt.Sprintf("shm: subscriber lapped, %d messages lost", e.Lost)
+	return fmt.Sprintf("subscriber lapped, %d messages lost", e.Lost)
 }
 
 // Is makes errors.Is(err, ErrLapped) true for every *LappedError.
@@ -90,7 +90,7 @@ type TooLargeError struct {
 }
 
 func (e *TooLargeError) Error() string {
-	return fmt.Sprintf("shm: message of %d bytes exceeds %d", e.Size, e.Limit)
+	return fmt.Sprintf("message of %d bytes exceeds %d", e.Size, e.Limit)
 }
 
 func (e *TooLargeError) Is(target error) bool { return target == ErrMessageTooLarge }
