@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/pkg/channelconfig"
 )
 
 // The Go defaulting and validation mirror the generated schema. These tests
@@ -100,13 +101,13 @@ func TestSchemaDefaultsMatchGo(t *testing.T) {
 func TestSchemaBoundsMatchGo(t *testing.T) {
 	root := loadSchema(t)
 	for path, want := range map[string][2]float64{
-		"spec.sharedMemory.slotSize":        {v1alpha1.MinSlotSize, v1alpha1.MaxSlotSize},
-		"spec.sharedMemory.slotCount":       {v1alpha1.MinSlotCount, v1alpha1.MaxSlotCount},
-		"spec.messageQueue.maxDepth":        {v1alpha1.MinMaxDepth, v1alpha1.MaxMaxDepth},
-		"spec.messageQueue.maxBytes":        {v1alpha1.MinMaxBytes, v1alpha1.MaxMaxBytes},
-		"spec.messageQueue.maxMessageSize":  {v1alpha1.MinMaxMessageSize, v1alpha1.MaxMaxMessageSize},
-		"spec.messageQueue.maxRedeliveries": {0, v1alpha1.MaxMaxRedeliveries},
-		"spec.messageQueue.deadLetterQueue": {0, v1alpha1.MaxNameLength},
+		"spec.sharedMemory.slotSize":        {channelconfig.MinSlotSize, channelconfig.MaxSlotSize},
+		"spec.sharedMemory.slotCount":       {channelconfig.MinSlotCount, channelconfig.MaxSlotCount},
+		"spec.messageQueue.maxDepth":        {channelconfig.MinMaxDepth, channelconfig.MaxMaxDepth},
+		"spec.messageQueue.maxBytes":        {channelconfig.MinMaxBytes, channelconfig.MaxMaxBytes},
+		"spec.messageQueue.maxMessageSize":  {channelconfig.MinMaxMessageSize, channelconfig.MaxMaxMessageSize},
+		"spec.messageQueue.maxRedeliveries": {0, channelconfig.MaxMaxRedeliveries},
+		"spec.messageQueue.deadLetterQueue": {0, channelconfig.MaxNameLength},
 	} {
 		p := property(t, root, path)
 		var got [2]float64
@@ -177,10 +178,11 @@ func TestCELMessagesMatchGo(t *testing.T) {
 	}
 }
 
-// msgConstants reads the values of the Msg* constants of validation.go.
+// msgConstants reads the values of the Msg* constants of pkg/channelconfig's
+// validation.go, where the Go rules live.
 func msgConstants(t *testing.T) []string {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), "validation.go", nil, 0)
+	f, err := parser.ParseFile(token.NewFileSet(), "../../pkg/channelconfig/validation.go", nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

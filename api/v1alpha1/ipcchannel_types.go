@@ -69,8 +69,8 @@ const (
 )
 
 // ChannelSettings is a channel without its name and without the pods it
-// applies to: its type and the settings block of that type. IPCChannelSpec
-// and the ChannelConfig file entries share it.
+// applies to: its type and the settings block of that type. Its twin in the
+// data plane's model is channelconfig.ChannelSettings (Model converts).
 //
 // +kubebuilder:validation:XValidation:rule="self.type != 'SharedMemory' || has(self.sharedMemory)",message="sharedMemory is required when type is SharedMemory",fieldPath=".sharedMemory"
 // +kubebuilder:validation:XValidation:rule="self.type != 'MessageQueue' || has(self.messageQueue)",message="messageQueue is required when type is MessageQueue",fieldPath=".messageQueue"

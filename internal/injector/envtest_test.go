@@ -64,14 +64,14 @@ func TestCRDRejectsInvalidChannels(t *testing.T) {
 		obj  *v1alpha1.IPCChannel
 		want string
 	}{
-		"slot count not a power of two": {shm("odd", v1alpha1.SharedMemorySettings{SlotCount: 1000}), v1alpha1.MsgSlotCountPowerOfTwo},
-		"overwrite in queue mode":       {shm("ow", v1alpha1.SharedMemorySettings{Mode: v1alpha1.SharedMemoryModeQueue, Overflow: v1alpha1.SharedMemoryOverflowOverwrite}), v1alpha1.MsgOverwriteNeedsBroadcast},
-		"ring above 1 GiB":              {shm("huge", v1alpha1.SharedMemorySettings{SlotSize: 16 << 20, SlotCount: 128}), v1alpha1.MsgRingTooLarge},
-		"settings block missing":        {missingBlock, v1alpha1.MsgSharedMemoryRequired},
-		"name not a DNS label":          {shm("a.b", v1alpha1.SharedMemorySettings{}), v1alpha1.MsgNameNotDNSLabel},
-		"dead-letter queue is itself":   {mq("loop", v1alpha1.MessageQueueSettings{DeadLetterQueue: "loop"}), v1alpha1.MsgDeadLetterQueueSelf},
-		"max message above max bytes":   {mq("big", v1alpha1.MessageQueueSettings{MaxBytes: 4096, MaxMessageSize: 8192}), v1alpha1.MsgMaxMessageSizeAboveMaxBytes},
-		"ack timeout out of range":      {mq("ack", v1alpha1.MessageQueueSettings{AckTimeout: metav1.Duration{Duration: time.Millisecond}}), v1alpha1.MsgAckTimeoutRange},
+		"slot count not a power of two": {shm("odd", v1alpha1.SharedMemorySettings{SlotCount: 1000}), channelconfig.MsgSlotCountPowerOfTwo},
+		"overwrite in queue mode":       {shm("ow", v1alpha1.SharedMemorySettings{Mode: v1alpha1.SharedMemoryModeQueue, Overflow: v1alpha1.SharedMemoryOverflowOverwrite}), channelconfig.MsgOverwriteNeedsBroadcast},
+		"ring above 1 GiB":              {shm("huge", v1alpha1.SharedMemorySettings{SlotSize: 16 << 20, SlotCount: 128}), channelconfig.MsgRingTooLarge},
+		"settings block missing":        {missingBlock, channelconfig.MsgSharedMemoryRequired},
+		"name not a DNS label":          {shm("a.b", v1alpha1.SharedMemorySettings{}), channelconfig.MsgNameNotDNSLabel},
+		"dead-letter queue is itself":   {mq("loop", v1alpha1.MessageQueueSettings{DeadLetterQueue: "loop"}), channelconfig.MsgDeadLetterQueueSelf},
+		"max message above max bytes":   {mq("big", v1alpha1.MessageQueueSettings{MaxBytes: 4096, MaxMessageSize: 8192}), channelconfig.MsgMaxMessageSizeAboveMaxBytes},
+		"ack timeout out of range":      {mq("ack", v1alpha1.MessageQueueSettings{AckTimeout: metav1.Duration{Duration: time.Millisecond}}), channelconfig.MsgAckTimeoutRange},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := env.Client.Create(context.Background(), tc.obj)
@@ -86,7 +86,7 @@ func TestCRDRejectsInvalidChannels(t *testing.T) {
 	// And a valid one is accepted and defaulted by the schema.
 	ok := shm("fine", v1alpha1.SharedMemorySettings{})
 	create(t, env.Client, ok)
-	if ok.Spec.SharedMemory.SlotCount != v1alpha1.DefaultSlotCount || ok.Spec.SharedMemory.Mode != v1alpha1.SharedMemoryModeQueue {
+	if ok.Spec.SharedMemory.SlotCount != channelconfig.DefaultSlotCount || ok.Spec.SharedMemory.Mode != v1alpha1.SharedMemoryModeQueue {
 		t.Fatalf("stored channel not defaulted: %+v", ok.Spec.SharedMemory)
 	}
 }

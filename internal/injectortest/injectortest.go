@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/injection"
 	"github.com/podipc/podipc/pkg/webhook"
 )
@@ -115,7 +116,7 @@ func AssertSamePod(t *testing.T, got, want *corev1.Pod) {
 }
 
 // ConfigNames are the names of the configuration's channels, in order.
-func ConfigNames(cfg *v1alpha1.ChannelConfig) []string {
+func ConfigNames(cfg *channelconfig.Config) []string {
 	var names []string
 	for _, c := range cfg.Channels {
 		names = append(names, c.Name)

@@ -12,13 +12,21 @@
 //	  type: MessageQueue
 //	  messageQueue: {maxDepth: 10000, delivery: AtLeastOnce}
 //
-// The injector writes it (Marshal of FromIPCChannels) into a pod annotation
-// that a downward-API volume projects into the sidecar; outside Kubernetes it
-// is written by hand. Parse reads it strictly, YAML or JSON: an unknown or
-// duplicated field is an error that names it; omitted fields take the same
-// defaults as in an IPCChannel, and the result is held to the same rules as
-// the CRD's schema, plus those that span channels (unique names, dead-letter
-// queues that exist). See docs/ipcchannel.md.
+// The package is also the home of the channel model that document holds
+// (Config, Channel, ChannelSettings and the settings of each type), with the
+// defaults, bounds and validation rules of every field and the memory each
+// channel needs (Footprint). It depends on no Kubernetes API machinery, so
+// the sidecar that serves the channels does not link it; api/v1alpha1, whose
+// IPCChannel carries the same settings for the API server, converts to this
+// model (v1alpha1.ConfigFor) and validates through it.
+//
+// The injector writes the document (Marshal of v1alpha1.ConfigFor) into a pod
+// annotation that a downward-API volume projects into the sidecar; outside
+// Kubernetes it is written by hand. Parse reads it strictly, YAML or JSON: an
+// unknown or duplicated field is an error that names it; omitted fields take
+// the same defaults as in an IPCChannel, and the result is held to the same
+// rules as the CRD's schema, plus those that span channels (unique names,
+// dead-letter queues that exist). See docs/ipcchannel.md.
 package channelconfig
 
 import (
@@ -28,7 +36,6 @@ import (
 	"io"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,8 +43,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
-
-	"github.com/podipc/podipc/api/v1alpha1"
 )
 
 // MaxSize is the largest configuration file Parse and Load accept. It is four
@@ -67,7 +72,7 @@ func (e *InvalidError) Error() string {
 func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
 
 // Load reads and parses the configuration file at path.
-func Load(path string) (*v1alpha1.ChannelConfig, error) {
+func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read channel configuration: %w", err)
@@ -95,7 +100,7 @@ const FormatVersion = 1
 // validates it. Every error it returns matches ErrInvalid; a *InvalidError
 // carries the list of problems when the document decoded. It ignores the
 // unknown fields of a document of a newer format version (see ParseDocument).
-func Parse(data []byte) (*v1alpha1.ChannelConfig, error) {
+func Parse(data []byte) (*Config, error) {
 	cfg, _, err := ParseDocument(data)
 	return cfg, err
 }
@@ -106,7 +111,7 @@ func Parse(data []byte) (*v1alpha1.ChannelConfig, error) {
 // or controller for a pod whose sidecar is older, is read leniently: its
 // unknown fields are ignored, and named in the returned list, so that the
 // sidecar goes on serving what it knows and says what it left out.
-func ParseDocument(data []byte) (*v1alpha1.ChannelConfig, []string, error) {
+func ParseDocument(data []byte) (*Config, []string, error) {
 	if len(data) > MaxSize {
 		return nil, nil, fmt.Errorf("%w: the document is larger than %d bytes", ErrInvalid, MaxSize)
 	}
@@ -134,7 +139,7 @@ func ParseDocument(data []byte) (*v1alpha1.ChannelConfig, []string, error) {
 	if jsonData, err = json.Marshal(doc); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	var cfg v1alpha1.ChannelConfig
+	var cfg Config
 	strictErrs, err := sigsjson.UnmarshalStrict(jsonData, &cfg, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -152,7 +157,7 @@ func ParseDocument(data []byte) (*v1alpha1.ChannelConfig, []string, error) {
 	if len(errs) > 0 {
 		return nil, nil, &InvalidError{Errs: errs}
 	}
-	if errs := v1alpha1.ValidateChannelConfig(&cfg); len(errs) > 0 {
+	if errs := ValidateConfig(&cfg); len(errs) > 0 {
 		return nil, nil, &InvalidError{Errs: errs}
 	}
 	return &cfg, ignored, nil
@@ -164,14 +169,14 @@ func checkHeader(doc any) error {
 	obj, ok := doc.(map[string]any)
 	if !ok {
 		return fmt.Errorf("%w: the document must be an object with apiVersion %s and kind %s",
-			ErrInvalid, v1alpha1.GroupVersion, v1alpha1.ChannelConfigKind)
+			ErrInvalid, APIVersion, Kind)
 	}
 	var errs field.ErrorList
-	if v, _ := obj["apiVersion"].(string); v != v1alpha1.GroupVersion.String() {
-		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), obj["apiVersion"], []string{v1alpha1.GroupVersion.String()}))
+	if v, _ := obj["apiVersion"].(string); v != APIVersion {
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), obj["apiVersion"], []string{APIVersion}))
 	}
-	if k, _ := obj["kind"].(string); k != v1alpha1.ChannelConfigKind {
-		errs = append(errs, field.NotSupported(field.NewPath("kind"), obj["kind"], []string{v1alpha1.ChannelConfigKind}))
+	if k, _ := obj["kind"].(string); k != Kind {
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), obj["kind"], []string{Kind}))
 	}
 	if len(errs) > 0 {
 		return &InvalidError{Errs: errs}
@@ -198,7 +203,7 @@ func formatVersion(doc map[string]any) (int, error) {
 // "channels[0].sharedMemory.slotsize"` or `json: duplicate field "..."`, into
 // a field error whose path names the channel when it can:
 // channels[frames].sharedMemory.slotsize.
-func strictError(cfg *v1alpha1.ChannelConfig, err error) *field.Error {
+func strictError(cfg *Config, err error) *field.Error {
 	msg := strings.TrimPrefix(err.Error(), "json: ")
 	for _, kind := range []string{"unknown field", "duplicate field"} {
 		quoted, ok := strings.CutPrefix(msg, kind+" ")
@@ -211,7 +216,7 @@ func strictError(cfg *v1alpha1.ChannelConfig, err error) *field.Error {
 		}
 		if m := channelIndex.FindStringSubmatch(path); m != nil {
 			if i, aerr := strconv.Atoi(m[1]); aerr == nil && i < len(cfg.Channels) {
-				path = v1alpha1.ChannelPath(cfg, i).String() + path[len(m[0]):]
+				path = ChannelPath(cfg, i).String() + path[len(m[0]):]
 			}
 		}
 		return field.Forbidden(field.NewPath(path), kind)
@@ -224,7 +229,7 @@ var channelIndex = regexp.MustCompile(`^channels\[([0-9]+)\]`)
 
 // prepareDocument works on the decoded JSON document before it is decoded
 // into the Go types. It fills in the default of every field of a settings
-// block that is absent or null, the defaults of v1alpha1's Default methods read
+// block that is absent or null, the defaults of the Default methods read
 // back through JSON. And it checks the durations, whose decoding errors would
 // not say which field they are about.
 func prepareDocument(doc map[string]any) field.ErrorList {
@@ -232,14 +237,14 @@ func prepareDocument(doc map[string]any) field.ErrorList {
 	if len(channels) == 0 {
 		return nil
 	}
-	shm := &v1alpha1.SharedMemorySettings{}
+	shm := &SharedMemorySettings{}
 	shm.Default()
-	mq := &v1alpha1.MessageQueueSettings{}
+	mq := &MessageQueueSettings{}
 	mq.Default()
 	defaults := map[string]map[string]any{"sharedMemory": asJSONObject(shm), "messageQueue": asJSONObject(mq)}
 
 	// Paths name channels as ValidateChannelConfig does, so build the names.
-	named := &v1alpha1.ChannelConfig{Channels: make([]v1alpha1.Channel, len(channels))}
+	named := &Config{Channels: make([]Channel, len(channels))}
 	for i, ch := range channels {
 		ch, _ := ch.(map[string]any)
 		named.Channels[i].Name, _ = ch["name"].(string)
@@ -262,7 +267,7 @@ func prepareDocument(doc map[string]any) field.ErrorList {
 		for _, k := range []string{"ackTimeout", "defaultTTL"} {
 			if d, ok := settings[k].(string); ok {
 				if _, err := time.ParseDuration(d); err != nil {
-					path := v1alpha1.ChannelPath(named, i).Child("messageQueue", k)
+					path := ChannelPath(named, i).Child("messageQueue", k)
 					errs = append(errs, field.Invalid(path, d, "must be a duration such as 500ms, 30s, 1m30s or 2h"))
 				}
 			}
@@ -286,30 +291,13 @@ func asJSONObject(v any) map[string]any {
 
 // Marshal encodes cfg as YAML with its apiVersion and kind set, every
 // default written out, and the channels in the order given.
-func Marshal(cfg *v1alpha1.ChannelConfig) ([]byte, error) {
+func Marshal(cfg *Config) ([]byte, error) {
 	out := cfg.DeepCopy()
-	out.APIVersion, out.Kind = v1alpha1.GroupVersion.String(), v1alpha1.ChannelConfigKind
+	out.APIVersion, out.Kind = APIVersion, Kind
 	out.Default()
 	data, err := yaml.Marshal(out)
 	if err != nil {
 		return nil, fmt.Errorf("encode channel configuration: %w", err)
 	}
 	return data, nil
-}
-
-// FromIPCChannels builds the configuration of a pod from the IPCChannels that
-// apply to it: one channel per object, named after it, with every default
-// filled in and sorted by name, so that the same set of channels always gives
-// the same bytes.
-func FromIPCChannels(items []v1alpha1.IPCChannel) *v1alpha1.ChannelConfig {
-	cfg := &v1alpha1.ChannelConfig{Channels: make([]v1alpha1.Channel, 0, len(items))}
-	cfg.APIVersion, cfg.Kind = v1alpha1.GroupVersion.String(), v1alpha1.ChannelConfigKind
-	for i := range items {
-		c := v1alpha1.Channel{Name: items[i].Name}
-		items[i].Spec.ChannelSettings.DeepCopyInto(&c.ChannelSettings)
-		c.Default()
-		cfg.Channels = append(cfg.Channels, c)
-	}
-	slices.SortFunc(cfg.Channels, func(a, b v1alpha1.Channel) int { return strings.Compare(a.Name, b.Name) })
-	return cfg
 }

@@ -9,10 +9,8 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/pkg/channelconfig"
 )
 
@@ -32,7 +30,7 @@ func TestParseExample(t *testing.T) {
 		t.Fatalf("channels %v, want %v", names, want)
 	}
 	events := cfg.Channels[2].SharedMemory
-	if *events != (v1alpha1.SharedMemorySettings{Mode: "Queue", SlotSize: 4096, SlotCount: 1024, Overflow: "Block"}) {
+	if *events != (channelconfig.SharedMemorySettings{Mode: "Queue", SlotSize: 4096, SlotCount: 1024, Overflow: "Block"}) {
 		t.Errorf("events not defaulted: %+v", *events)
 	}
 	stats := cfg.Channels[5].MessageQueue
@@ -45,7 +43,7 @@ func TestParse(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		doc  string
-		want *v1alpha1.ChannelConfig // checked when not nil
+		want *channelconfig.Config // checked when not nil
 	}{{
 		name: "the brief's example, YAML",
 		doc: header + `channels:
@@ -57,29 +55,29 @@ func TestParse(t *testing.T) {
   messageQueue: {maxDepth: 10000, delivery: AtLeastOnce}
 `,
 		want: config(
-			v1alpha1.Channel{Name: "frames", ChannelSettings: v1alpha1.ChannelSettings{Type: "SharedMemory",
-				SharedMemory: &v1alpha1.SharedMemorySettings{Mode: "Queue", SlotSize: 65536, SlotCount: 64, Overflow: "Block"}}},
-			v1alpha1.Channel{Name: "jobs", ChannelSettings: v1alpha1.ChannelSettings{Type: "MessageQueue",
+			channelconfig.Channel{Name: "frames", ChannelSettings: channelconfig.ChannelSettings{Type: "SharedMemory",
+				SharedMemory: &channelconfig.SharedMemorySettings{Mode: "Queue", SlotSize: 65536, SlotCount: 64, Overflow: "Block"}}},
+			channelconfig.Channel{Name: "jobs", ChannelSettings: channelconfig.ChannelSettings{Type: "MessageQueue",
 				MessageQueue: defaultQueue()}},
 		),
 	}, {
 		name: "JSON",
 		doc:  `{"apiVersion":"podipc.io/v1alpha1","kind":"ChannelConfig","channels":[{"name":"jobs","type":"MessageQueue","messageQueue":{}}]}`,
-		want: config(v1alpha1.Channel{Name: "jobs", ChannelSettings: v1alpha1.ChannelSettings{Type: "MessageQueue", MessageQueue: defaultQueue()}}),
+		want: config(channelconfig.Channel{Name: "jobs", ChannelSettings: channelconfig.ChannelSettings{Type: "MessageQueue", MessageQueue: defaultQueue()}}),
 	}, {
 		name: "no channels",
 		doc:  header + "channels: []\n",
-		want: &v1alpha1.ChannelConfig{TypeMeta: typeMeta(), Channels: []v1alpha1.Channel{}},
+		want: &channelconfig.Config{APIVersion: "podipc.io/v1alpha1", Kind: "ChannelConfig", Channels: []channelconfig.Channel{}},
 	}, {
 		name: "null fields take their default, explicit zero redeliveries stays",
 		doc: header + `channels:
 - {name: q, type: MessageQueue, messageQueue: {maxDepth: null, maxRedeliveries: 0, ackTimeout: 2s}}
 `,
-		want: config(v1alpha1.Channel{Name: "q", ChannelSettings: v1alpha1.ChannelSettings{Type: "MessageQueue",
-			MessageQueue: func() *v1alpha1.MessageQueueSettings {
+		want: config(channelconfig.Channel{Name: "q", ChannelSettings: channelconfig.ChannelSettings{Type: "MessageQueue",
+			MessageQueue: func() *channelconfig.MessageQueueSettings {
 				q := defaultQueue()
 				q.MaxRedeliveries = ptr.To[int32](0)
-				q.AckTimeout = metav1.Duration{Duration: 2 * time.Second}
+				q.AckTimeout = channelconfig.Duration{Duration: 2 * time.Second}
 				return q
 			}()}}),
 	}, {
@@ -150,12 +148,12 @@ func TestParseErrors(t *testing.T) {
 	}, {
 		name:       "slot count not a power of two",
 		doc:        header + "channels:\n- {name: frames, type: SharedMemory, sharedMemory: {slotCount: 100}}\n",
-		want:       []string{"channels[frames].sharedMemory.slotCount", v1alpha1.MsgSlotCountPowerOfTwo},
+		want:       []string{"channels[frames].sharedMemory.slotCount", channelconfig.MsgSlotCountPowerOfTwo},
 		structured: true,
 	}, {
 		name:       "settings block of the other type",
 		doc:        header + "channels:\n- {name: jobs, type: MessageQueue, sharedMemory: {}}\n",
-		want:       []string{"channels[jobs].messageQueue: Required value: " + v1alpha1.MsgMessageQueueRequired, "channels[jobs].sharedMemory: Forbidden"},
+		want:       []string{"channels[jobs].messageQueue: Required value: " + channelconfig.MsgMessageQueueRequired, "channels[jobs].sharedMemory: Forbidden"},
 		structured: true,
 	}, {
 		name:       "name that is no DNS label",
@@ -203,7 +201,7 @@ func TestParseErrors(t *testing.T) {
 	}, {
 		name:       "dead-letter queue into itself",
 		doc:        header + "channels:\n- {name: jobs, type: MessageQueue, messageQueue: {deadLetterQueue: jobs}}\n",
-		want:       []string{"channels[jobs].messageQueue.deadLetterQueue", v1alpha1.MsgDeadLetterQueueSelf},
+		want:       []string{"channels[jobs].messageQueue.deadLetterQueue", channelconfig.MsgDeadLetterQueueSelf},
 		structured: true,
 	}, {
 		name: "document above the size limit",
@@ -266,54 +264,12 @@ func TestMarshalRoundTrip(t *testing.T) {
 	}
 }
 
-func TestFromIPCChannels(t *testing.T) {
-	items := []v1alpha1.IPCChannel{
-		ipcChannel("jobs", v1alpha1.ChannelSettings{Type: "MessageQueue", MessageQueue: &v1alpha1.MessageQueueSettings{MaxDepth: 7}}),
-		ipcChannel("frames", v1alpha1.ChannelSettings{Type: "SharedMemory", SharedMemory: &v1alpha1.SharedMemorySettings{SlotCount: 8}}),
-	}
-	cfg := channelconfig.FromIPCChannels(items)
-	if cfg.Channels[0].Name != "frames" || cfg.Channels[1].Name != "jobs" {
-		t.Fatalf("not sorted by name: %+v", cfg.Channels)
-	}
-	if cfg.Channels[0].SharedMemory.SlotSize != v1alpha1.DefaultSlotSize || cfg.Channels[1].MessageQueue.MaxDepth != 7 {
-		t.Errorf("not defaulted, or settings lost: %+v", cfg.Channels)
-	}
-	if items[0].Spec.MessageQueue.Delivery != "" {
-		t.Error("FromIPCChannels defaulted its input")
-	}
-	first, err := channelconfig.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reversed := channelconfig.FromIPCChannels([]v1alpha1.IPCChannel{items[1], items[0]})
-	second, err := channelconfig.Marshal(reversed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(first) != string(second) {
-		t.Errorf("the order of the IPCChannels changed the document:\n%s\n%s", first, second)
-	}
-	if _, err := channelconfig.Parse(first); err != nil {
-		t.Errorf("the document does not parse: %v\n%s", err, first)
-	}
+func config(channels ...channelconfig.Channel) *channelconfig.Config {
+	return &channelconfig.Config{APIVersion: "podipc.io/v1alpha1", Kind: "ChannelConfig", Channels: channels}
 }
 
-func ipcChannel(name string, s v1alpha1.ChannelSettings) v1alpha1.IPCChannel {
-	c := v1alpha1.IPCChannel{Spec: v1alpha1.IPCChannelSpec{ChannelSettings: s}}
-	c.Name = name
-	return c
-}
-
-func typeMeta() metav1.TypeMeta {
-	return metav1.TypeMeta{APIVersion: "podipc.io/v1alpha1", Kind: "ChannelConfig"}
-}
-
-func config(channels ...v1alpha1.Channel) *v1alpha1.ChannelConfig {
-	return &v1alpha1.ChannelConfig{TypeMeta: typeMeta(), Channels: channels}
-}
-
-func defaultQueue() *v1alpha1.MessageQueueSettings {
-	q := &v1alpha1.MessageQueueSettings{}
+func defaultQueue() *channelconfig.MessageQueueSettings {
+	q := &channelconfig.MessageQueueSettings{}
 	q.Default()
 	return q
 }

@@ -79,7 +79,7 @@ func TestFormat1Fields(t *testing.T) {
 		it.Name = strings.ToLower(string(settings.Type))
 		items = append(items, it)
 	}
-	data, err := json.Marshal(channelconfig.FromIPCChannels(items))
+	data, err := json.Marshal(v1alpha1.ConfigFor(items))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,8 +18,8 @@ import (
 // Config is a pod's channel configuration, built from the IPCChannels that
 // apply to it.
 type Config struct {
-	// Document is the ChannelConfig, defaulted, its channels sorted by name.
-	Document *v1alpha1.ChannelConfig
+	// Document is the channel configuration, defaulted, its channels sorted by name.
+	Document *channelconfig.Config
 	// JSON is Document as the sidecar reads it (channelconfig.Parse): the
 	// value of podipc.io/config.
 	JSON []byte
@@ -59,7 +59,7 @@ func (c *Config) Names() []string {
 // channel that would make the whole document invalid is left out and listed
 // in Rejected instead, so one bad IPCChannel cannot take down the others.
 func BuildConfig(channels []v1alpha1.IPCChannel) (Config, error) {
-	doc := channelconfig.FromIPCChannels(channels)
+	doc := v1alpha1.ConfigFor(channels)
 	var rejected []RejectedChannel
 	reject := func(errs field.ErrorList) {
 		bad := map[string][]string{}
@@ -70,7 +70,7 @@ func BuildConfig(channels []v1alpha1.IPCChannel) (Config, error) {
 				}
 			}
 		}
-		doc.Channels = slices.DeleteFunc(doc.Channels, func(ch v1alpha1.Channel) bool {
+		doc.Channels = slices.DeleteFunc(doc.Channels, func(ch channelconfig.Channel) bool {
 			if reasons, ok := bad[ch.Name]; ok {
 				rejected = append(rejected, RejectedChannel{Name: ch.Name, Reason: strings.Join(reasons, "; ")})
 				return true
@@ -82,13 +82,13 @@ func BuildConfig(channels []v1alpha1.IPCChannel) (Config, error) {
 
 	var invalid field.ErrorList
 	for i := range doc.Channels {
-		invalid = append(invalid, v1alpha1.ValidateChannel(&doc.Channels[i], pathOf(i))...)
+		invalid = append(invalid, channelconfig.ValidateChannel(&doc.Channels[i], pathOf(i))...)
 	}
 	reject(invalid)
 	// Dropping a dead-letter queue can strand the channels that named it, so
 	// repeat until the set holds together; each round removes at least one.
 	for {
-		errs := v1alpha1.ValidateDeadLetterQueues(doc.Channels, pathOf)
+		errs := channelconfig.ValidateDeadLetterQueues(doc.Channels, pathOf)
 		if len(errs) == 0 {
 			break
 		}
@@ -100,7 +100,7 @@ func BuildConfig(channels []v1alpha1.IPCChannel) (Config, error) {
 	}
 	slices.SortFunc(rejected, func(a, b RejectedChannel) int { return strings.Compare(a.Name, b.Name) })
 
-	if errs := v1alpha1.ValidateChannelConfig(doc); len(errs) > 0 {
+	if errs := channelconfig.ValidateConfig(doc); len(errs) > 0 {
 		return Config{}, fmt.Errorf("build channel configuration: %w", errs.ToAggregate())
 	}
 	// JSON, which is YAML too and what channelconfig.Parse reads either way:

@@ -62,7 +62,8 @@ func Reconfigure(pod *corev1.Pod, available []v1alpha1.IPCChannel) (Reconfigurat
 			if had != (pass == 0) {
 				continue
 			}
-			need := ch.Spec.Footprint().TmpfsBytes
+			settings := ch.Spec.ChannelSettings.Model()
+			need := settings.Footprint().TmpfsBytes
 			if !had && used+need > st.ChannelBudgetBytes {
 				tooBig = append(tooBig, RejectedChannel{Name: ch.Name, Reason: fmt.Sprintf(
 					"needs %s of tmpfs, more than is free of the pod's channel budget of %s: recreate the pod to get it",

@@ -147,7 +147,7 @@ func TestMutateHardensSidecar(t *testing.T) {
 	// one more message, 10000 × 256 B of bookkeeping for each) in its limit.
 	s := injectortest.Settings()
 	wantReq := s.SidecarMemoryRequest.Value() + ringBytes
-	wantLim := s.SidecarMemoryLimit.Value() + ringBytes + 2*v1alpha1.DefaultMaxBytes + v1alpha1.DefaultMaxMessageSize + 2*v1alpha1.DefaultMaxDepth*v1alpha1.BrokerMessageOverheadBytes
+	wantLim := s.SidecarMemoryLimit.Value() + ringBytes + 2*channelconfig.DefaultMaxBytes + channelconfig.DefaultMaxMessageSize + 2*channelconfig.DefaultMaxDepth*channelconfig.BrokerMessageOverheadBytes
 	if got := side.Resources.Requests.Memory().Value(); got != wantReq {
 		t.Errorf("memory request = %d, want %d", got, wantReq)
 	}
@@ -314,7 +314,7 @@ func TestMutateSizing(t *testing.T) {
 	if !errors.As(err, &tooLarge) {
 		t.Fatalf("err = %v, want *TmpfsTooLargeError", err)
 	}
-	need := big.Spec.Footprint().TmpfsBytes + small.Spec.Footprint().TmpfsBytes + journal.Spec.Footprint().TmpfsBytes + s.TmpfsHeadroomBytes
+	need := tmpfsFootprint(&big) + tmpfsFootprint(&small) + tmpfsFootprint(&journal) + s.TmpfsHeadroomBytes
 	if tooLarge.NeedBytes != need || tooLarge.MaxBytes != 64<<20 {
 		t.Fatalf("need %d max %d, want %d and %d", tooLarge.NeedBytes, tooLarge.MaxBytes, need, 64<<20)
 	}
@@ -436,4 +436,10 @@ func TestSettingsValidate(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "image") || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("err = %v, want both problems", err)
 	}
+}
+
+// tmpfsFootprint is the tmpfs the channel's ring or journal takes.
+func tmpfsFootprint(ch *v1alpha1.IPCChannel) int64 {
+	m := ch.Spec.ChannelSettings.Model()
+	return m.Footprint().TmpfsBytes
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/podipc/podipc/pkg/podcontract"
 
-	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/injection"
 )
 
@@ -19,7 +19,7 @@ type sizing struct {
 	// budgetBytes is what channels may use of it (tmpfsBytes less headroom).
 	budgetBytes int64
 	// footprint is what the configured channels need.
-	footprint v1alpha1.Footprint
+	footprint channelconfig.Footprint
 }
 
 // ChannelSize is the tmpfs one channel needs.
@@ -75,7 +75,7 @@ func (e *TmpfsTooSmallError) Error() string {
 }
 
 // planSizing sizes the tmpfs of a pod with the given configuration.
-func planSizing(doc *v1alpha1.ChannelConfig, opts injection.Options, s *Settings) (sizing, error) {
+func planSizing(doc *channelconfig.Config, opts injection.Options, s *Settings) (sizing, error) {
 	fp := doc.Footprint()
 	headroom := s.TmpfsHeadroomBytes
 	if opts.DevShm {
@@ -95,7 +95,7 @@ func planSizing(doc *v1alpha1.ChannelConfig, opts injection.Options, s *Settings
 }
 
 // channelSizes lists the channels that use the tmpfs, largest first.
-func channelSizes(doc *v1alpha1.ChannelConfig) []ChannelSize {
+func channelSizes(doc *channelconfig.Config) []ChannelSize {
 	var sizes []ChannelSize
 	for i := range doc.Channels {
 		if n := doc.Channels[i].Footprint().TmpfsBytes; n > 0 {

@@ -23,10 +23,10 @@ import (
 
 	"github.com/podipc/podipc/pkg/podcontract"
 
-	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/sidecar/reconcile"
 	"github.com/podipc/podipc/internal/sidecar/server"
 	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/shm"
 )
 
@@ -68,7 +68,7 @@ func ReadDir(dir string) (status.Snapshot, error) {
 			continue
 		}
 		path := filepath.Join(shmDir, de.Name())
-		c := status.Channel{Name: de.Name(), Type: v1alpha1.ChannelTypeSharedMemory}
+		c := status.Channel{Name: de.Name(), Type: channelconfig.ChannelTypeSharedMemory}
 		st, err := shm.ReadStats(path)
 		if err != nil {
 			c.State, c.Message = status.StateFailed, err.Error()
@@ -192,11 +192,11 @@ func Print(w io.Writer, snap *status.Snapshot, withSidecar bool) error {
 	return nil
 }
 
-func shortType(t v1alpha1.ChannelType) string {
+func shortType(t channelconfig.ChannelType) string {
 	switch t {
-	case v1alpha1.ChannelTypeSharedMemory:
+	case channelconfig.ChannelTypeSharedMemory:
 		return "shm"
-	case v1alpha1.ChannelTypeMessageQueue:
+	case channelconfig.ChannelTypeMessageQueue:
 		return "mq"
 	}
 	return string(t)

@@ -9,8 +9,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/pkg/channelconfig"
 )
 
 // mappedBytes is how much of the file at path this process maps, from
@@ -72,7 +72,7 @@ func TestMapsOnlyChannelHeaders(t *testing.T) {
 		t.Errorf("after creating the %d-byte channel, %d bytes of it are mapped, want %d", fileBytes, got, headerAndPeers)
 	}
 	first.rec.Resync(context.Background())
-	if c := first.mustChannel(v1alpha1.ChannelTypeSharedMemory, "big"); c.SharedMemory.FileBytes != fileBytes || c.SharedMemory.SlotCount != 64 {
+	if c := first.mustChannel(channelconfig.ChannelTypeSharedMemory, "big"); c.SharedMemory.FileBytes != fileBytes || c.SharedMemory.SlotCount != 64 {
 		t.Errorf("status = %+v", c.SharedMemory)
 	}
 	if got := mappedBytes(t, path); got != headerAndPeers {
@@ -85,7 +85,7 @@ func TestMapsOnlyChannelHeaders(t *testing.T) {
 
 	second := newFixture(t, dir)
 	second.apply(bigChannel)
-	second.expectState(v1alpha1.ChannelTypeSharedMemory, "big", status.StateReady)
+	second.expectState(channelconfig.ChannelTypeSharedMemory, "big", status.StateReady)
 	if got := mappedBytes(t, path); got != headerAndPeers {
 		t.Errorf("after adopting the channel, %d bytes mapped, want %d", got, headerAndPeers)
 	}

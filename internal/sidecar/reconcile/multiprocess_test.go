@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/shm"
 	"golang.org/x/sys/unix"
 )
@@ -83,7 +83,7 @@ func TestResyncReapsDeadPeers(t *testing.T) {
 		cmd.Wait()
 		t.Fatalf("child said %q, %v", line, err)
 	}
-	if c := f.mustChannel(v1alpha1.ChannelTypeSharedMemory, "frames"); c.SharedMemory.Peers["consumer"] != 1 {
+	if c := f.mustChannel(channelconfig.ChannelTypeSharedMemory, "frames"); c.SharedMemory.Peers["consumer"] != 1 {
 		t.Fatalf("peers with the child alive = %v", c.SharedMemory.Peers)
 	}
 	if err := cmd.Process.Signal(unix.SIGKILL); err != nil {
@@ -93,7 +93,7 @@ func TestResyncReapsDeadPeers(t *testing.T) {
 
 	// Registering a new consumer would recover the dead one on its own; the
 	// reaper must do it with nobody registering or blocked.
-	before := f.mustChannel(v1alpha1.ChannelTypeSharedMemory, "frames").SharedMemory
+	before := f.mustChannel(channelconfig.ChannelTypeSharedMemory, "frames").SharedMemory
 	if before.DeadPeers != 1 || before.Peers["consumer"] != 0 {
 		t.Fatalf("after the kill, before the reap: %+v", before)
 	}
@@ -102,7 +102,7 @@ func TestResyncReapsDeadPeers(t *testing.T) {
 	if snap.Counters.ReapedPeers != 1 {
 		t.Errorf("ReapedPeers = %d, want 1", snap.Counters.ReapedPeers)
 	}
-	after := f.mustChannel(v1alpha1.ChannelTypeSharedMemory, "frames").SharedMemory
+	after := f.mustChannel(channelconfig.ChannelTypeSharedMemory, "frames").SharedMemory
 	if after.DeadPeers != 0 || after.ReapedPeers != 1 {
 		t.Errorf("after the reap: %+v", after)
 	}
@@ -116,7 +116,7 @@ func TestResyncReapsDeadPeers(t *testing.T) {
 	if err != nil || string(buf[:n]) != "precious" {
 		t.Fatalf("after the reap, TryRecv = %q, %v", buf[:n], err)
 	}
-	if c := f.mustChannel(v1alpha1.ChannelTypeSharedMemory, "frames"); c.SharedMemory.Redelivered != 1 {
+	if c := f.mustChannel(channelconfig.ChannelTypeSharedMemory, "frames"); c.SharedMemory.Redelivered != 1 {
 		t.Errorf("Redelivered = %d, want 1", c.SharedMemory.Redelivered)
 	}
 }
@@ -133,8 +133,8 @@ func TestChannelLargerThanTmpfs(t *testing.T) {
 `) {
 		t.Fatal("Apply converged although huge cannot fit")
 	}
-	c := f.expectState(v1alpha1.ChannelTypeSharedMemory, "huge", status.StateFailed)
-	frames := f.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateReady)
+	c := f.expectState(channelconfig.ChannelTypeSharedMemory, "huge", status.StateFailed)
+	frames := f.expectState(channelconfig.ChannelTypeSharedMemory, "frames", status.StateReady)
 	// huge's file: 12 KiB of header and peer table, 64 slots of 16+65536
 	// bytes rounded up to 64. What is free is the tmpfs less frames' file.
 	var free int64 = 1<<20 - alignPage(frames.SharedMemory.FileBytes)

@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"slices"
 
-	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/pkg/channelconfig"
 )
 
 // queueState is what the reconciler knows of the broker's queues. The
@@ -30,7 +30,7 @@ type queueState struct {
 
 // sync gives the broker the declared queues plus the undeclared ones still in
 // use, and reports whether every declared queue exists.
-func (qs *queueState) sync(ctx context.Context, b *mqbroker.Broker, log *slog.Logger, channels []v1alpha1.Channel) bool {
+func (qs *queueState) sync(ctx context.Context, b *mqbroker.Broker, log *slog.Logger, channels []channelconfig.Channel) bool {
 	qs.declared = make(map[string]bool, len(channels))
 	qs.notes = map[string]string{}
 	want := make([]mqbroker.QueueConfig, 0, len(channels))
@@ -107,7 +107,7 @@ func (qs *queueState) status(b *mqbroker.Broker) []status.Channel {
 		present[s.Name] = true
 		c := status.Channel{
 			Name:         s.Name,
-			Type:         v1alpha1.ChannelTypeMessageQueue,
+			Type:         channelconfig.ChannelTypeMessageQueue,
 			Declared:     qs.declared[s.Name],
 			State:        status.StateReady,
 			Message:      qs.notes[s.Name],
@@ -124,7 +124,7 @@ func (qs *queueState) status(b *mqbroker.Broker) []status.Channel {
 		if present[name] {
 			continue
 		}
-		c := status.Channel{Name: name, Type: v1alpha1.ChannelTypeMessageQueue, Declared: true, State: status.StatePending}
+		c := status.Channel{Name: name, Type: channelconfig.ChannelTypeMessageQueue, Declared: true, State: status.StatePending}
 		if qs.applyErr != nil {
 			c.State, c.Message = status.StateFailed, qs.applyErr.Error()
 		}
@@ -135,7 +135,7 @@ func (qs *queueState) status(b *mqbroker.Broker) []status.Channel {
 
 // queueConfig maps a declared message queue to the broker's configuration.
 // The note, if any, says where the broker cannot do exactly what is declared.
-func queueConfig(c v1alpha1.Channel) (mqbroker.QueueConfig, string) {
+func queueConfig(c channelconfig.Channel) (mqbroker.QueueConfig, string) {
 	s := *c.MessageQueue
 	s.Default()
 	qc := mqbroker.QueueConfig{
@@ -154,7 +154,7 @@ func queueConfig(c v1alpha1.Channel) (mqbroker.QueueConfig, string) {
 	switch n := *s.MaxRedeliveries; {
 	case n > 0:
 		qc.MaxRedeliveries = int(n)
-	case s.Delivery == v1alpha1.DeliveryAtLeastOnce:
+	case s.Delivery == channelconfig.DeliveryAtLeastOnce:
 		// The broker reads 0 as "no limit"; one redelivery is the closest
 		// bound it can enforce.
 		qc.MaxRedeliveries = 1

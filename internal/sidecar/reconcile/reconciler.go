@@ -40,9 +40,9 @@ import (
 
 	"github.com/podipc/podipc/pkg/podcontract"
 
-	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/pkg/channelconfig"
 )
 
 // Options configure a Reconciler.
@@ -74,7 +74,7 @@ type Reconciler struct {
 	passStarted atomic.Int64
 
 	mu        sync.Mutex
-	cfg       *v1alpha1.ChannelConfig // running configuration; nil before the first
+	cfg       *channelconfig.Config // running configuration; nil before the first
 	cfgStatus status.Config
 	counters  status.Counters
 	shm       map[string]*shmEntry
@@ -123,7 +123,7 @@ func New(opts Options) (*Reconciler, error) {
 // must be valid (channelconfig.Parse). It reports whether every channel
 // reached its declared state; what did not is in the Snapshot and is retried
 // by Resync.
-func (r *Reconciler) Apply(ctx context.Context, cfg *v1alpha1.ChannelConfig) bool {
+func (r *Reconciler) Apply(ctx context.Context, cfg *channelconfig.Config) bool {
 	defer r.pass()()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -169,15 +169,15 @@ func (r *Reconciler) Resync(ctx context.Context) {
 
 // syncLocked runs one reconciliation pass toward r.cfg.
 func (r *Reconciler) syncLocked(ctx context.Context) bool {
-	wantShm := map[string]v1alpha1.SharedMemorySettings{}
-	var wantQueues []v1alpha1.Channel
+	wantShm := map[string]channelconfig.SharedMemorySettings{}
+	var wantQueues []channelconfig.Channel
 	for _, c := range r.cfg.Channels {
 		switch {
-		case c.Type == v1alpha1.ChannelTypeSharedMemory && c.SharedMemory != nil:
+		case c.Type == channelconfig.ChannelTypeSharedMemory && c.SharedMemory != nil:
 			s := *c.SharedMemory
 			s.Default()
 			wantShm[c.Name] = s
-		case c.Type == v1alpha1.ChannelTypeMessageQueue && c.MessageQueue != nil:
+		case c.Type == channelconfig.ChannelTypeMessageQueue && c.MessageQueue != nil:
 			wantQueues = append(wantQueues, c)
 		}
 	}

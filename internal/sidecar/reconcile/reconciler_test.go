@@ -15,7 +15,6 @@ import (
 	"github.com/podipc/podipc/pkg/podcontract"
 	"golang.org/x/sys/unix"
 
-	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/internal/sidecar/reconcile"
 	"github.com/podipc/podipc/internal/sidecar/status"
@@ -78,7 +77,7 @@ func (f *fixture) apply(doc string) bool {
 	return f.rec.Apply(context.Background(), parse(f.t, doc))
 }
 
-func parse(t *testing.T, doc string) *v1alpha1.ChannelConfig {
+func parse(t *testing.T, doc string) *channelconfig.Config {
 	t.Helper()
 	cfg, err := channelconfig.Parse([]byte("apiVersion: podipc.io/v1alpha1\nkind: ChannelConfig\nchannels:\n" + doc))
 	if err != nil {
@@ -87,7 +86,7 @@ func parse(t *testing.T, doc string) *v1alpha1.ChannelConfig {
 	return cfg
 }
 
-func (f *fixture) channel(typ v1alpha1.ChannelType, name string) (status.Channel, bool) {
+func (f *fixture) channel(typ channelconfig.ChannelType, name string) (status.Channel, bool) {
 	snap := f.rec.Snapshot()
 	for _, c := range snap.Channels {
 		if c.Type == typ && c.Name == name {
@@ -97,7 +96,7 @@ func (f *fixture) channel(typ v1alpha1.ChannelType, name string) (status.Channel
 	return status.Channel{}, false
 }
 
-func (f *fixture) mustChannel(typ v1alpha1.ChannelType, name string) status.Channel {
+func (f *fixture) mustChannel(typ channelconfig.ChannelType, name string) status.Channel {
 	f.t.Helper()
 	c, ok := f.channel(typ, name)
 	if !ok {
@@ -106,7 +105,7 @@ func (f *fixture) mustChannel(typ v1alpha1.ChannelType, name string) status.Chan
 	return c
 }
 
-func (f *fixture) expectState(typ v1alpha1.ChannelType, name string, want status.State) status.Channel {
+func (f *fixture) expectState(typ channelconfig.ChannelType, name string, want status.State) status.Channel {
 	f.t.Helper()
 	c := f.mustChannel(typ, name)
 	if c.State != want {
@@ -170,11 +169,11 @@ func TestCreatesDeclaredChannels(t *testing.T) {
 `) {
 		t.Fatalf("Apply did not converge: %v", f.rec.Snapshot().NotReady())
 	}
-	frames := f.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateReady)
+	frames := f.expectState(channelconfig.ChannelTypeSharedMemory, "frames", status.StateReady)
 	if s := frames.SharedMemory; s == nil || s.Mode != "Queue" || s.SlotSize != 256 || s.SlotCount != 16 || s.Overflow != "Block" {
 		t.Errorf("frames = %+v", frames.SharedMemory)
 	}
-	tel := f.expectState(v1alpha1.ChannelTypeSharedMemory, "telemetry", status.StateReady)
+	tel := f.expectState(channelconfig.ChannelTypeSharedMemory, "telemetry", status.StateReady)
 	if s := tel.SharedMemory; s == nil || s.Mode != "Broadcast" || s.Overflow != "Overwrite" {
 		t.Errorf("telemetry = %+v", tel.SharedMemory)
 	}
@@ -190,7 +189,7 @@ func TestCreatesDeclaredChannels(t *testing.T) {
 	if blocks := fi.Sys().(*syscall.Stat_t).Blocks * 512; blocks < fi.Size() {
 		t.Errorf("frames has %d of its %d bytes allocated", blocks, fi.Size())
 	}
-	jobs := f.expectState(v1alpha1.ChannelTypeMessageQueue, "jobs", status.StateReady)
+	jobs := f.expectState(channelconfig.ChannelTypeMessageQueue, "jobs", status.StateReady)
 	if jobs.MessageQueue == nil || jobs.MessageQueue.MaxDepth != 100 {
 		t.Errorf("jobs = %+v", jobs.MessageQueue)
 	}
@@ -227,7 +226,7 @@ func TestAdoptsExistingChannelsOnRestart(t *testing.T) {
 	if _, err := os.Stat(leftover); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("leftover temporary file still there: %v", err)
 	}
-	c := second.mustChannel(v1alpha1.ChannelTypeSharedMemory, "frames")
+	c := second.mustChannel(channelconfig.ChannelTypeSharedMemory, "frames")
 	if c.SharedMemory == nil || c.SharedMemory.Depth != 3 || c.SharedMemory.Peers["producer"] != 1 {
 		t.Fatalf("adopted frames before any config = %+v", c.SharedMemory)
 	}
@@ -237,7 +236,7 @@ func TestAdoptsExistingChannelsOnRestart(t *testing.T) {
 		t.Fatal("frames replaced before a configuration was applied")
 	}
 	second.apply(framesQueue)
-	second.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateReady)
+	second.expectState(channelconfig.ChannelTypeSharedMemory, "frames", status.StateReady)
 	if second.inode("frames") != ino {
 		t.Fatal("adopting frames replaced its file")
 	}
@@ -272,7 +271,7 @@ func TestIncompatibleChangeWaitsForPeers(t *testing.T) {
 	if f.apply(framesBigger) {
 		t.Fatal("Apply converged although frames has a live consumer")
 	}
-	c := f.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateBlocked)
+	c := f.expectState(channelconfig.ChannelTypeSharedMemory, "frames", status.StateBlocked)
 	for _, want := range []string{"slotSize 256 → 512", "1 attached peers"} {
 		if !strings.Contains(c.Message, want) {
 			t.Errorf("blocked message %q lacks %q", c.Message, want)
@@ -293,7 +292,7 @@ func TestIncompatibleChangeWaitsForPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.rec.Resync(context.Background())
-	c = f.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateReady)
+	c = f.expectState(channelconfig.ChannelTypeSharedMemory, "frames", status.StateReady)
 	if c.SharedMemory.SlotSize != 512 || f.inode("frames") == ino {
 		t.Fatalf("after the consumer left: slotSize %d, same inode %v", c.SharedMemory.SlotSize, f.inode("frames") == ino)
 	}
@@ -336,14 +335,14 @@ func TestRemovesUndeclaredChannelsOnceUnused(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the broker to count the consumer", func() bool {
-		return f.mustChannel(v1alpha1.ChannelTypeMessageQueue, "jobs").MessageQueue.Consumers == 1
+		return f.mustChannel(channelconfig.ChannelTypeMessageQueue, "jobs").MessageQueue.Consumers == 1
 	})
 
 	if !f.apply(``) {
 		t.Fatal("removals pending must not fail reconciliation")
 	}
-	f.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateRemoving)
-	f.expectState(v1alpha1.ChannelTypeMessageQueue, "jobs", status.StateRemoving)
+	f.expectState(channelconfig.ChannelTypeSharedMemory, "frames", status.StateRemoving)
+	f.expectState(channelconfig.ChannelTypeMessageQueue, "jobs", status.StateRemoving)
 	if _, err := os.Stat(f.shmPath("frames")); err != nil {
 		t.Fatalf("frames removed while in use: %v", err)
 	}
@@ -355,8 +354,8 @@ func TestRemovesUndeclaredChannelsOnceUnused(t *testing.T) {
 	consumer.Close()
 	waitFor(t, "both channels to be removed", func() bool {
 		f.rec.Resync(context.Background())
-		_, shmLeft := f.channel(v1alpha1.ChannelTypeSharedMemory, "frames")
-		_, mqLeft := f.channel(v1alpha1.ChannelTypeMessageQueue, "jobs")
+		_, shmLeft := f.channel(channelconfig.ChannelTypeSharedMemory, "frames")
+		_, mqLeft := f.channel(channelconfig.ChannelTypeMessageQueue, "jobs")
 		return !shmLeft && !mqLeft
 	})
 	if _, err := os.Stat(f.shmPath("frames")); !errors.Is(err, fs.ErrNotExist) {
@@ -403,7 +402,7 @@ func TestMaxRedeliveriesZeroIsReported(t *testing.T) {
   type: MessageQueue
   messageQueue: {maxRedeliveries: 0}
 `)
-	c := f.expectState(v1alpha1.ChannelTypeMessageQueue, "jobs", status.StateReady)
+	c := f.expectState(channelconfig.ChannelTypeMessageQueue, "jobs", status.StateReady)
 	if !strings.Contains(c.Message, "maxRedeliveries 0") {
 		t.Errorf("message %q does not explain the adjustment", c.Message)
 	}
@@ -439,7 +438,7 @@ func TestRecreatesTruncatedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.rec.Resync(context.Background())
-	f.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateReady)
+	f.expectState(channelconfig.ChannelTypeSharedMemory, "frames", status.StateReady)
 	if f.inode("frames") == before {
 		t.Fatal("the truncated file was kept")
 	}
@@ -477,7 +476,7 @@ func TestReplacesFIFOAndSymlink(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("%s: the resync is stuck", name)
 		}
-		f.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateReady)
+		f.expectState(channelconfig.ChannelTypeSharedMemory, "frames", status.StateReady)
 		if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
 			t.Fatalf("%s: after the resync the channel path holds %v, %v", name, fi, err)
 		}
@@ -496,7 +495,7 @@ func TestRecreatesDeletedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.rec.Resync(context.Background())
-	f.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateReady)
+	f.expectState(channelconfig.ChannelTypeSharedMemory, "frames", status.StateReady)
 	f.open("frames")
 }
 
@@ -515,7 +514,7 @@ func TestConfigErrorKeepsRunningConfiguration(t *testing.T) {
 		t.Errorf("NotReady = %q", problems)
 	}
 	f.rec.Resync(context.Background())
-	f.expectState(v1alpha1.ChannelTypeSharedMemory, "frames", status.StateReady)
+	f.expectState(channelconfig.ChannelTypeSharedMemory, "frames", status.StateReady)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

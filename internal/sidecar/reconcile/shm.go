@@ -13,8 +13,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/shm"
 )
 
@@ -36,7 +36,7 @@ type shmEntry struct {
 	fileBytes int64
 
 	declared bool
-	want     v1alpha1.SharedMemorySettings // defaulted; meaningful when declared
+	want     channelconfig.SharedMemorySettings // defaulted; meaningful when declared
 
 	state   status.State
 	message string
@@ -90,7 +90,7 @@ func (r *Reconciler) adopt() error {
 // Channels no longer declared go first, so that their space on the tmpfs is
 // free for the new ones; then the declared ones in name order, so that which
 // one a full tmpfs refuses does not depend on map order.
-func (r *Reconciler) syncShmLocked(want map[string]v1alpha1.SharedMemorySettings) bool {
+func (r *Reconciler) syncShmLocked(want map[string]channelconfig.SharedMemorySettings) bool {
 	for name, e := range r.shm {
 		if _, declared := want[name]; !declared {
 			e.declared = false
@@ -328,7 +328,7 @@ func (e *shmEntry) attachedPeers() string {
 func (e *shmEntry) status() status.Channel {
 	c := status.Channel{
 		Name:     e.name,
-		Type:     v1alpha1.ChannelTypeSharedMemory,
+		Type:     channelconfig.ChannelTypeSharedMemory,
 		Declared: e.declared,
 		State:    e.state,
 		Message:  e.message,
@@ -381,15 +381,15 @@ func SharedMemoryStatus(st shm.Stats, maxPeers int, fileBytes int64) *status.Sha
 }
 
 // shmOptions maps declared settings to the options of shm.Create.
-func shmOptions(s v1alpha1.SharedMemorySettings) shm.Options {
+func shmOptions(s channelconfig.SharedMemorySettings) shm.Options {
 	o := shm.Options{SlotSize: int(s.SlotSize), SlotCount: int(s.SlotCount), Mode: shm.ModeQueue, Overflow: shm.OverflowBlock}
-	if s.Mode == v1alpha1.SharedMemoryModeBroadcast {
+	if s.Mode == channelconfig.SharedMemoryModeBroadcast {
 		o.Mode = shm.ModeBroadcast
 	}
 	switch s.Overflow {
-	case v1alpha1.SharedMemoryOverflowFail:
+	case channelconfig.SharedMemoryOverflowFail:
 		o.Overflow = shm.OverflowFail
-	case v1alpha1.SharedMemoryOverflowOverwrite:
+	case channelconfig.SharedMemoryOverflowOverwrite:
 		o.Overflow = shm.OverflowOverwrite
 	}
 	return o
@@ -422,9 +422,9 @@ func describeMismatch(have, want shm.Options) string {
 func modeName(m shm.Mode) string {
 	switch m {
 	case shm.ModeQueue:
-		return string(v1alpha1.SharedMemoryModeQueue)
+		return string(channelconfig.SharedMemoryModeQueue)
 	case shm.ModeBroadcast:
-		return string(v1alpha1.SharedMemoryModeBroadcast)
+		return string(channelconfig.SharedMemoryModeBroadcast)
 	}
 	return m.String()
 }
@@ -432,11 +432,11 @@ func modeName(m shm.Mode) string {
 func overflowName(o shm.Overflow) string {
 	switch o {
 	case shm.OverflowBlock:
-		return string(v1alpha1.SharedMemoryOverflowBlock)
+		return string(channelconfig.SharedMemoryOverflowBlock)
 	case shm.OverflowFail:
-		return string(v1alpha1.SharedMemoryOverflowFail)
+		return string(channelconfig.SharedMemoryOverflowFail)
 	case shm.OverflowOverwrite:
-		return string(v1alpha1.SharedMemoryOverflowOverwrite)
+		return string(channelconfig.SharedMemoryOverflowOverwrite)
 	}
 	return o.String()
 }

@@ -8,7 +8,7 @@ package status
 import (
 	"time"
 
-	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/pkg/channelconfig"
 )
 
 // State is where a channel stands in reconciliation.
@@ -80,8 +80,8 @@ type Counters struct {
 
 // Channel is one channel.
 type Channel struct {
-	Name string               `json:"name"`
-	Type v1alpha1.ChannelType `json:"type"`
+	Name string                    `json:"name"`
+	Type channelconfig.ChannelType `json:"type"`
 	// Declared is whether the running configuration declares it.
 	Declared bool  `json:"declared"`
 	State    State `json:"state"`

@@ -1,4 +1,4 @@
-package v1alpha1
+package channelconfig
 
 // The memory a channel needs, as budgets the data plane must stay within. The
 // injector sizes the pod's tmpfs (an emptyDir with medium Memory, whose
@@ -100,7 +100,7 @@ func (s *MessageQueueSettings) liveBytes(perMessage int64) int64 {
 }
 
 // Footprint is the memory all the channels of the configuration need.
-func (c *ChannelConfig) Footprint() Footprint {
+func (c *Config) Footprint() Footprint {
 	var f Footprint
 	for i := range c.Channels {
 		f = f.Add(c.Channels[i].Footprint())

@@ -1,12 +1,12 @@
-package v1alpha1_test
+package channelconfig_test
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/mqjournal"
+	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/shm"
 )
 
@@ -15,7 +15,7 @@ import (
 
 func TestRingFileFitsItsBudget(t *testing.T) {
 	dir := t.TempDir()
-	for i, s := range []v1alpha1.SharedMemorySettings{
+	for i, s := range []channelconfig.SharedMemorySettings{
 		{Mode: "Queue", SlotSize: 64, SlotCount: 2},
 		{Mode: "Queue", SlotSize: 65, SlotCount: 8},
 		{Mode: "Queue", SlotSize: 4096, SlotCount: 1024},
@@ -23,7 +23,7 @@ func TestRingFileFitsItsBudget(t *testing.T) {
 		{Mode: "Queue", SlotSize: 1 << 20, SlotCount: 8},
 	} {
 		mode := shm.ModeQueue
-		if s.Mode == v1alpha1.SharedMemoryModeBroadcast {
+		if s.Mode == channelconfig.SharedMemoryModeBroadcast {
 			mode = shm.ModeBroadcast
 		}
 		path := filepath.Join(dir, "ring"+string(rune('a'+i)))
@@ -69,8 +69,8 @@ func TestJournalRecordsFitTheirBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	perMessage := st.Size() / depth // its file header included
-	if perMessage > body+v1alpha1.JournalRecordOverheadBytes {
-		t.Errorf("the journal takes %d bytes a message of %d, over the budget of %d", perMessage, body, body+v1alpha1.JournalRecordOverheadBytes)
+	if perMessage > body+channelconfig.JournalRecordOverheadBytes {
+		t.Errorf("the journal takes %d bytes a message of %d, over the budget of %d", perMessage, body, body+channelconfig.JournalRecordOverheadBytes)
 	}
 	if st.Size() < depth*body {
 		t.Fatalf("journal of %d bytes cannot hold %d bodies of %d", st.Size(), depth, body)

@@ -1,11 +1,11 @@
-package v1alpha1_test
+package channelconfig_test
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/mqbroker"
+	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/mq"
 	"github.com/podipc/podipc/pkg/shm"
 )
@@ -19,13 +19,13 @@ func TestDefaultsAreTheDataPlanes(t *testing.T) {
 		name     string
 		api, got int64
 	}{
-		{"SharedMemory.slotSize", v1alpha1.DefaultSlotSize, shm.DefaultSlotSize},
-		{"SharedMemory.slotCount", v1alpha1.DefaultSlotCount, shm.DefaultSlotCount},
-		{"MessageQueue.maxDepth", v1alpha1.DefaultMaxDepth, mqbroker.DefaultMaxDepth},
-		{"MessageQueue.maxBytes", v1alpha1.DefaultMaxBytes, mqbroker.DefaultMaxBytes},
-		{"MessageQueue.maxMessageSize", v1alpha1.DefaultMaxMessageSize, mqbroker.DefaultMaxMessageSize},
-		{"MessageQueue.ackTimeout", int64(v1alpha1.DefaultAckTimeout), int64(mqbroker.DefaultAckTimeout)},
-		{"MaxPriority", v1alpha1.MaxPriority, mq.MaxPriority},
+		{"SharedMemory.slotSize", channelconfig.DefaultSlotSize, shm.DefaultSlotSize},
+		{"SharedMemory.slotCount", channelconfig.DefaultSlotCount, shm.DefaultSlotCount},
+		{"MessageQueue.maxDepth", channelconfig.DefaultMaxDepth, mqbroker.DefaultMaxDepth},
+		{"MessageQueue.maxBytes", channelconfig.DefaultMaxBytes, mqbroker.DefaultMaxBytes},
+		{"MessageQueue.maxMessageSize", channelconfig.DefaultMaxMessageSize, mqbroker.DefaultMaxMessageSize},
+		{"MessageQueue.ackTimeout", int64(channelconfig.DefaultAckTimeout), int64(mqbroker.DefaultAckTimeout)},
+		{"MaxPriority", channelconfig.MaxPriority, mq.MaxPriority},
 	} {
 		if c.api != c.got {
 			t.Errorf("%s: the API's default is %d, the data plane's %d", c.name, c.api, c.got)
@@ -34,7 +34,7 @@ func TestDefaultsAreTheDataPlanes(t *testing.T) {
 
 	// What an unset queue config defaults to in pkg/mq is what the API's
 	// defaulting gives.
-	var s v1alpha1.MessageQueueSettings
+	var s channelconfig.MessageQueueSettings
 	s.Default()
 	q := mqbroker.QueueConfig{Name: "q"}.Defaulted()
 	if int64(q.MaxDepth) != int64(s.MaxDepth) || q.MaxBytes != s.MaxBytes || int64(q.MaxMessageSize) != int64(s.MaxMessageSize) ||
@@ -44,27 +44,27 @@ func TestDefaultsAreTheDataPlanes(t *testing.T) {
 }
 
 func TestEnumsNameDataPlaneValues(t *testing.T) {
-	shmOverflow := map[v1alpha1.SharedMemoryOverflow]shm.Overflow{
-		v1alpha1.SharedMemoryOverflowBlock:     shm.OverflowBlock,
-		v1alpha1.SharedMemoryOverflowFail:      shm.OverflowFail,
-		v1alpha1.SharedMemoryOverflowOverwrite: shm.OverflowOverwrite,
+	shmOverflow := map[channelconfig.SharedMemoryOverflow]shm.Overflow{
+		channelconfig.SharedMemoryOverflowBlock:     shm.OverflowBlock,
+		channelconfig.SharedMemoryOverflowFail:      shm.OverflowFail,
+		channelconfig.SharedMemoryOverflowOverwrite: shm.OverflowOverwrite,
 	}
 	for api, dp := range shmOverflow {
 		if !strings.EqualFold(string(api), dp.String()) {
 			t.Errorf("shared-memory overflow %q names shm %q", api, dp)
 		}
 	}
-	shmMode := map[v1alpha1.SharedMemoryMode]shm.Mode{
-		v1alpha1.SharedMemoryModeQueue:     shm.ModeQueue,
-		v1alpha1.SharedMemoryModeBroadcast: shm.ModeBroadcast,
+	shmMode := map[channelconfig.SharedMemoryMode]shm.Mode{
+		channelconfig.SharedMemoryModeQueue:     shm.ModeQueue,
+		channelconfig.SharedMemoryModeBroadcast: shm.ModeBroadcast,
 	}
 	for api, dp := range shmMode {
 		if !strings.EqualFold(string(api), dp.String()) {
 			t.Errorf("shared-memory mode %q names shm %q", api, dp)
 		}
 	}
-	for _, o := range []v1alpha1.MessageQueueOverflow{
-		v1alpha1.MessageQueueOverflowBlock, v1alpha1.MessageQueueOverflowReject, v1alpha1.MessageQueueOverflowDropOldest,
+	for _, o := range []channelconfig.MessageQueueOverflow{
+		channelconfig.MessageQueueOverflowBlock, channelconfig.MessageQueueOverflowReject, channelconfig.MessageQueueOverflowDropOldest,
 	} {
 		if err := (mqbroker.QueueConfig{Name: "q", Overflow: mqbroker.Overflow(o)}).Defaulted().Validate(); err != nil {
 			t.Errorf("message-queue overflow %q is not a pkg/mq policy: %v", o, err)
