@@ -94,7 +94,7 @@ func Dial(ctx context.Context, opts ...DialOption) (*Client, error) {
 		o.path = p
 	}
 	if o.logger == nil {
-		o.logger = slog.New(slog.DiscardHandler)
+		o.logger = slog.Default()
 	}
 	if err := o.reconnect.validate(); err != nil {
 		return nil, err
@@ -402,11 +402,8 @@ func (c *Client) Send(ctx context.Context, queue string, body []byte, opts ...Se
 // SendAsync sends body to queue without waiting for the confirmation, so a
 // producer can have many sends in flight. It blocks only while the
 func (c *Client) SendAsync(ctx context.Context, queue string, body []byte, opts ...SendOption) (*Confirmation, error) {
-	var so sendOptions
-	for _, o := range opts {
-		so = o.applySend(so)
-	}
-	if err := so.validate(); err != nil {
+	so, err := newSendOptions(opts)
+	if err != nil {
 		return nil, err
 	}
 	if queue == "" || len(queue) > mqwire.MaxQueueName {

@@ -43,39 +43,37 @@ func WithBrokerUID(uid int) DialOption { return func(o *dialOptions) { o.brokerU
 // WithSocketPath dials path instead of DefaultSocketPath.
 func WithSocketPath(path string) DialOption { return func(o *dialOptions) { o.path = path } }
 
-// WithLogger sets the client's logger (default: discard).
+// WithLogger sets the logger for the client's rare events (reconnects,
+// connection errors). Default: slog.Default(), as in pkg/shm; pass
+// slog.New(slog.DiscardHandler) to silence them.
 func WithLogger(l *slog.Logger) DialOption { return func(o *dialOptions) { o.logger = l } }
 
 // SendOption configures one send.
-type SendOption interface{ applySend(sendOptions) sendOptions }
+type SendOption func(*sendOptions)
 
 type sendOptions struct {
 	priority uint8
 	ttl      time.Duration
 }
 
-type priorityOption uint8
-
-func (p priorityOption) applySend(o sendOptions) sendOptions {
-	o.priority = uint8(p)
-	return o
-}
-
 // WithPriority sets the message's priority, from 0 (lowest, the default) to
 // MaxPriority.
-func WithPriority(p uint8) SendOption { return priorityOption(p) }
-
-type ttlOption time.Duration
-
-func (t ttlOption) applySend(o sendOptions) sendOptions {
-	o.ttl = time.Duration(t)
-	return o
-}
+func WithPriority(p uint8) SendOption { return func(o *sendOptions) { o.priority = p } }
 
 // WithTTL sets the message's time to live: if it is not delivered within
 // ttl of its arrival at the broker it expires (and is dead-lettered if the
 // queue has a dead-letter queue). Millisecond resolution.
-func WithTTL(ttl time.Duration) SendOption { return ttlOption(ttl) }
+func WithTTL(ttl time.Duration) SendOption { return func(o *sendOptions) { o.ttl = ttl } }
+
+// newSendOptions applies opts to the defaults and checks the result. opts
+// does not escape, so the options of a send cost no allocation.
+func newSendOptions(opts []SendOption) (sendOptions, error) {
+	var so sendOptions
+	for _, o := range opts {
+		o(&so)
+	}
+	return so, so.validate()
+}
 
 func (o sendOptions) validate() error {
 	if o.priority > MaxPriority {

@@ -164,7 +164,8 @@ type channelConfig struct {
 }
 
 // WithLogger sets the logger for rare events (dead-peer recovery). Default:
-// slog.Default().
+// slog.Default(), as in pkg/mq; pass slog.New(slog.DiscardHandler) to
+// silence them.
 func WithLogger(l *slog.Logger) ChannelOption { return func(c *channelConfig) { c.logger = l } }
 
 // WithFileMode sets the permission bits Create gives the channel file.
