@@ -34,6 +34,7 @@ test: lint verify unit c-test python-test ## Lint, check generated files and run
 unit: export PODIPC_REQUIRE_ENVTEST := 1
 unit: envtest-bins ## Unit, property, multi-process and envtest tests with the race detector.
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	cd bench && $(GO) test -race -count=1 -timeout 10m ./...
 
 .PHONY: c-test
 c-test: ## The C client (clients/c): unit tests under ASan+UBSan and TSan, and its header and ring fuzzer.
@@ -60,6 +61,7 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck.
 	$(STATICCHECK) $(PKGS)
 	$(GO) vet -tags e2e ./test/e2e
 	$(STATICCHECK) -tags e2e ./test/e2e
+	cd bench && $(GO) vet ./... && $(STATICCHECK) ./...
 
 $(STATICCHECK):
 	@mkdir -p $(BIN)
@@ -114,7 +116,7 @@ bench: ## Run the cross-process IPC benchmark (a few minutes; docs/benchmarks.md
 	    echo "could not install nats-server: NATS will be n/a" >&2; \
 	  else echo "nats-server not installed (apt-get install nats-server): NATS will be n/a" >&2; fi; \
 	fi
-	$(GO) build -o bin/podipc-bench ./cmd/podipc-bench
+	cd bench && $(GO) build -o ../bin/podipc-bench ./cmd/podipc-bench
 	bin/podipc-bench $(BENCH_FLAGS)
 
 # ---- Helm chart, container images and the end-to-end test on kind ----------
@@ -186,8 +188,9 @@ unit: export HELM := $(HELM)
 verify: verify-chart-crds verify-tidy
 
 .PHONY: verify-tidy
-verify-tidy: ## Fail when go.mod or go.sum is not what `go mod tidy` makes of them.
+verify-tidy: ## Fail when a go.mod or go.sum (the product's, the benchmark's) is not what `go mod tidy` makes of it.
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
+	@cd bench && $(GO) mod tidy -diff || { echo "bench/go.mod/go.sum are not tidy: run go mod tidy in bench/" >&2; exit 1; }
 
 .PHONY: help
 help: ## List the targets.

@@ -1,6 +1,6 @@
 // Package cring ships the source of the C busy-poll ring that podipc-bench
 // runs as the machine-limit baseline. The benchmark compiles it at run time
-// with the system C compiler (see internal/bench).
+// with the system C compiler (see bench/internal/harness).
 package cring
 
 import _ "embed"
