@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// Eventually calls check until it returns nil, failing the test with what,
-// within and check's last error if it still fails once within has passed.
+// Eventually calls check until it returns nil, failing the test with what
+// (the condition awaited), within and check's last error if it still fails
+// once within has passed.
 // It polls often at first and less as time goes on (from 1ms, doubling, to
 // at most a hundredth of within, between 1ms and 1s), so a condition that
 // takes d to hold is seen within about 2d.
@@ -21,7 +22,7 @@ func Eventually(t testing.TB, within time.Duration, what string, check func() er
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %v", within, what, err)
+			t.Fatalf("%s: not within %v: %v", what, within, err)
 			return
 		}
 		time.Sleep(pause) // a polling interval, not synchronization
@@ -41,4 +42,4 @@ func EventuallyTrue(t testing.TB, within time.Duration, what string, cond func()
 }
 
 // errNotYet is what EventuallyTrue's condition reports until it holds.
-var errNotYet = errors.New("it still does not hold")
+var errNotYet = errors.New("the condition is still false")

@@ -318,7 +318,7 @@ func TestEventuallyReportsTheLastError(t *testing.T) {
 	if took := time.Since(start); took < 50*time.Millisecond {
 		t.Errorf("gave up after %v", took)
 	}
-	if want := fmt.Sprintf("timed out after 50ms waiting for the thing: attempt %d", calls); f.fatal != want || calls < 2 {
+	if want := fmt.Sprintf("the thing: not within 50ms: attempt %d", calls); f.fatal != want || calls < 2 {
 		t.Fatalf("reported %q after %d calls, want %q", f.fatal, calls, want)
 	}
 }
@@ -331,7 +331,7 @@ func TestEventuallySucceeds(t *testing.T) {
 		t.Fatalf("reported %q after %d calls", f.fatal, calls)
 	}
 	testkit.EventuallyTrue(f, time.Millisecond, "never", func() bool { return false })
-	if f.fatal != "timed out after 1ms waiting for never: it still does not hold" {
+	if f.fatal != "never: not within 1ms: the condition is still false" {
 		t.Fatalf("reported %q", f.fatal)
 	}
 }
