@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podipc/podipc/internal/testkit"
 )
 
 // The figures of docs/benchmarks.md ("Sidecar"):
@@ -76,9 +78,9 @@ func BenchmarkSidecarStartToReady(b *testing.B) {
 	var total time.Duration
 	b.ResetTimer()
 	for range b.N {
-		dir := tmpfsDir(b)
+		dir := testkit.TmpfsDir(b)
 		start := time.Now()
-		s := startSidecarBinary(b, bin, nil, dir, cfg)
+		s := startSidecarBinary(b, bin, dir, cfg)
 		for {
 			resp, err := client.Get("http://" + s.addr + "/readyz")
 			if err == nil {
@@ -124,11 +126,11 @@ func measureIdle(b *testing.B, bin string) {
 	const idle = 10 * time.Second
 	// One measurement of a fixed duration, whatever b.N is: the benchmark
 	// is a harness for it, not a loop to time.
-	s := startSidecarBinary(b, bin, nil, tmpfsDir(b), cfg)
+	s := startSidecarBinary(b, bin, testkit.TmpfsDir(b), cfg)
 	s.waitReady()
 	// Let the start-up settle (first GC, first resync) before measuring.
 	time.Sleep(time.Second)
-	pid := s.cmd.Process.Pid
+	pid := s.proc.Pid()
 	ticks0, ns0 := cpuTicks(b, pid), schedNanos(b, pid)
 	time.Sleep(idle)
 	ticks1, ns1 := cpuTicks(b, pid), schedNanos(b, pid)

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/podcontract"
 
 	"github.com/podipc/podipc/pkg/mq"
@@ -28,7 +28,7 @@ const cfgDurableJobs = `
 // the same directory adopts the channel files and recovers the journaled
 // queue, so neither an app nor a sidecar restart loses data.
 func TestGracefulShutdownAndRestart(t *testing.T) {
-	dir := tmpfsDir(t)
+	dir := testkit.TmpfsDir(t)
 	cfgPath := filepath.Join(t.TempDir(), "channels.yaml")
 	writeConfig(t, cfgPath, cfgFrames+cfgDurableJobs)
 	first := startSidecar(t, dir, cfgPath)
@@ -147,7 +147,7 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 // Without a configuration file the sidecar runs, healthy but not ready, and
 // picks the file up when it appears.
 func TestReadinessBeforeConfig(t *testing.T) {
-	dir := tmpfsDir(t)
+	dir := testkit.TmpfsDir(t)
 	cfgPath := filepath.Join(t.TempDir(), "channels.yaml")
 	s := startSidecar(t, dir, cfgPath) // the file does not exist yet
 	s.eventually("the missing file to be reported", func() bool {
@@ -162,7 +162,7 @@ func TestReadinessBeforeConfig(t *testing.T) {
 }
 
 func TestInspect(t *testing.T) {
-	dir := tmpfsDir(t)
+	dir := testkit.TmpfsDir(t)
 	cfgPath := filepath.Join(t.TempDir(), "channels.yaml")
 	writeConfig(t, cfgPath, cfgFrames+cfgJobs)
 	s := startSidecar(t, dir, cfgPath)
@@ -197,13 +197,12 @@ func TestRunsAsNonRootOnReadOnlyRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to make a mount namespace and change UID")
 	}
-	probe := exec.Command(os.Args[0])
-	probe.Env = append(os.Environ(), roleEnv+"="+roleHardenProbe)
+	probe := testkit.SelfCommand(roleHardenProbe)
 	probe.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
-	if out, err := probe.CombinedOutput(); err != nil {
+	if out, err := testkit.Run(t, probe, 30*time.Second); err != nil {
 		t.Skipf("cannot make a read-only root here (needs CAP_SYS_ADMIN): %v %s", err, out)
 	}
-	dir := tmpfsDir(t)
+	dir := testkit.TmpfsDir(t)
 	// The emptyDir the kubelet makes is world-writable.
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
@@ -219,8 +218,9 @@ func TestRunsAsNonRootOnReadOnlyRoot(t *testing.T) {
 	}
 	cfgPath := filepath.Join(cfgDir, "channels.yaml")
 	writeConfig(t, cfgPath, cfgFrames+cfgDurableJobs)
-	s := startSidecarProcess(t, exec.Command(os.Args[0], "--resync-interval", "50ms"),
-		[]string{roleEnv + "=" + roleHardenedSidecar}, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}, dir, cfgPath)
+	hardened := testkit.SelfCommand(roleHardenedSidecar, "--resync-interval", "50ms")
+	hardened.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+	s := startSidecarProcess(t, hardened, dir, cfgPath)
 	s.waitReady()
 	fi, err := os.Stat(filepath.Join(channelsDir(dir), "frames"))
 	if err != nil {
@@ -231,11 +231,9 @@ func TestRunsAsNonRootOnReadOnlyRoot(t *testing.T) {
 	}
 	// An application running as yet another UID opens the channel and the
 	// broker socket.
-	app := exec.Command(os.Args[0])
-	app.Env = append(os.Environ(), roleEnv+"="+roleShmPeer, uidEnv+"=1000",
-		"CHANNEL_PATH="+filepath.Join(channelsDir(dir), "frames"), "MQ_SOCKET="+podcontract.MQSocketPath(dir))
-	app.Stdin = strings.NewReader("")
-	if out, err := app.CombinedOutput(); err != nil || !strings.Contains(string(out), "ready") {
+	out, err := testkit.Run(t, testkit.SelfCommand(roleShmPeer), 30*time.Second, testkit.AsUser(1000),
+		testkit.Env("CHANNEL_PATH="+filepath.Join(channelsDir(dir), "frames"), "MQ_SOCKET="+podcontract.MQSocketPath(dir)))
+	if err != nil || !strings.Contains(out, "ready") {
 		t.Errorf("app as UID 1000: %v: %s", err, out)
 	}
 	if _, err := s.stop(syscall.SIGTERM, 10*time.Second); err != nil {

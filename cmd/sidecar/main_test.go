@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,9 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,14 +17,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/mq"
 	"github.com/podipc/podipc/pkg/shm"
 )
 
-// Child roles of the re-executed test binary.
+// Child roles of the re-executed test binary (internal/testkit).
 const (
-	roleEnv = "PODIPC_SIDECAR_TEST_ROLE"
-	// roleSidecar runs the command itself with the remaining arguments.
+	// roleSidecar runs the command itself with the role's arguments.
 	roleSidecar = "sidecar"
 	// roleHardenedSidecar runs the command as the injector runs it: as UID
 	// and GID 65532 with a read-only root file system. It must be started
@@ -42,40 +37,18 @@ const (
 	roleShmPeer = "shm-peer"
 )
 
-// uidEnv makes a child started as root drop to this UID (and GID) first.
-const uidEnv = "PODIPC_SIDECAR_TEST_UID"
-
 func TestMain(m *testing.M) {
-	if uid := os.Getenv(uidEnv); uid != "" {
-		if err := dropTo(uid); err != nil {
-			fmt.Fprintln(os.Stderr, "drop privileges:", err)
-			os.Exit(3)
-		}
-	}
-	switch os.Getenv(roleEnv) {
-	case "":
-		os.Exit(m.Run())
-	case roleSidecar:
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-	case roleHardenedSidecar, roleHardenProbe:
-		if err := harden(); err != nil {
-			fmt.Fprintln(os.Stderr, "harden:", err)
-			os.Exit(3)
-		}
-		if os.Getenv(roleEnv) == roleHardenProbe {
-			os.Exit(0)
-		}
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-	case roleShmPeer:
-		if err := shmPeer(os.Getenv("CHANNEL_PATH")); err != nil {
-			fmt.Fprintln(os.Stderr, "shm peer:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	default:
-		fmt.Fprintln(os.Stderr, "unknown role")
-		os.Exit(2)
-	}
+	testkit.Main(m, testkit.Roles{
+		roleSidecar: func(args []string) error { return testkit.Exit(run(args, os.Stdout, os.Stderr)) },
+		roleHardenedSidecar: func(args []string) error {
+			if err := harden(); err != nil {
+				return fmt.Errorf("harden: %w", err)
+			}
+			return testkit.Exit(run(args, os.Stdout, os.Stderr))
+		},
+		roleHardenProbe: func([]string) error { return harden() },
+		roleShmPeer:     func([]string) error { return shmPeer(os.Getenv("CHANNEL_PATH")) },
+	})
 }
 
 // hardenedUID is the UID and GID the injector runs the sidecar as.
@@ -93,22 +66,7 @@ func harden() error {
 	if err := os.WriteFile("/podipc-write-probe", nil, 0o600); err == nil {
 		return errors.New("the root file system is still writable")
 	}
-	return dropTo(strconv.Itoa(hardenedUID))
-}
-
-// dropTo switches the process to UID and GID uid, without supplementary groups.
-func dropTo(uid string) error {
-	id, err := strconv.Atoi(uid)
-	if err != nil {
-		return err
-	}
-	if err := syscall.Setgroups(nil); err != nil {
-		return err
-	}
-	if err := syscall.Setgid(id); err != nil {
-		return err
-	}
-	return syscall.Setuid(id)
+	return testkit.DropPrivileges(hardenedUID)
 }
 
 func shmPeer(path string) error {
@@ -146,14 +104,9 @@ func shmPeer(path string) error {
 // sidecar is a running podipc-sidecar process.
 type sidecar struct {
 	t    testing.TB
-	cmd  *exec.Cmd
+	proc *testkit.Proc
 	addr string
 	dir  string
-
-	mu   sync.Mutex
-	logs bytes.Buffer
-	done chan struct{}
-	err  error // the exit status, once done is closed
 }
 
 // startSidecar runs the command (this test binary in the sidecar role) with
@@ -162,80 +115,49 @@ type sidecar struct {
 func startSidecar(t testing.TB, dir, config string, args ...string) *sidecar {
 	t.Helper()
 	args = append([]string{"--resync-interval", "50ms", "--config-poll-interval", "200ms"}, args...)
-	return startSidecarBinary(t, os.Args[0], []string{roleEnv + "=" + roleSidecar}, dir, config, args...)
+	return startSidecarProcess(t, testkit.SelfCommand(roleSidecar, args...), dir, config)
 }
 
-// startSidecarBinary runs bin as the sidecar with env added to the
-// environment and args plus --dir, --config and an ephemeral HTTP port, and
-// waits until it listens.
-func startSidecarBinary(t testing.TB, bin string, env []string, dir, config string, args ...string) *sidecar {
+// startSidecarBinary runs the binary bin as the sidecar with args plus
+// --dir, --config and an ephemeral HTTP port, and waits until it listens.
+func startSidecarBinary(t testing.TB, bin, dir, config string, args ...string) *sidecar {
 	t.Helper()
-	return startSidecarProcess(t, exec.Command(bin, args...), env, nil, dir, config)
+	return startSidecarProcess(t, exec.Command(bin, args...), dir, config)
 }
 
 // startSidecarProcess starts cmd with --dir, --config and an ephemeral HTTP
-// port added to its arguments, env to its environment and the given process
-// attributes, and waits until it listens.
-func startSidecarProcess(t testing.TB, cmd *exec.Cmd, env []string, attr *syscall.SysProcAttr, dir, config string) *sidecar {
+// port added to its arguments, and waits until it listens.
+func startSidecarProcess(t testing.TB, cmd *exec.Cmd, dir, config string) *sidecar {
 	t.Helper()
 	cmd.Args = append(cmd.Args, "--dir", dir, "--config", config, "--metrics-addr", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = attr
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &sidecar{t: t, cmd: cmd, dir: dir, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	started := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<16), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			s.mu.Lock()
-			s.logs.Write(line)
-			s.logs.WriteByte('\n')
-			s.mu.Unlock()
-			var rec struct {
-				Msg      string `json:"msg"`
-				HTTPAddr string `json:"httpAddr"`
-			}
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "sidecar started" {
-				started <- rec.HTTPAddr
+	p := testkit.Start(t, cmd, testkit.Name("sidecar"), testkit.OnStderr(func(line string) {
+		var rec struct {
+			Msg      string `json:"msg"`
+			HTTPAddr string `json:"httpAddr"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "sidecar started" {
+			select {
+			case started <- rec.HTTPAddr:
+			default:
 			}
 		}
-		s.err = cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-s.done
-		}
-		if t.Failed() {
-			t.Logf("sidecar logs:\n%s", s.logText())
-		}
-	})
+	}))
+	s := &sidecar{t: t, proc: p, dir: dir}
+	timeout := time.NewTimer(20 * time.Second)
+	defer timeout.Stop()
 	select {
 	case s.addr = <-started:
-	case <-s.done:
-		t.Fatalf("sidecar exited before listening: %v\n%s", s.err, s.logText())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("sidecar did not start\n%s", s.logText())
+	case <-p.Done():
+		t.Fatalf("sidecar exited before listening: %v", p.Err())
+	case <-timeout.C:
+		t.Fatal("sidecar did not start")
 	}
 	return s
 }
 
-func (s *sidecar) logText() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.logs.String()
-}
+// logText is what the sidecar has logged so far.
+func (s *sidecar) logText() string { return s.proc.Stderr() }
 
 // get fetches path from the sidecar's HTTP server.
 func (s *sidecar) get(path string) (int, string) {
@@ -274,17 +196,17 @@ func (s *sidecar) channel(name string) (status.Channel, bool) {
 	return status.Channel{}, false
 }
 
-// eventually polls cond until it holds, failing the test after 15 s.
+// eventually polls cond until it holds, failing the test after 15 s with
+// what /readyz said last.
 func (s *sidecar) eventually(what string, cond func() bool) {
 	s.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			code, body := s.get("/readyz")
-			s.t.Fatalf("timed out waiting for %s; /readyz %d:\n%s", what, code, body)
+	testkit.Eventually(s.t, 15*time.Second, what, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		code, body := s.get("/readyz")
+		return fmt.Errorf("/readyz %d:\n%s", code, body)
+	})
 }
 
 func (s *sidecar) waitReady() {
@@ -300,69 +222,30 @@ func (s *sidecar) waitReady() {
 func (s *sidecar) stop(sig syscall.Signal, within time.Duration) (time.Duration, error) {
 	s.t.Helper()
 	start := time.Now()
-	if err := s.cmd.Process.Signal(sig); err != nil {
+	if err := s.proc.Signal(sig); err != nil {
 		s.t.Fatal(err)
 	}
-	select {
-	case <-s.done:
-		return time.Since(start), s.err
-	case <-time.After(within):
-		s.t.Fatalf("sidecar still running %v after %v", within, sig)
-		return 0, nil
-	}
+	err := s.proc.Wait(s.t, within)
+	return time.Since(start), err
 }
 
 // peer is a child process registered on a shared-memory channel.
-type peer struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-}
+type peer struct{ *testkit.Proc }
 
 func startPeer(t *testing.T, channelPath string) *peer {
 	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), roleEnv+"="+roleShmPeer, "CHANNEL_PATH="+channelPath)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &peer{cmd: cmd, stdin: stdin}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != "ready" {
-		t.Fatalf("peer said %q, %v", line, err)
-	}
-	return p
+	p := testkit.Child(t, roleShmPeer, testkit.Env("CHANNEL_PATH="+channelPath))
+	p.ExpectLine(t, 30*time.Second, "ready")
+	return &peer{p}
 }
 
 // leave makes the peer unregister and exit.
 func (p *peer) leave(t *testing.T) {
 	t.Helper()
-	p.stdin.Close()
-	if err := p.cmd.Wait(); err != nil {
+	p.Stdin().Close()
+	if err := p.Wait(t, 30*time.Second); err != nil {
 		t.Fatalf("peer exit: %v", err)
 	}
-}
-
-func tmpfsDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/dev/shm", "podipc-sidecar-test-")
-	if err != nil {
-		return t.TempDir()
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
 }
 
 func configDoc(channels string) []byte {

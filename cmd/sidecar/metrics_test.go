@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/podcontract"
 
 	dto "github.com/prometheus/client_model/go"
@@ -79,7 +80,7 @@ func metricValue(t *testing.T, s *sidecar, name string, labels map[string]string
 // Traffic on a shared-memory channel and a queue shows in the metrics, read
 // at scrape time from the channel header and the broker.
 func TestMetricsReflectTraffic(t *testing.T) {
-	dir := tmpfsDir(t)
+	dir := testkit.TmpfsDir(t)
 	cfgPath := filepath.Join(t.TempDir(), "channels.yaml")
 	writeConfig(t, cfgPath, cfgFrames+cfgJobs)
 	s := startSidecar(t, dir, cfgPath)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/podipc/podipc/internal/configwatch/projectedvolume"
 	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/internal/testkit"
 )
 
 const (
@@ -44,7 +45,7 @@ const (
 // The whole reconcile story through a downward-API style volume (every
 // update a kubelet symlink swap), with a live peer in another process.
 func TestReconcileThroughProjectedVolume(t *testing.T) {
-	dir := tmpfsDir(t)
+	dir := testkit.TmpfsDir(t)
 	volume := t.TempDir()
 	publish := func(channels string) {
 		t.Helper()
@@ -149,7 +150,7 @@ func TestReconcileThroughProjectedVolume(t *testing.T) {
 // this sidecar knows it, with the rest named in a warning, instead of being
 // refused while the old configuration is kept (docs/upgrades.md).
 func TestNewerFormatConfiguration(t *testing.T) {
-	dir := tmpfsDir(t)
+	dir := testkit.TmpfsDir(t)
 	cfgPath := filepath.Join(t.TempDir(), "channels.yaml")
 	doc := strings.Replace(string(configDoc(cfgFrames+cfgJobs)), "channels:", "formatVersion: 2\nchannels:", 1)
 	doc = strings.Replace(doc, "slotCount: 32}", "slotCount: 32, hugePages: true}", 1)

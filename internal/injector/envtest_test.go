@@ -32,6 +32,7 @@ import (
 	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/admission"
 	"github.com/podipc/podipc/internal/injector"
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/injection"
 )
@@ -197,7 +198,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 
 	ctx := context.Background()
 	var secret corev1.Secret
-	eventually(t, 60*time.Second, "the CA is in the webhook configuration's caBundle", func() error {
+	testkit.Eventually(t, 60*time.Second, "the CA is in the webhook configuration's caBundle", func() error {
 		if err := admin.Get(ctx, client.ObjectKey{Namespace: injectorNamespace, Name: secretName}, &secret); err != nil {
 			return err
 		}
@@ -211,7 +212,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 30*time.Second, "/readyz passes", func() error {
+	testkit.Eventually(t, 30*time.Second, "/readyz passes", func() error {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort))
 		if err != nil {
 			return err
@@ -231,7 +232,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 
 	// The first pod waits for the API server to pick up the caBundle.
 	injected := testPod("injected", map[string]string{"app": "demo"}, injectMe)
-	eventually(t, 30*time.Second, "an annotated pod is admitted", func() error { return admin.Create(ctx, injected) })
+	testkit.Eventually(t, 30*time.Second, "an annotated pod is admitted", func() error { return admin.Create(ctx, injected) })
 	t.Cleanup(func() { _ = admin.Delete(ctx, injected) })
 	t.Run("stored pod is injected", func(t *testing.T) {
 		var got corev1.Pod
@@ -320,7 +321,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 			t.Fatalf("status %+v, want later missing", st)
 		}
 		create(t, admin, shmChannel("apps", "later", map[string]string{"app": "nobody"}))
-		eventually(t, 30*time.Second, "the controller pushes the new channel", func() error {
+		testkit.Eventually(t, 30*time.Second, "the controller pushes the new channel", func() error {
 			var got corev1.Pod
 			if err := admin.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
 				return err
@@ -341,7 +342,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 		// frames applies to "injected" (by selector) and "waits" (by name).
 		waitStatus := func(matched, ready int32, readyCond metav1.ConditionStatus) {
 			t.Helper()
-			eventually(t, 30*time.Second, fmt.Sprintf("frames has %d matched, %d ready", matched, ready), func() error {
+			testkit.Eventually(t, 30*time.Second, fmt.Sprintf("frames has %d matched, %d ready", matched, ready), func() error {
 				var ch v1alpha1.IPCChannel
 				if err := admin.Get(ctx, client.ObjectKey{Namespace: "apps", Name: "frames"}, &ch); err != nil {
 					return err
@@ -364,7 +365,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 		create(t, admin, mqChannel("apps", "orders", map[string]string{"app": "nobody"}, "orders-dlq"))
 		waitValid := func(want metav1.ConditionStatus, reason string) {
 			t.Helper()
-			eventually(t, 30*time.Second, "orders is "+reason, func() error {
+			testkit.Eventually(t, 30*time.Second, "orders is "+reason, func() error {
 				var ch v1alpha1.IPCChannel
 				if err := admin.Get(ctx, client.ObjectKey{Namespace: "apps", Name: "orders"}, &ch); err != nil {
 					return err
@@ -386,7 +387,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 			t.Fatal(err)
 		}
 		var after corev1.Secret
-		eventually(t, 30*time.Second, "a new serving certificate", func() error {
+		testkit.Eventually(t, 30*time.Second, "a new serving certificate", func() error {
 			if err := admin.Get(ctx, client.ObjectKeyFromObject(&before), &after); err != nil {
 				return err
 			}
@@ -403,7 +404,7 @@ func TestInjectorSelfManaged(t *testing.T) {
 		// (cert-controller gives every serving certificate serial number 1, so
 		// they are told apart by their bytes.)
 		first := leafOf(t, before.Data["tls.crt"])
-		eventually(t, 30*time.Second, "the webhook serves a renewed certificate", func() error {
+		testkit.Eventually(t, 30*time.Second, "the webhook serves a renewed certificate", func() error {
 			served, err := servedCertificate(port, after.Data["ca.crt"])
 			if err != nil {
 				return err
@@ -529,7 +530,7 @@ func TestInjectorCertManagerMode(t *testing.T) {
 	createNamespace(t, admin, "cm-apps", nil)
 	pod := testPod("plain-sidecar", nil, injectMe)
 	pod.Namespace = "cm-apps"
-	eventually(t, 30*time.Second, "an annotated pod is admitted", func() error { return admin.Create(ctx, pod) })
+	testkit.Eventually(t, 30*time.Second, "an annotated pod is admitted", func() error { return admin.Create(ctx, pod) })
 	t.Cleanup(func() { _ = admin.Delete(ctx, pod) })
 	if len(pod.Spec.InitContainers) != 0 || len(pod.Spec.Containers) != 2 || pod.Spec.Containers[1].Name != podcontract.SidecarName {
 		t.Fatalf("containers %+v, want the app and a plain sidecar", pod.Spec.Containers)

@@ -80,24 +80,6 @@ func createNamespace(t *testing.T, c client.Client, name string, labels map[stri
 	create(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})
 }
 
-// eventually polls check until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		<-tick.C
-	}
-}
-
 // freePort is a TCP port on the loopback nobody listens on right now.
 func freePort(t *testing.T) int {
 	t.Helper()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/internal/mqwire"
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
@@ -26,7 +27,7 @@ func TestApplyReconfigures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "a blocked send", func() bool { return queueStats(t, b.Broker, "a").BlockedSends == 1 })
+	testkit.EventuallyTrue(t, 5*time.Second, "a blocked send", func() bool { return queueStats(t, b.Broker, "a").BlockedSends == 1 })
 	kb := mustConsume(t, c, "b")
 
 	// Switch a to Reject (the blocked send fails), drop b, add c.
@@ -171,7 +172,7 @@ func TestShutdownIsGraceful(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the send to block", func() bool { return queueStats(t, b.Broker, "q").BlockedSends == 1 })
+	testkit.EventuallyTrue(t, 5*time.Second, "the send to block", func() bool { return queueStats(t, b.Broker, "q").BlockedSends == 1 })
 	if err := b.Shutdown(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +396,7 @@ func TestHostileClients(t *testing.T) {
 		for range 200 {
 			mustSend(t, good, "q", string(big))
 		}
-		eventually(t, 10*time.Second, "the stuck consumer to be dropped", func() bool {
+		testkit.EventuallyTrue(t, 10*time.Second, "the stuck consumer to be dropped", func() bool {
 			return queueStats(t, b.Broker, "q").Consumers == 0
 		})
 		stillWorks(t)
@@ -421,7 +422,7 @@ func TestHostileClients(t *testing.T) {
 		for _, c := range conns {
 			c.Close()
 		}
-		eventually(t, 5*time.Second, "connections to be released", func() bool {
+		testkit.EventuallyTrue(t, 5*time.Second, "connections to be released", func() bool {
 			c, err := Dial(testCtx(t), WithSocketPath(b.socket))
 			if err == nil {
 				c.Close()

@@ -111,18 +111,6 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not synchronization
-	}
-}
-
 func queueStats(t testing.TB, b *mqbroker.Broker, name string) mqbroker.QueueStats {
 	t.Helper()
 	for _, s := range b.Stats() {

@@ -1,22 +1,25 @@
 package mq
 
 import (
-	"fmt"
-	"os"
+	"context"
+	"os/signal"
+	"syscall"
 	"testing"
+
+	"github.com/podipc/podipc/internal/testkit"
 )
 
-// roleEnv names the child role a re-executed test binary plays in the
-// multi-process tests (see multiprocess_test.go).
-const roleEnv = "MQ_TEST_ROLE"
-
+// TestMain runs the child roles of the multi-process tests (see
+// multiprocess_test.go) in re-executed test binaries; each runs until it is
+// done or gets SIGTERM.
 func TestMain(m *testing.M) {
-	if role := os.Getenv(roleEnv); role != "" {
-		if err := runRole(role); err != nil {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", role, err)
-			os.Exit(1)
+	kit := testkit.Roles{}
+	for name, run := range roles {
+		kit[name] = func([]string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+			defer stop()
+			return run(ctx)
 		}
-		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	testkit.Main(m, kit)
 }

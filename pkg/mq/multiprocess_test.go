@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,10 +16,11 @@ import (
 	"time"
 
 	"github.com/podipc/podipc/internal/mqbroker"
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
-// Child roles, selected by MQ_TEST_ROLE and configured by these variables.
+// Child roles (see TestMain), configured by these variables.
 const (
 	envSocket   = "MQ_TEST_SOCKET"
 	envJournal  = "MQ_TEST_JOURNAL"
@@ -31,24 +30,13 @@ const (
 	envPrefetch = "MQ_TEST_PREFETCH"
 )
 
-func runRole(role string) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	switch role {
-	case "broker":
-		return roleBroker(ctx)
-	case "producer":
-		return roleProducer(ctx)
-	case "pipelined-producer":
-		return rolePipelinedProducer(ctx)
-	case "consumer":
-		return roleConsumer(ctx)
-	case "ordered-consumer":
-		return roleOrderedConsumer(ctx)
-	case "impostor":
-		return roleImpostor(ctx)
-	}
-	return fmt.Errorf("unknown role %q", role)
+var roles = map[string]func(context.Context) error{
+	"broker":             roleBroker,
+	"producer":           roleProducer,
+	"pipelined-producer": rolePipelinedProducer,
+	"consumer":           roleConsumer,
+	"ordered-consumer":   roleOrderedConsumer,
+	"impostor":           roleImpostor,
 }
 
 func envInt(name string) int {
@@ -277,10 +265,10 @@ func parseBody(s string) (producer string, seq, prio int, err error) {
 }
 
 // child is a re-executed test binary playing a role; its stdout lines go to
-// the lines channel it was started with.
+// the lines channel it was started with, and then its exit status to done.
 type child struct {
 	name string
-	cmd  *exec.Cmd
+	proc *testkit.Proc
 	done chan error
 }
 
@@ -291,31 +279,18 @@ type line struct {
 
 func startChild(t *testing.T, name, role string, lines chan<- line, env ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ch := &child{name: name, cmd: cmd, done: make(chan error, 1)}
+	ch := &child{name: name, proc: testkit.Child(t, role, testkit.Name(name), testkit.Env(env...)), done: make(chan error, 1)}
 	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- line{from: name, text: sc.Text()}
+		for l := range ch.proc.Lines() {
+			lines <- line{from: name, text: l}
 		}
-		ch.done <- cmd.Wait()
+		ch.done <- ch.proc.Err()
 	}()
-	t.Cleanup(func() { ch.kill() })
 	return ch
 }
 
 func (c *child) kill() {
-	c.cmd.Process.Signal(syscall.SIGKILL)
+	_ = c.proc.Signal(syscall.SIGKILL)
 }
 
 // waitLine waits for a line satisfying match.
@@ -535,7 +510,7 @@ func testBrokerKilled(t *testing.T, reconnect bool) {
 	if len(confirmed) != total || kills != restarts {
 		t.Fatalf("%d confirmed, %d kills", len(confirmed), kills)
 	}
-	eventually(t, 30*time.Second, "every confirmed message to be received", func() bool {
+	testkit.EventuallyTrue(t, 30*time.Second, "every confirmed message to be received", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for body := range confirmed {

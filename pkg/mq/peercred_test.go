@@ -1,19 +1,16 @@
 package mq
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/podipc/podipc/internal/mqbroker"
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
@@ -42,34 +39,8 @@ func roleImpostor(ctx context.Context) error {
 // startImpostor runs roleImpostor as uid nobody (the test must run as root).
 func startImpostor(t *testing.T, socket string) {
 	t.Helper()
-	// The test binary's own directory may be closed to that user: run a
-	// copy from the socket's directory.
-	exe := filepath.Join(filepath.Dir(socket), "impostor")
-	data, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(exe, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), roleEnv+"=impostor", envSocket+"="+socket)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "READY\n" {
-		t.Fatalf("impostor said %q, %v", line, err)
-	}
+	p := testkit.Child(t, "impostor", testkit.AsUser(65534), testkit.Env(envSocket+"="+socket))
+	p.ExpectLine(t, 30*time.Second, "READY")
 }
 
 // A broker socket served by a process of another user than the sidecar's

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/podipc/podipc/internal/mqbroker"
+	"github.com/podipc/podipc/internal/testkit"
 )
 
 func TestSendReceiveAck(t *testing.T) {
@@ -209,7 +210,7 @@ func TestTTL(t *testing.T) {
 	mustSend(t, c, "q", "stale", WithTTL(30*time.Millisecond))
 	mustSend(t, c, "q", "fresh")
 	mustSend(t, c, "short", "default ttl")
-	eventually(t, 5*time.Second, "messages to expire without a consumer", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "messages to expire without a consumer", func() bool {
 		return queueStats(t, b.Broker, "q").Expired == 1 && queueStats(t, b.Broker, "short").Expired == 1
 	})
 	if d := mustReceive(t, mustConsume(t, c, "q")); string(d.Body) != "fresh" {
@@ -276,7 +277,7 @@ func TestOverflowBlock(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("blocked send past deadline: %v", err)
 	}
-	eventually(t, 5*time.Second, "the broker to drop the timed-out send", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "the broker to drop the timed-out send", func() bool {
 		return queueStats(t, b.Broker, "q").BlockedSends == 0
 	})
 
@@ -284,7 +285,7 @@ func TestOverflowBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the send to block", func() bool { return queueStats(t, b.Broker, "q").BlockedSends == 1 })
+	testkit.EventuallyTrue(t, 5*time.Second, "the send to block", func() bool { return queueStats(t, b.Broker, "q").BlockedSends == 1 })
 	select {
 	case <-cf.Done():
 		t.Fatalf("blocked send confirmed while the queue is full: %v", cf.Err())
@@ -312,7 +313,7 @@ func TestPrefetchBoundsInFlight(t *testing.T) {
 		mustSend(t, c, "q", fmt.Sprint(i))
 	}
 	slow := mustConsume(t, dial(t, b.socket), "q", WithPrefetch(3))
-	eventually(t, 5*time.Second, "3 messages in flight", func() bool { return queueStats(t, b.Broker, "q").InFlight == 3 })
+	testkit.EventuallyTrue(t, 5*time.Second, "3 messages in flight", func() bool { return queueStats(t, b.Broker, "q").InFlight == 3 })
 	if s := queueStats(t, b.Broker, "q"); s.Depth != 17 || s.Delivered != 3 {
 		t.Fatalf("slow consumer took more than its prefetch: %+v", s)
 	}
@@ -333,7 +334,7 @@ func TestPrefetchBoundsInFlight(t *testing.T) {
 	d := mustReceive(t, slow)
 	d.Ack(testCtx(t))
 	mustSend(t, c, "q", "more")
-	eventually(t, 5*time.Second, "the freed credit to be used", func() bool { return queueStats(t, b.Broker, "q").Delivered == 21 })
+	testkit.EventuallyTrue(t, 5*time.Second, "the freed credit to be used", func() bool { return queueStats(t, b.Broker, "q").Delivered == 21 })
 }
 
 func TestAtMostOnce(t *testing.T) {
@@ -346,7 +347,7 @@ func TestAtMostOnce(t *testing.T) {
 	if !k.AutoAck() {
 		t.Fatal("consumer of an AtMostOnce queue is not auto-ack")
 	}
-	eventually(t, 5*time.Second, "2 deliveries", func() bool { return queueStats(t, b.Broker, "q").Delivered == 2 })
+	testkit.EventuallyTrue(t, 5*time.Second, "2 deliveries", func() bool { return queueStats(t, b.Broker, "q").Delivered == 2 })
 	if s := queueStats(t, b.Broker, "q"); s.InFlight != 0 || s.Depth != 8 || s.Acked != 2 {
 		t.Fatalf("stats before Receive %+v", s)
 	}
@@ -456,7 +457,7 @@ func TestCloseFlushesAcks(t *testing.T) {
 		}
 	}
 	c.Close()
-	eventually(t, 5*time.Second, "the broker to see the consumer leave", func() bool {
+	testkit.EventuallyTrue(t, 5*time.Second, "the broker to see the consumer leave", func() bool {
 		return queueStats(t, b.Broker, "q").Consumers == 0
 	})
 	if s := queueStats(t, b.Broker, "q"); s.Acked != n || s.Redelivered != 0 || s.Depth != 0 {

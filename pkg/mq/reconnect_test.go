@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/podipc/podipc/internal/mqbroker"
+	"github.com/podipc/podipc/internal/testkit"
 )
 
 // fastReconnect keeps the tests' reconnection quick.
@@ -44,7 +45,7 @@ func TestReconnectAcrossBrokerRestart(t *testing.T) {
 	old := mustReceive(t, k)
 
 	stopBroker(t, a)
-	eventually(t, 10*time.Second, "the client to notice", func() bool { return !c.Stats().Connected })
+	testkit.EventuallyTrue(t, 10*time.Second, "the client to notice", func() bool { return !c.Stats().Connected })
 	var cfs []*Confirmation
 	for i := range 3 {
 		cf, err := c.SendAsync(testCtx(t), "q", fmt.Appendf(nil, "while-away-%d", i))
@@ -94,7 +95,7 @@ func TestReconnectWaitsForQueueDeclaration(t *testing.T) {
 	c := dialReconnecting(t, a.socket, fastReconnect)
 	stopBroker(t, a)
 	b := startBrokerIn(t, dir, mqbroker.Options{})
-	eventually(t, 10*time.Second, "the client to reconnect", func() bool { return c.Stats().Reconnects == 1 })
+	testkit.EventuallyTrue(t, 10*time.Second, "the client to reconnect", func() bool { return c.Stats().Reconnects == 1 })
 	cf, err := c.SendAsync(testCtx(t), "q", []byte("early"))
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podipc/podipc/internal/testkit"
 )
 
 // mappingSizes returns the sizes of this process's mappings of the file at
@@ -54,7 +56,7 @@ func mappingSizes(t *testing.T, path string) []uint64 {
 // newTestControl creates a channel with CreateControl in a fresh directory.
 func newTestControl(t *testing.T, opts Options) *Control {
 	t.Helper()
-	k, err := CreateControl(filepath.Join(testDir(t), "ch"), opts)
+	k, err := CreateControl(filepath.Join(testkit.TmpfsDir(t), "ch"), opts)
 	if err != nil {
 		t.Fatalf("CreateControl: %v", err)
 	}
@@ -194,7 +196,7 @@ func TestControlSurvivesTruncation(t *testing.T) {
 
 // OpenControl and ReadStats validate the header as Open does.
 func TestOpenControlValidatesHeader(t *testing.T) {
-	path := filepath.Join(testDir(t), "junk")
+	path := filepath.Join(testkit.TmpfsDir(t), "junk")
 	if err := os.WriteFile(path, make([]byte, 8192), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -7,13 +7,15 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/podipc/podipc/internal/testkit"
 )
 
 // channelBytes creates a channel with opts, lets fill act on it, and
 // returns the file's bytes.
 func channelBytes(t testing.TB, opts Options, fill func(*Channel)) []byte {
 	t.Helper()
-	path := filepath.Join(testDir(t), "seed")
+	path := filepath.Join(testkit.TmpfsDir(t), "seed")
 	c, err := Create(path, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +35,7 @@ func channelBytes(t testing.TB, opts Options, fill func(*Channel)) []byte {
 
 func writeFile(t testing.TB, b []byte) string {
 	t.Helper()
-	path := filepath.Join(testDir(t), "ch")
+	path := filepath.Join(testkit.TmpfsDir(t), "ch")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,7 @@ func TestOpenRejectsBadFiles(t *testing.T) {
 }
 
 func TestCreateRejectsExistingAndBadOptions(t *testing.T) {
-	path := filepath.Join(testDir(t), "ch")
+	path := filepath.Join(testkit.TmpfsDir(t), "ch")
 	c, err := Create(path, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,36 +1,22 @@
 package shm
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// testDir returns a fresh directory on a tmpfs when there is one.
-func testDir(t testing.TB) string {
-	t.Helper()
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		dir, err := os.MkdirTemp("/dev/shm", "podipc-shm-test-")
-		if err == nil {
-			t.Cleanup(func() { _ = os.RemoveAll(dir) })
-			return dir
-		}
-	}
-	return t.TempDir()
-}
+	"github.com/podipc/podipc/internal/testkit"
+)
 
 func newTestChannel(t testing.TB, opts Options) *Channel {
 	t.Helper()
-	c, err := Create(filepath.Join(testDir(t), "ch"), opts)
+	c, err := Create(filepath.Join(testkit.TmpfsDir(t), "ch"), opts)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -72,20 +58,6 @@ func decodeMsg(m []byte) (uint64, bool) {
 func msgSize(id uint64, limit int) int {
 	return 12 + int((id*2654435761)>>7)%(limit-11)
 }
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not synchronization
-	}
-}
-
-func bytesReader(p []byte) io.Reader { return bytes.NewReader(p) }
 
 // dumpRing describes the ring's state words for failure messages.
 func dumpRing(c *Channel) string {

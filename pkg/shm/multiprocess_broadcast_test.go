@@ -4,6 +4,8 @@ import (
 	"math/rand"
 	"testing"
 	"time"
+
+	"github.com/podipc/podipc/internal/testkit"
 )
 
 // TestMultiProcessBroadcast runs subscriber processes against a producer
@@ -28,7 +30,7 @@ func testMultiProcessBroadcast(t *testing.T, ov Overflow) {
 	for i := 0; i < stable; i++ {
 		subs = append(subs, fam.spawn("subscriber", i, total))
 	}
-	eventually(t, 30*time.Second, "subscribers to register", func() bool { return c.Stats().Subscribers == stable })
+	testkit.EventuallyTrue(t, 30*time.Second, "subscribers to register", func() bool { return c.Stats().Subscribers == stable })
 	victim := fam.spawn("subscriber", stable, 0)
 	producer := fam.spawn("producer", 0, total)
 

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/podipc/podipc/internal/testkit"
 )
 
 // startHolder starts a child that reserves or borrows and holds it, and
@@ -12,7 +14,7 @@ import (
 func startHolder(t *testing.T, fam *family, role string) *child {
 	t.Helper()
 	ch := fam.spawn(role, 0, 0)
-	eventually(t, 30*time.Second, role+" child to hold its slot", func() bool { return len(ch.records(t)) > 0 })
+	testkit.EventuallyTrue(t, 30*time.Second, role+" child to hold its slot", func() bool { return len(ch.records(t)) > 0 })
 	return ch
 }
 

@@ -4,6 +4,8 @@ import (
 	"math/rand"
 	"testing"
 	"time"
+
+	"github.com/podipc/podipc/internal/testkit"
 )
 
 // TestMultiProcessQueueExactlyOnce: 3 producer and 3 consumer processes;
@@ -33,7 +35,7 @@ func TestMultiProcessQueueExactlyOnce(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, 60*time.Second, "consumers to receive every message", func() bool { return received() >= want })
+	testkit.EventuallyTrue(t, 60*time.Second, "consumers to receive every message", func() bool { return received() >= want })
 	elapsed := time.Since(start)
 	for _, q := range cons {
 		q.stop(t, 30*time.Second)
@@ -97,7 +99,7 @@ func TestMultiProcessQueueSIGKILL(t *testing.T) {
 		i := rng.Intn(len(live[role]))
 		victim := live[role][i]
 		if victim.exited() {
-			t.Fatalf("%s #%d exited on its own: %v", role, victim.inst, victim.err)
+			t.Fatalf("%s #%d exited on its own: %v", role, victim.inst, victim.status())
 		}
 		victim.kill()
 		kills++
@@ -157,8 +159,8 @@ func TestMultiProcessQueueSIGKILL(t *testing.T) {
 		q.stop(t, 30*time.Second)
 	}
 	for _, ch := range fam.all {
-		if !ch.killed && ch.err != nil {
-			t.Fatalf("%s #%d failed: %v", ch.role, ch.inst, ch.err)
+		if err := ch.status(); !ch.killed && err != nil {
+			t.Fatalf("%s #%d failed: %v", ch.role, ch.inst, err)
 		}
 	}
 

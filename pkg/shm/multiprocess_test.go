@@ -1,7 +1,6 @@
 package shm
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,20 +8,19 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podipc/podipc/internal/testkit"
 )
 
-// Multi-process tests re-exec the test binary. A child is selected by
-// childRoleEnv; TestMain runs it instead of the tests. Children record what
-// they did as little-endian uint64s appended to their record file, one
-// write(2) per entry so a SIGKILL never leaves half an entry.
+// Multi-process tests re-exec the test binary (internal/testkit) as
+// children playing the roles below, configured by these variables. Children
+// record what they did as little-endian uint64s appended to their record
+// file, one write(2) per entry so a SIGKILL never leaves half an entry.
 const (
-	childRoleEnv  = "PODIPC_SHM_CHILD_ROLE"
 	childPathEnv  = "PODIPC_SHM_CHILD_PATH"
 	childOutEnv   = "PODIPC_SHM_CHILD_OUT"
 	childInstEnv  = "PODIPC_SHM_CHILD_INSTANCE"
@@ -34,10 +32,11 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if role := os.Getenv(childRoleEnv); role != "" {
-		os.Exit(runChild(role))
+	roles := testkit.Roles{}
+	for _, role := range []string{"producer", "consumer", "subscriber", "reserve-and-hold", "borrow-and-hold"} {
+		roles[role] = func([]string) error { return testkit.Exit(runChild(role)) }
 	}
-	os.Exit(m.Run())
+	testkit.Main(m, roles)
 }
 
 // runChild runs one child role until its work is done or its stdin closes.
@@ -258,11 +257,8 @@ type child struct {
 	index  int
 	inst   uint64
 	out    string
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
+	proc   *testkit.Proc
 	killed bool
-	done   chan struct{}
-	err    error
 }
 
 type family struct {
@@ -279,67 +275,44 @@ func newFamily(t *testing.T, c *Channel) *family {
 
 func (f *family) spawn(role string, index int, count uint64) *child {
 	f.t.Helper()
-	ch := &child{role: role, index: index, inst: f.nextID, done: make(chan struct{})}
+	ch := &child{role: role, index: index, inst: f.nextID}
 	f.nextID++
 	ch.out = filepath.Join(f.dir, fmt.Sprintf("%s-%d-%d.rec", role, index, ch.inst))
-	ch.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	ch.cmd.Env = append(os.Environ(),
-		childRoleEnv+"="+role, childPathEnv+"="+f.path, childOutEnv+"="+ch.out,
+	ch.proc = testkit.Child(f.t, role, testkit.Name(fmt.Sprintf("%s#%d", role, ch.inst)), testkit.Env(
+		childPathEnv+"="+f.path, childOutEnv+"="+ch.out,
 		childInstEnv+"="+strconv.FormatUint(ch.inst, 10), childCountEnv+"="+strconv.FormatUint(count, 10),
-		childIndexEnv+"="+strconv.Itoa(index))
-	ch.cmd.Stderr = &prefixWriter{t: f.t, prefix: fmt.Sprintf("%s#%d: ", role, ch.inst)}
-	stdin, err := ch.cmd.StdinPipe()
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	ch.stdin = stdin
-	if err := ch.cmd.Start(); err != nil {
-		f.t.Fatal(err)
-	}
-	go func() {
-		ch.err = ch.cmd.Wait()
-		close(ch.done)
-	}()
+		childIndexEnv+"="+strconv.Itoa(index)))
 	f.all = append(f.all, ch)
-	f.t.Cleanup(func() {
-		_ = ch.cmd.Process.Kill()
-		<-ch.done
-	})
 	return ch
 }
 
 func (ch *child) kill() {
 	ch.killed = true
-	_ = ch.cmd.Process.Signal(syscall.SIGKILL)
-	<-ch.done
+	_ = ch.proc.Kill()
 }
 
+// stop closes the child's stdin, which tells it to finish, and waits as
+// wait does.
 func (ch *child) stop(t *testing.T, within time.Duration) {
 	t.Helper()
-	_ = ch.stdin.Close()
+	_ = ch.proc.Stdin().Close()
 	ch.wait(t, within)
 }
 
 // wait waits for a child to exit and fails the test unless it exited 0.
 func (ch *child) wait(t *testing.T, within time.Duration) {
 	t.Helper()
-	select {
-	case <-ch.done:
-	case <-time.After(within):
-		t.Fatalf("%s #%d did not exit within %v", ch.role, ch.inst, within)
-	}
-	if ch.err != nil {
-		t.Fatalf("%s #%d: %v", ch.role, ch.inst, ch.err)
-	}
+	ch.proc.WaitSuccess(t, within)
 }
 
-func (ch *child) exited() bool {
-	select {
-	case <-ch.done:
-		return true
-	default:
-		return false
+func (ch *child) exited() bool { return ch.proc.Exited() }
+
+// status is the child's exit status, an error while it still runs.
+func (ch *child) status() error {
+	if !ch.proc.Exited() {
+		return errors.New("still running")
 	}
+	return ch.proc.Err()
 }
 
 func (ch *child) records(t *testing.T) []uint64 {
@@ -353,19 +326,6 @@ func (ch *child) records(t *testing.T) []uint64 {
 		out = append(out, binary.LittleEndian.Uint64(b[i:]))
 	}
 	return out
-}
-
-type prefixWriter struct {
-	t      *testing.T
-	prefix string
-}
-
-func (w *prefixWriter) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(bytesReader(p))
-	for sc.Scan() {
-		w.t.Log(w.prefix + sc.Text())
-	}
-	return len(p), nil
 }
 
 func scale(full, reduced int) int {

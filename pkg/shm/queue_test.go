@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podipc/podipc/internal/testkit"
 )
 
 func TestQueueFIFOSingleProducerSingleConsumer(t *testing.T) {
@@ -309,7 +311,7 @@ func TestQueueMPMCExactlyOnce(t *testing.T) {
 // touch the mapping.
 func TestCancelAfterCloseIsSafe(t *testing.T) {
 	for i := 0; i < 30; i++ {
-		c, err := Create(filepath.Join(testDir(t), "ch"), Options{SlotSize: 8, SlotCount: 2})
+		c, err := Create(filepath.Join(testkit.TmpfsDir(t), "ch"), Options{SlotSize: 8, SlotCount: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,7 +320,7 @@ func TestCancelAfterCloseIsSafe(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		sent := make(chan error, 1)
 		go func() {
-			eventually(t, 10*time.Second, "the consumer to sleep", func() bool { return atomic.LoadUint32(c.dataWaiters) > 0 })
+			testkit.EventuallyTrue(t, 10*time.Second, "the consumer to sleep", func() bool { return atomic.LoadUint32(c.dataWaiters) > 0 })
 			sent <- p.TrySend([]byte("x"))
 		}()
 		if _, err := q.Recv(ctx, make([]byte, 8)); err != nil {

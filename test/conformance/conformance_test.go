@@ -11,7 +11,6 @@
 package conformance
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -23,10 +22,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/shm"
 )
 
@@ -144,98 +143,36 @@ func (c client) command(t *testing.T, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// tmpfs returns a fresh directory on /dev/shm (a tmpfs) when there is one.
-func tmpfs(t *testing.T) string {
-	t.Helper()
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		dir, err := os.MkdirTemp("/dev/shm", "podipc-conformance-")
-		if err == nil {
-			t.Cleanup(func() { _ = os.RemoveAll(dir) })
-			return dir
-		}
-	}
-	return t.TempDir()
-}
-
-// proc is a running peer with its stdout read line by line.
-type proc struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  chan string
-	stderr *strings.Builder
-	exited chan struct{} // closed once the process is reaped; err is then set
-	err    error
-}
+// proc is a running peer, started through internal/testkit.
+type proc struct{ *testkit.Proc }
 
 func start(t *testing.T, c client, args ...string) *proc {
 	t.Helper()
-	cmd := c.command(t, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, stdin: stdin, lines: make(chan string, 1<<16), stderr: &strings.Builder{}, exited: make(chan struct{})}
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %v: %v", args, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-		close(p.lines)
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
-	})
-	return p
+	return &proc{testkit.Start(t, c.command(t, args...), testkit.Name(c.name+" "+args[0]))}
 }
 
 // line returns the peer's next line of output, failing after d.
 func (p *proc) line(t *testing.T, d time.Duration) string {
 	t.Helper()
-	select {
-	case l, ok := <-p.lines:
-		if !ok {
-			t.Fatalf("%v ended before printing a line; stderr:\n%s", p.cmd.Args, p.stderr)
-		}
-		return l
-	case <-time.After(d):
-		t.Fatalf("%v printed nothing for %v; stderr:\n%s", p.cmd.Args, d, p.stderr)
-	}
-	return ""
+	return p.Line(t, d)
 }
 
 // wait waits for the peer to exit successfully and returns its remaining output.
 func (p *proc) wait(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	for l := range p.lines {
+	for l := range p.Lines() { // until it exits
 		out = append(out, l)
 	}
-	<-p.exited
-	if p.err != nil {
-		t.Fatalf("%v: %v; stderr:\n%s", p.cmd.Args, p.err, p.stderr)
-	}
+	p.WaitSuccess(t, time.Minute) // it has exited
 	return out
 }
 
 // kill SIGKILLs the peer and waits for it to be reaped.
 func (p *proc) kill(t *testing.T) {
 	t.Helper()
-	_ = p.cmd.Process.Kill()
-	<-p.exited
-	if p.err == nil {
-		t.Fatalf("%v exited cleanly; it was to be killed", p.cmd.Args)
+	if err := p.Kill(); err == nil {
+		t.Fatalf("%s exited cleanly; it was to be killed", p.Name())
 	}
 }
 
@@ -254,7 +191,7 @@ func create(t *testing.T, path string, o shm.Options) *shm.Channel {
 // content intact.
 func TestQueueMixed(t *testing.T) {
 	const goCount, size = 20000, 200
-	path := filepath.Join(tmpfs(t), "mixed")
+	path := filepath.Join(testkit.TmpfsDir(t), "mixed")
 	ch := create(t, path, shm.Options{Mode: shm.ModeQueue, SlotSize: 256, SlotCount: 64})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -369,7 +306,7 @@ func TestQueueMixed(t *testing.T) {
 // OverflowOverwrite is told how many it lost.
 func TestBroadcastMixed(t *testing.T) {
 	const count = 20000
-	dir := tmpfs(t)
+	dir := testkit.TmpfsDir(t)
 	t.Run("block", func(t *testing.T) {
 		path := filepath.Join(dir, "bcast")
 		ch := create(t, path, shm.Options{Mode: shm.ModeBroadcast, SlotSize: 128, SlotCount: 64})
@@ -449,7 +386,7 @@ func testLapped(t *testing.T, c client, path string) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := io.WriteString(sub.stdin, "go\n"); err != nil {
+	if _, err := io.WriteString(sub.Stdin(), "go\n"); err != nil {
 		t.Fatal(err)
 	}
 	out := sub.wait(t)
@@ -475,7 +412,7 @@ func testLapped(t *testing.T, c client, path string) {
 // message goes to a Go consumer; the reserved position is skipped and the
 // queue goes on.
 func TestDeadNativePeers(t *testing.T) {
-	dir := tmpfs(t)
+	dir := testkit.TmpfsDir(t)
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) { testDeadPeers(t, c, filepath.Join(dir, "dead-"+c.name)) })
 	}
@@ -546,7 +483,7 @@ func testDeadPeers(t *testing.T, c client, path string) {
 // TestBadFilesSameClass: Go, C and Python reject a corpus of bad channel
 // files with the same error class.
 func TestBadFilesSameClass(t *testing.T) {
-	dir := tmpfs(t)
+	dir := testkit.TmpfsDir(t)
 	good := filepath.Join(dir, "good")
 	create(t, good, shm.Options{Mode: shm.ModeQueue, SlotSize: 64, SlotCount: 4})
 	orig, err := os.ReadFile(good)

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
@@ -29,7 +30,7 @@ func TestPodSecurityRestricted(t *testing.T) {
 	})
 	var pod *corev1.Pod
 	// The webhook may refuse for a moment while a new namespace's first pods settle; retry.
-	eventually(t, time.Minute, "the restricted namespace admits an injected pod", func() error {
+	testkit.Eventually(t, time.Minute, "the restricted namespace admits an injected pod", func() error {
 		var err error
 		pod, err = c.kube.CoreV1().Pods(ns).Create(ctx, c.pausePod("restricted", true), metav1.CreateOptions{})
 		return err
@@ -70,7 +71,7 @@ func TestWebhookUnavailable(t *testing.T) {
 			return
 		}
 		// The next tests need a serving injector again.
-		eventually(t, 2*time.Minute, "the injector serves again", func() error {
+		testkit.Eventually(t, 2*time.Minute, "the injector serves again", func() error {
 			_, err := c.kube.CoreV1().Pods(plainNS).Create(ctx, c.pausePod("probe", true), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			return err
 		})
@@ -81,7 +82,7 @@ func TestWebhookUnavailable(t *testing.T) {
 
 	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 	var refusal error
-	eventually(t, 2*time.Minute, "with the injector at 0 replicas, an annotated pod is refused", func() error {
+	testkit.Eventually(t, 2*time.Minute, "with the injector at 0 replicas, an annotated pod is refused", func() error {
 		_, refusal = c.kube.CoreV1().Pods(plainNS).Create(ctx, c.pausePod("annotated", true), dryRun)
 		if refusal == nil {
 			return errors.New("still admitted")
@@ -131,7 +132,7 @@ func TestWebhookUnavailable(t *testing.T) {
 			t.Errorf("restore failurePolicy Fail: %v", err)
 		}
 	}()
-	eventually(t, time.Minute, "with failurePolicy Ignore, the annotated pod is admitted uninjected", func() error {
+	testkit.Eventually(t, time.Minute, "with failurePolicy Ignore, the annotated pod is admitted uninjected", func() error {
 		pod, err := c.kube.CoreV1().Pods(plainNS).Create(ctx, c.pausePod("annotated", true), dryRun)
 		if err != nil {
 			return err

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
@@ -74,23 +75,6 @@ func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// eventually polls check every second until it returns nil, and fails the
-// test with what, the deadline and check's last error once within passed.
-func eventually(t *testing.T, within time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s: %v", within, what, err)
-		}
-		time.Sleep(time.Second)
-	}
 }
 
 // namespace creates a namespace with labels for the test and deletes it
@@ -177,7 +161,7 @@ func podReady(pod *corev1.Pod) bool {
 func (c *cluster) waitPodReady(t *testing.T, ctx context.Context, ns, name string, within time.Duration) *corev1.Pod {
 	t.Helper()
 	var pod *corev1.Pod
-	eventually(t, within, "pod "+ns+"/"+name+" is Ready", func() error {
+	testkit.Eventually(t, within, "pod "+ns+"/"+name+" is Ready", func() error {
 		var err error
 		if pod, err = c.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
 			return err

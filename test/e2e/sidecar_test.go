@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
@@ -57,7 +58,7 @@ func TestSidecarCrash(t *testing.T) {
 		t.Helper()
 		var first float64
 		seen := false
-		eventually(t, time.Minute, what, func() error {
+		testkit.Eventually(t, time.Minute, what, func() error {
 			text, err := c.metrics(ctx, c.appNS, name)
 			if err != nil {
 				return err
@@ -76,7 +77,7 @@ func TestSidecarCrash(t *testing.T) {
 	flowing("messages flow over jobs", "podipc_mq_acked_messages_total", `queue="jobs"`)
 
 	c.killContainer(t, ctx, c.appNS, name, podcontract.SidecarName)
-	eventually(t, 2*time.Minute, "the kubelet restarts the sidecar and the pod is Ready again", func() error {
+	testkit.Eventually(t, 2*time.Minute, "the kubelet restarts the sidecar and the pod is Ready again", func() error {
 		pod, err := pods.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -100,7 +101,7 @@ func TestSidecarCrash(t *testing.T) {
 		}
 	}
 
-	eventually(t, 3*time.Minute, "the producer is done and jobs is drained", func() error {
+	testkit.Eventually(t, 3*time.Minute, "the producer is done and jobs is drained", func() error {
 		if pod, err = pods.Get(ctx, name, metav1.GetOptions{}); err != nil {
 			return err
 		}

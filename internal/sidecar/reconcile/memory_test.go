@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/channelconfig"
 )
 
@@ -62,7 +63,7 @@ func TestMapsOnlyChannelHeaders(t *testing.T) {
 		fileBytes      = 12288 + 64*65600
 		headerAndPeers = 12288 // the 1 KiB header and 64 peer entries, to a page
 	)
-	dir := tmpfsDir(t)
+	dir := testkit.TmpfsDir(t)
 	first := newFixture(t, dir)
 	if !first.apply(bigChannel) {
 		t.Fatalf("Apply did not converge: %v", first.rec.Snapshot().NotReady())

@@ -1,37 +1,24 @@
 package reconcile_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
+	"time"
 
 	"github.com/podipc/podipc/internal/sidecar/status"
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/shm"
 	"golang.org/x/sys/unix"
 )
 
-// childEnv selects a child role when the test binary is re-executed.
-const childEnv = "PODIPC_RECONCILE_TEST_CHILD"
-
 func TestMain(m *testing.M) {
-	switch os.Getenv(childEnv) {
-	case "":
-		os.Exit(m.Run())
-	case "borrow-and-hang":
-		if err := borrowAndHang(os.Getenv("CHANNEL_PATH")); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	default:
-		fmt.Fprintln(os.Stderr, "unknown child role")
-		os.Exit(2)
-	}
+	testkit.Main(m, testkit.Roles{
+		"borrow-and-hang": func([]string) error { return borrowAndHang(os.Getenv("CHANNEL_PATH")) },
+	})
 }
 
 // borrowAndHang is a consumer that takes a message and never releases it.
@@ -55,7 +42,7 @@ func borrowAndHang(path string) error {
 // A consumer killed while holding a message: the periodic resync recovers
 // it, so the message is delivered again although nobody was blocked.
 func TestResyncReapsDeadPeers(t *testing.T) {
-	f := newFixture(t, tmpfsDir(t))
+	f := newFixture(t, testkit.TmpfsDir(t))
 	f.apply(framesQueue)
 	ch := f.open("frames")
 	p, err := ch.NewProducer()
@@ -67,29 +54,15 @@ func TestResyncReapsDeadPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=borrow-and-hang", "CHANNEL_PATH="+f.shmPath("frames"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != "borrowed precious" {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("child said %q, %v", line, err)
-	}
+	child := testkit.Child(t, "borrow-and-hang", testkit.Env("CHANNEL_PATH="+f.shmPath("frames")))
+	child.ExpectLine(t, 30*time.Second, "borrowed precious")
 	if c := f.mustChannel(channelconfig.ChannelTypeSharedMemory, "frames"); c.SharedMemory.Peers["consumer"] != 1 {
 		t.Fatalf("peers with the child alive = %v", c.SharedMemory.Peers)
 	}
-	if err := cmd.Process.Signal(unix.SIGKILL); err != nil {
+	if err := child.Signal(unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_ = cmd.Wait()
+	_ = child.Err()
 
 	// Registering a new consumer would recover the dead one on its own; the
 	// reaper must do it with nobody registering or blocked.
@@ -124,7 +97,7 @@ func TestResyncReapsDeadPeers(t *testing.T) {
 // With a tmpfs too small for a channel, the channel fails with a clear error
 // and the sidecar stays up; the other channels are created.
 func TestChannelLargerThanTmpfs(t *testing.T) {
-	dir := smallTmpfs(t, 1<<20)
+	dir := testkit.SizedTmpfs(t, 1<<20)
 	f := newFixture(t, dir)
 	if f.apply(framesQueue + `
 - name: huge
@@ -151,18 +124,3 @@ func TestChannelLargerThanTmpfs(t *testing.T) {
 }
 
 func alignPage(n int64) int64 { return (n + 4095) &^ 4095 }
-
-// smallTmpfs mounts a tmpfs of size bytes for the test (root only).
-func smallTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}

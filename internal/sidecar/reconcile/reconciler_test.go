@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podipc/podipc/internal/testkit"
 	"github.com/podipc/podipc/pkg/podcontract"
 	"golang.org/x/sys/unix"
 
@@ -22,18 +23,6 @@ import (
 	"github.com/podipc/podipc/pkg/mq"
 	"github.com/podipc/podipc/pkg/shm"
 )
-
-// tmpfsDir is a fresh directory on /dev/shm (a tmpfs, as in a pod), or under
-// the test's temp dir where there is none.
-func tmpfsDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/dev/shm", "podipc-reconcile-")
-	if err != nil {
-		return t.TempDir()
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
 
 // fixture is a reconciler with a real broker over a directory.
 type fixture struct {
@@ -161,7 +150,7 @@ const (
 )
 
 func TestCreatesDeclaredChannels(t *testing.T) {
-	f := newFixture(t, tmpfsDir(t))
+	f := newFixture(t, testkit.TmpfsDir(t))
 	if !f.apply(framesQueue + jobsQueue + `
 - name: telemetry
   type: SharedMemory
@@ -201,7 +190,7 @@ func TestCreatesDeclaredChannels(t *testing.T) {
 // A sidecar restart adopts the channel files it finds: same file, messages
 // still there.
 func TestAdoptsExistingChannelsOnRestart(t *testing.T) {
-	dir := tmpfsDir(t)
+	dir := testkit.TmpfsDir(t)
 	first := newFixture(t, dir)
 	first.apply(framesQueue)
 	ino := first.inode("frames")
@@ -261,7 +250,7 @@ func TestAdoptsExistingChannelsOnRestart(t *testing.T) {
 // An incompatible change waits for the channel's peers to leave, keeping the
 // old file serving, and is applied at the next resync after they have.
 func TestIncompatibleChangeWaitsForPeers(t *testing.T) {
-	f := newFixture(t, tmpfsDir(t))
+	f := newFixture(t, testkit.TmpfsDir(t))
 	f.apply(framesQueue)
 	ino := f.inode("frames")
 	cons, err := f.open("frames").NewConsumer()
@@ -308,7 +297,7 @@ func TestIncompatibleChangeWaitsForPeers(t *testing.T) {
 
 // An unused channel is recreated at once.
 func TestIncompatibleChangeOfUnusedChannel(t *testing.T) {
-	f := newFixture(t, tmpfsDir(t))
+	f := newFixture(t, testkit.TmpfsDir(t))
 	f.apply(framesQueue)
 	if !f.apply(framesBigger) {
 		t.Fatalf("Apply did not converge: %v", f.rec.Snapshot().NotReady())
@@ -319,7 +308,7 @@ func TestIncompatibleChangeOfUnusedChannel(t *testing.T) {
 }
 
 func TestRemovesUndeclaredChannelsOnceUnused(t *testing.T) {
-	f := newFixture(t, tmpfsDir(t))
+	f := newFixture(t, testkit.TmpfsDir(t))
 	f.apply(framesQueue + jobsQueue)
 	prod, err := f.open("frames").NewProducer()
 	if err != nil {
@@ -334,7 +323,7 @@ func TestRemovesUndeclaredChannelsOnceUnused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the broker to count the consumer", func() bool {
+	testkit.EventuallyTrue(t, 10*time.Second, "the broker to count the consumer", func() bool {
 		return f.mustChannel(channelconfig.ChannelTypeMessageQueue, "jobs").MessageQueue.Consumers == 1
 	})
 
@@ -352,7 +341,7 @@ func TestRemovesUndeclaredChannelsOnceUnused(t *testing.T) {
 
 	prod.Close()
 	consumer.Close()
-	waitFor(t, "both channels to be removed", func() bool {
+	testkit.EventuallyTrue(t, 10*time.Second, "both channels to be removed", func() bool {
 		f.rec.Resync(context.Background())
 		_, shmLeft := f.channel(channelconfig.ChannelTypeSharedMemory, "frames")
 		_, mqLeft := f.channel(channelconfig.ChannelTypeMessageQueue, "jobs")
@@ -376,7 +365,7 @@ func (f *fixture) serve() string {
 }
 
 func TestQueueChangesAreAppliedLive(t *testing.T) {
-	f := newFixture(t, tmpfsDir(t))
+	f := newFixture(t, testkit.TmpfsDir(t))
 	f.apply(jobsQueue)
 	client, err := mq.Dial(context.Background(), mq.WithSocketPath(f.serve()))
 	if err != nil {
@@ -396,7 +385,7 @@ func TestQueueChangesAreAppliedLive(t *testing.T) {
 }
 
 func TestMaxRedeliveriesZeroIsReported(t *testing.T) {
-	f := newFixture(t, tmpfsDir(t))
+	f := newFixture(t, testkit.TmpfsDir(t))
 	f.apply(`
 - name: jobs
   type: MessageQueue
@@ -413,7 +402,7 @@ func TestMaxRedeliveriesZeroIsReported(t *testing.T) {
 
 // A file that is not a valid channel is replaced when nobody holds it.
 func TestReplacesUnusableFile(t *testing.T) {
-	dir := tmpfsDir(t)
+	dir := testkit.TmpfsDir(t)
 	if err := os.MkdirAll(filepath.Join(dir, podcontract.ShmSubdir), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +420,7 @@ func TestReplacesUnusableFile(t *testing.T) {
 // can write it) does not kill the sidecar with SIGBUS: its resync finds the
 // file damaged and, as nobody holds it, creates it again.
 func TestRecreatesTruncatedFile(t *testing.T) {
-	f := newFixture(t, tmpfsDir(t))
+	f := newFixture(t, testkit.TmpfsDir(t))
 	f.apply(framesQueue)
 	before := f.inode("frames")
 	if err := os.Truncate(f.shmPath("frames"), 0); err != nil {
@@ -449,7 +438,7 @@ func TestRecreatesTruncatedFile(t *testing.T) {
 // that can write the directory) neither blocks the sidecar in open() nor
 // is followed: the channel is created again in its place.
 func TestReplacesFIFOAndSymlink(t *testing.T) {
-	f := newFixture(t, tmpfsDir(t))
+	f := newFixture(t, testkit.TmpfsDir(t))
 	f.apply(framesQueue)
 	outside := filepath.Join(t.TempDir(), "outside")
 	if err := os.WriteFile(outside, []byte("not for the sidecar"), 0o600); err != nil {
@@ -489,7 +478,7 @@ func TestReplacesFIFOAndSymlink(t *testing.T) {
 
 // A channel file removed behind the sidecar's back is created again.
 func TestRecreatesDeletedFile(t *testing.T) {
-	f := newFixture(t, tmpfsDir(t))
+	f := newFixture(t, testkit.TmpfsDir(t))
 	f.apply(framesQueue)
 	if err := os.Remove(f.shmPath("frames")); err != nil {
 		t.Fatal(err)
@@ -500,7 +489,7 @@ func TestRecreatesDeletedFile(t *testing.T) {
 }
 
 func TestConfigErrorKeepsRunningConfiguration(t *testing.T) {
-	f := newFixture(t, tmpfsDir(t))
+	f := newFixture(t, testkit.TmpfsDir(t))
 	if problems := f.rec.Snapshot().NotReady(); len(problems) != 1 || !strings.Contains(problems[0], "config") {
 		t.Errorf("before any configuration, NotReady = %q", problems)
 	}
@@ -515,15 +504,4 @@ func TestConfigErrorKeepsRunningConfiguration(t *testing.T) {
 	}
 	f.rec.Resync(context.Background())
 	f.expectState(channelconfig.ChannelTypeSharedMemory, "frames", status.StateReady)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
