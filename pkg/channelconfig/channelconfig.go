@@ -243,7 +243,7 @@ func prepareDocument(doc map[string]any) field.ErrorList {
 	mq.Default()
 	defaults := map[string]map[string]any{"sharedMemory": asJSONObject(shm), "messageQueue": asJSONObject(mq)}
 
-	// Paths name channels as ValidateChannelConfig does, so build the names.
+	// Paths name channels as ValidateConfig does, so build the names.
 	named := &Config{Channels: make([]Channel, len(channels))}
 	for i, ch := range channels {
 		ch, _ := ch.(map[string]any)
