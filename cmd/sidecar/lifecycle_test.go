@@ -24,14 +24,27 @@ const cfgDurableJobs = `
   messageQueue: {maxDepth: 100, persistence: Volume}
 `
 
-// SIGTERM shuts the real binary down cleanly and quickly; a new sidecar on
-// the same directory adopts the channel files and recovers the journaled
-// queue, so neither an app nor a sidecar restart loses data.
+const cfgScratch = `
+- name: scratch
+  type: MessageQueue
+  messageQueue: {}
+`
+
+// SIGTERM shuts the real binary down cleanly and quickly and reports, in
+// its termination message, what each queue still held and whether it is
+// journaled; a new sidecar on the same directory adopts the channel files
+// and recovers the journaled queue, so neither an app nor a sidecar restart
+// loses data.
 func TestGracefulShutdownAndRestart(t *testing.T) {
 	dir := testkit.TmpfsDir(t)
 	cfgPath := filepath.Join(t.TempDir(), "channels.yaml")
-	writeConfig(t, cfgPath, cfgFrames+cfgDurableJobs)
-	first := startSidecar(t, dir, cfgPath)
+	writeConfig(t, cfgPath, cfgFrames+cfgDurableJobs+cfgScratch)
+	// The kubelet creates the file before the container starts.
+	termLog := filepath.Join(t.TempDir(), "termination-log")
+	if err := os.WriteFile(termLog, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	first := startSidecar(t, dir, cfgPath, "--termination-log", termLog)
 	first.waitReady()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -58,6 +71,11 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for i := range 2 {
+		if err := client.Send(ctx, "scratch", fmt.Appendf(nil, "scratch-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	before, err := os.Stat(framesPath)
 	if err != nil {
 		t.Fatal(err)
@@ -70,9 +88,20 @@ func TestGracefulShutdownAndRestart(t *testing.T) {
 	if took > 5*time.Second {
 		t.Errorf("shutdown took %v", took)
 	}
-	for _, want := range []string{`"msg":"shutting down"`, `"msg":"broker stopped"`, `"msg":"shutdown complete"`} {
+	for _, want := range []string{`"msg":"shutting down"`, `"msg":"broker stopped"`, `"msg":"shutdown complete"`,
+		`"queue":"scratch","waiting":2,"inFlight":0`, `"unjournaledMessages":2`} {
 		if !strings.Contains(first.logText(), want) {
 			t.Errorf("logs lack %s", want)
+		}
+	}
+	msg, err := os.ReadFile(termLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"clean shutdown in ", "; 2 unjournaled messages lost\n",
+		"queue jobs: 3 waiting, 0 in flight (journaled)\n", "queue scratch: 2 waiting, 0 in flight (no journal)\n"} {
+		if !strings.Contains(string(msg), want) {
+			t.Errorf("termination message lacks %q:\n%s", want, msg)
 		}
 	}
 	// The client that does not reconnect was told to go away; the socket

@@ -71,6 +71,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.ConfigPollInterval, "config-poll-interval", 5*time.Second, "how often the configuration file is re-read without a file-system event")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "bound of the graceful shutdown on SIGTERM or SIGINT")
 	mode := fs.String("file-mode", fmt.Sprintf("%#o", podcontract.DefaultFileMode), "mode of the channel files and the broker socket (octal); the app containers write them under their own UIDs")
+	fs.StringVar(&cfg.TerminationLog, "termination-log", "/dev/termination-log", "where the kubelet reads the termination message (what the queues held at exit); written only if it exists; empty: never")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {

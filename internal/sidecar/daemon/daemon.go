@@ -46,6 +46,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// FileMode is the mode of the channel files and the broker socket.
 	FileMode os.FileMode
+	// TerminationLog is the file the kubelet reads the container's
+	// termination message from; at exit the sidecar writes there what its
+	// queues still held (if the file exists; empty: never).
+	TerminationLog string
 	// Logger receives the structured logs.
 	Logger *slog.Logger
 	// OnListening, if set, is called with the HTTP server's address once it
@@ -187,7 +191,8 @@ func applyUpdate(ctx context.Context, log *slog.Logger, rec *reconcile.Reconcile
 }
 
 // shutdown stops the servers and releases the channels within
-// cfg.ShutdownTimeout.
+// cfg.ShutdownTimeout, then reports what the queues still held: in the log
+// and in the termination message.
 func shutdown(cfg Config, servers *sync.WaitGroup, broker *mqbroker.Broker, rec *reconcile.Reconciler, httpSrv *http.Server) error {
 	log := cfg.Logger
 	start := time.Now()
@@ -207,10 +212,10 @@ func shutdown(cfg Config, servers *sync.WaitGroup, broker *mqbroker.Broker, rec 
 		errs = append(errs, fmt.Errorf("release channels: %w", err))
 	}
 	err := errors.Join(errs...)
-	if err != nil {
-		log.Error("shutdown incomplete", "err", err, "duration", time.Since(start))
-	} else {
-		log.Info("shutdown complete", "duration", time.Since(start))
+	report := newDrainReport(broker.Stats(), time.Since(start), err)
+	report.log(log)
+	if werr := writeTerminationMessage(cfg.TerminationLog, report.message()); werr != nil {
+		log.Warn("cannot write the termination message", "err", werr)
 	}
 	return err
 }
