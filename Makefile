@@ -166,9 +166,11 @@ image-binaries: ## Build the static binaries the images contain into bin/images/
 	$(IMAGE_GO_BUILD) -o $(IMAGE_BUILD)/sidecar/podipc-sidecar ./cmd/sidecar
 	$(IMAGE_GO_BUILD) -o $(IMAGE_BUILD)/injector/podipc-injector ./cmd/injector
 	$(IMAGE_GO_BUILD) -o $(IMAGE_BUILD)/examples/ $(EXAMPLE_PKGS)
+	$(MAKE) -s -C examples/c BUILD=$(CURDIR)/$(IMAGE_BUILD)/examples
 	chmod 0555 $(IMAGE_BUILD)/*/*
 
-# The example programs the end-to-end test runs as application containers.
+# The example programs the end-to-end test runs as application containers
+# (and the C examples of examples/c, static too).
 EXAMPLE_PKGS ?= ./examples/app/producer ./examples/app/consumer
 
 .PHONY: images

@@ -1,4 +1,4 @@
-# podipc-examples: the example producer and consumer programs of examples/, used by the
+# podipc-examples: the example programs of examples/ (Go and C), used by the
 # end-to-end test as application containers. FROM scratch with static binaries.
 FROM scratch
 COPY --chown=0:0 . /usr/local/bin/
