@@ -25,6 +25,13 @@ SYSTEM_NS=podipc-system
 APP_NS=podipc-e2e
 APP_POD=app
 PLAIN_POD=plain
+# The previous release, built from git history: the chart is first installed from it and an example pod
+# runs its sidecar; then the chart is upgraded to this tree and that pod must keep working while the new
+# controller rewrites its configuration (docs/upgrades.md). Bump it to the last release's commit on every
+# release.
+PREVIOUS_REF=${PREVIOUS_REF:-1a20c2214290880aaec5361384dde9f0cff5ab31}
+PREVIOUS_TAG=$TAG-previous
+OLD_POD=app-previous
 NODE=$CLUSTER-control-plane
 KIND_VERSION=v0.33.0
 HELM_VERSION=v3.22.0
@@ -91,7 +98,8 @@ trap cleanup EXIT
 
 # ---- metrics of the app pod's sidecar, through the API server's pod proxy --------------------------
 METRICS=""
-scrape() { k get --raw "/api/v1/namespaces/$APP_NS/pods/$APP_POD:9464/proxy/metrics"; }
+# scrape [POD]: the metrics of POD's sidecar (default: the app pod's).
+scrape() { k get --raw "/api/v1/namespaces/$APP_NS/pods/${1:-$APP_POD}:9464/proxy/metrics"; }
 refresh_metrics() { METRICS=$(scrape); }
 # metric NAME [LABEL_MATCH...]: the sum of the samples of NAME whose labels contain every LABEL_MATCH
 # (such as 'channel="frames"'; 0 if none). Prometheus sorts labels, so each is matched on its own.
@@ -125,6 +133,9 @@ series_present() {
 }
 has_series() { refresh_metrics && series_present "$@"; }
 lacks_series() { refresh_metrics && ! series_present "$@"; }
+# The same about the previous release's pod.
+old_has_series() { METRICS=$(scrape "$OLD_POD") && series_present "$@"; }
+old_lacks_series() { METRICS=$(scrape "$OLD_POD") && ! series_present "$@"; }
 
 jsonpath() { ka get "$1" -o "jsonpath=$2"; }
 
@@ -150,6 +161,20 @@ if [ -z "${SKIP_IMAGES:-}" ]; then
 	make -C "$ROOT" --no-print-directory images IMAGE_TAG="$TAG" >&2
 fi
 
+phase "previous release"
+if ! git -C "$ROOT" cat-file -e "$PREVIOUS_REF^{commit}" 2>/dev/null && [ "$(git -C "$ROOT" rev-parse --is-shallow-repository)" = true ]; then
+	log "this clone is shallow: fetching its history for the previous release $PREVIOUS_REF"
+	git -C "$ROOT" fetch --quiet --unshallow >&2 || true
+fi
+git -C "$ROOT" cat-file -e "$PREVIOUS_REF^{commit}" 2>/dev/null ||
+	fail "the previous release $PREVIOUS_REF is not in this clone's history (a shallow clone? git fetch --unshallow, or set PREVIOUS_REF)"
+mkdir "$WORK/previous"
+git -C "$ROOT" archive "$PREVIOUS_REF" | tar -x -C "$WORK/previous"
+if [ -z "${SKIP_IMAGES:-}" ] || ! docker image inspect "podipc-sidecar:$PREVIOUS_TAG" >/dev/null 2>&1; then
+	make -C "$WORK/previous" --no-print-directory images IMAGE_TAG="$PREVIOUS_TAG" >&2
+fi
+log "previous release $(git -C "$ROOT" log -1 --format='%h %cs %s' "$PREVIOUS_REF")"
+
 phase "cluster"
 kind_config "$IMAGE" >"$WORK/kind.yaml"
 "$KIND" delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
@@ -163,22 +188,43 @@ fi
 k version >&2
 
 phase "load images"
-"$KIND" load docker-image --name "$CLUSTER" "podipc-sidecar:$TAG" "podipc-injector:$TAG" "podipc-examples:$TAG" >&2
+"$KIND" load docker-image --name "$CLUSTER" "podipc-sidecar:$TAG" "podipc-injector:$TAG" "podipc-examples:$TAG" \
+	"podipc-sidecar:$PREVIOUS_TAG" "podipc-injector:$PREVIOUS_TAG" "podipc-examples:$PREVIOUS_TAG" >&2
 
-phase "helm install"
-"$HELM" install "$RELEASE" "$ROOT/charts/podipc" --namespace "$SYSTEM_NS" --create-namespace \
-	--values "$HERE/values-e2e.yaml" --set injector.image.tag="$TAG" --set sidecar.image.tag="$TAG" \
-	--wait --timeout 5m >&2
+phase "helm install (previous release)"
+"$HELM" install "$RELEASE" "$WORK/previous/charts/podipc" --namespace "$SYSTEM_NS" --create-namespace \
+	--values "$WORK/previous/kind-test/values-e2e.yaml" --set injector.image.tag="$PREVIOUS_TAG" \
+	--set sidecar.image.tag="$PREVIOUS_TAG" --wait --timeout 5m >&2
 ca_bundle_set() { [ -n "$(k get mutatingwebhookconfiguration "$RELEASE" -o jsonpath='{.webhooks[0].clientConfig.caBundle}')" ]; }
 wait_for "the injector wrote the CA into the webhook configuration" 120 ca_bundle_set
+
+phase "a pod of the previous release"
+k create namespace "$APP_NS" >&2
+ka apply -f - <"$WORK/previous/kind-test/manifests/channels.yaml" >&2
+# The previous release's app pod, renamed: the same labels, so every channel that selects the app pod
+# selects it too.
+pause_image=$(docker exec "$NODE" crictl images | awk '$1 ~ /\/pause$/ { print $1 ":" $2; exit }' | grep .) ||
+	fail "the node has no pause image"
+sed -n '/^---$/q;p' "$WORK/previous/kind-test/manifests/pods.yaml" |
+	sed "s#:E2E_TAG#:$PREVIOUS_TAG#g; s#E2E_PAUSE_IMAGE#$pause_image#g; s#^  name: app\$#  name: $OLD_POD#" >"$WORK/old-pod.yaml"
+apply_old_pod() { ka apply -f - <"$WORK/old-pod.yaml"; }
+wait_for "the API server admits the previous release's pod" 60 apply_old_pod
+ka wait --for=condition=Ready pod/"$OLD_POD" --timeout=180s >&2
+old_sidecar_image() { jsonpath "pod/$OLD_POD" '{.spec.initContainers[?(@.name=="podipc-sidecar")].image}'; }
+[ "$(old_sidecar_image)" = "podipc-sidecar:$PREVIOUS_TAG" ] || fail "pod $OLD_POD runs sidecar $(old_sidecar_image), not the previous release's"
+
+phase "helm upgrade to this tree"
+"$HELM" upgrade "$RELEASE" "$ROOT/charts/podipc" --namespace "$SYSTEM_NS" \
+	--values "$HERE/values-e2e.yaml" --set injector.image.tag="$TAG" --set sidecar.image.tag="$TAG" \
+	--wait --timeout 5m >&2
+wait_for "the injector wrote the CA into the webhook configuration" 120 ca_bundle_set
+[ "$(ks get deployment "$RELEASE-injector" -o jsonpath='{.spec.template.spec.containers[0].image}')" = "podipc-injector:$TAG" ] ||
+	fail "the upgrade did not roll the injector to podipc-injector:$TAG"
 ks get pods -o wide >&2
 
 phase "channels and pods"
-k create namespace "$APP_NS" >&2
 ka apply -f - <"$HERE/manifests/channels.yaml" >&2
 # The app pod may be refused while the webhook's endpoints settle: retry until admitted.
-pause_image=$(docker exec "$NODE" crictl images | awk '$1 ~ /\/pause$/ { print $1 ":" $2; exit }' | grep .) ||
-	fail "the node has no pause image"
 sed "s#:E2E_TAG#:$TAG#g; s#E2E_PAUSE_IMAGE#$pause_image#g" "$HERE/manifests/pods.yaml" >"$WORK/pods.yaml"
 apply_pods() { ka apply -f - <"$WORK/pods.yaml"; }
 wait_for "the API server admits the example pods" 60 apply_pods
@@ -207,12 +253,14 @@ token_mounts=$(jsonpath "pod/$APP_POD" "$sidecar.volumeMounts[?(@.mountPath==\"/
 	fail "the unannotated pod $PLAIN_POD was injected"
 [ -z "$(jsonpath "pod/$PLAIN_POD" '{.metadata.annotations.podipc\.io/status}')" ] || fail "the unannotated pod $PLAIN_POD has a podipc status"
 log "injected: $APP_POD has the native sidecar and the tmpfs; $PLAIN_POD is untouched"
+[ "$(jsonpath "pod/$APP_POD" "$sidecar.image}")" = "podipc-sidecar:$TAG" ] || fail "pod $APP_POD was not given this tree's sidecar"
+[ "$(old_sidecar_image)" = "podipc-sidecar:$PREVIOUS_TAG" ] || fail "the upgrade changed pod $OLD_POD's sidecar"
 
 phase "channels ready"
 ka wait --for=condition=Ready pod/"$APP_POD" --timeout=180s >&2
 ka wait --for=condition=Ready ipcchannel/frames ipcchannel/jobs --timeout=120s >&2
-both_count_ready() { [ "$(ka get ipcchannel frames jobs -o jsonpath='{.items[*].status.readyPods}')" = "1 1" ]; }
-wait_for "both channels count the app pod ready" 60 both_count_ready
+both_count_ready() { [ "$(ka get ipcchannel frames jobs -o jsonpath='{.items[*].status.readyPods}')" = "2 2" ]; }
+wait_for "both channels count the app pod and the previous release's pod ready" 60 both_count_ready
 
 phase "messages flow"
 wait_for "messages flow over the shared-memory channel" 60 metric_gt podipc_shm_received_messages_total 100 'channel="frames"'
@@ -272,6 +320,14 @@ wait_for "the new channel reaches the pod's annotation" 60 late_in_annotation
 # The kubelet refreshes the projected file within its sync period (about a minute, worst case two).
 wait_for "the sidecar serves the new channel" 180 metric_gt podipc_channel_state 0 'channel="late"' 'state="Ready"'
 ka wait --for=condition=Ready ipcchannel/late --timeout=60s >&2
+# Version skew: this tree's controller wrote the configuration of the pod that runs the previous sidecar.
+old_late_in_annotation() { jsonpath "pod/$OLD_POD" '{.metadata.annotations.podipc\.io/config}' | grep -q late; }
+wait_for "the new channel reaches the previous release's pod" 60 old_late_in_annotation
+wait_for "the previous release's sidecar serves the new channel" 180 old_has_series podipc_channel_state 'channel="late"' 'state="Ready"'
+METRICS=$(scrape "$OLD_POD")
+(($(metric podipc_config_applied) == 1)) || fail "the previous release's sidecar did not apply the configuration this tree's controller wrote"
+(($(jsonpath "pod/$OLD_POD" '{.status.initContainerStatuses[?(@.name=="podipc-sidecar")].restartCount}') == 0)) ||
+	fail "the previous release's sidecar restarted"
 
 phase "channel removed later"
 ka delete ipcchannel late --wait=true >&2
@@ -281,6 +337,7 @@ late_gone_from_annotation() {
 }
 wait_for "the deleted channel leaves the pod's annotation" 60 late_gone_from_annotation
 wait_for "the sidecar removes the deleted channel" 180 lacks_series podipc_channel_declared 'channel="late"'
+wait_for "the previous release's sidecar removes the deleted channel" 180 old_lacks_series podipc_channel_declared 'channel="late"'
 
 phase "scenarios (go test -tags e2e)"
 # The scenarios written as Go tests (test/e2e): each is a named test against this cluster.
@@ -306,7 +363,7 @@ injects_after_upgrade() {
 wait_for "the upgraded injector injects" 60 injects_after_upgrade
 
 phase "uninstall"
-ka delete pod "$APP_POD" "$PLAIN_POD" --wait=true --timeout=60s >&2
+ka delete pod "$APP_POD" "$PLAIN_POD" "$OLD_POD" --wait=true --timeout=60s >&2
 "$HELM" uninstall "$RELEASE" --namespace "$SYSTEM_NS" --wait --timeout 2m >&2
 k get crd ipcchannels.podipc.io >/dev/null || fail "uninstall deleted the IPCChannel CRD (crds.keep)"
 ! k get mutatingwebhookconfiguration "$RELEASE" >/dev/null 2>&1 || fail "uninstall left the webhook configuration"
