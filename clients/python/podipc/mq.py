@@ -114,6 +114,7 @@ _PONG_P = struct.Struct("<Q")
 _READ_BUFFER = 256 << 10  # one recv takes up to this much, parsed as many frames
 _WRITE_TIMEOUT = 30.0  # a broker that does not read for this long is given up
 _MAX_MERGED_TAGS = 4096
+_ANSWER_GRACE = 1.0  # how much longer than a send's timeout send() waits for the broker's verdict
 _RETRY_DELAY = 0.1  # before sending again a request answered "unknown queue" after a reconnection
 
 
@@ -653,7 +654,10 @@ class Client:
         for room in the send window and, on a full Block queue, how long the
         broker may hold the send (QueueTimeoutError)."""
         deadline = _deadline(timeout)
-        return self._send_async(queue, body, priority, ttl, deadline).wait(_left(deadline))
+        cf = self._send_async(queue, body, priority, ttl, deadline)
+        # The broker answers a send it held to its timeout with QueueTimeoutError:
+        # give that answer a moment to arrive.
+        return cf.wait(None if deadline is None else max(0.0, deadline - time.monotonic()) + _ANSWER_GRACE)
 
     def send_async(
         self, queue: str, body: bytes | bytearray | memoryview, priority: int = 0, ttl: float | None = None,
@@ -895,7 +899,7 @@ class Client:
                 if conn.gen != self._conn.gen or self._error is not None:
                     return ConnectionLostError("mq: connection given up")
                 woken = False
-                while end - start >= 5:
+                while end - start >= 4:
                     length = unpack_len(buf, start)[0]
                     if length == 0 or length > max_frame:
                         return ProtocolError(f"mq: frame length {length}, limit {max_frame}")
