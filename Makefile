@@ -44,10 +44,12 @@ c-test: ## The C client (clients/c): unit tests under ASan+UBSan and TSan, and i
 PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
 
 .PHONY: python-test
-python-test: ## The Python client (clients/python): mypy --strict, then pytest against the C library.
+python-test: ## The Python client (clients/python): mypy --strict, then pytest against the C library and a real broker.
 	$(MAKE) -s -C clients/c build/libpodipc.so
+	$(GO) build -o bin/podipc-sidecar ./cmd/sidecar
 	cd clients/python && $(PYTHON) -m mypy --strict podipc tests examples
-	cd clients/python && PODIPC_LIBRARY=$(CURDIR)/clients/c/build/libpodipc.so $(PYTHON) -m pytest -q tests
+	cd clients/python && PODIPC_LIBRARY=$(CURDIR)/clients/c/build/libpodipc.so PODIPC_SIDECAR=$(CURDIR)/bin/podipc-sidecar \
+		$(PYTHON) -m pytest -q tests
 
 .PHONY: envtest-bins
 envtest-bins: ## Build kube-apiserver and etcd for envtest from Go module sources (once; cached).

@@ -1,12 +1,7 @@
 """podipc-shm-peer in Python: a participant of the conformance suite
 (test/conformance) with the same commands and output as the C peer
-(clients/c/tools/shm_peer.c) and the same message format (docs/clients.md):
-
-    bytes 0-3   producer id (0xFFFFFFFF: the end marker, one per consumer)
-    bytes 4-7   sequence number, from 0 per producer
-    bytes 8-11  CRC-32C of bytes 16..len
-    bytes 12-15 zero
-    bytes 16..  payload: byte k is (id*31 + seq*7 + k) mod 256
+(clients/c/tools/shm_peer.c) and the same message format (docs/clients.md,
+podipc.suite; the end marker is sent once per consumer).
 
 Run it as ``python3 -m podipc.peer COMMAND PATH ...``.
 """
@@ -14,11 +9,10 @@ Run it as ``python3 -m podipc.peer COMMAND PATH ...``.
 from __future__ import annotations
 
 import signal
-import struct
 import sys
 from typing import Callable, Sequence
 
-from . import shm
+from . import shm, suite
 from .errors import (
     CorruptError,
     LappedError,
@@ -30,61 +24,10 @@ from .errors import (
 )
 
 TIMEOUT = 30.0  # a peer never waits longer than this
-END = 0xFFFFFFFF
-_HEADER = struct.Struct("<IIII")
-
-
-def _crc_table() -> list[int]:
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
-        table.append(c)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-_CYCLE = bytes(range(256)) * 2
-
-
-def crc32c(data: bytes | memoryview) -> int:
-    c = 0xFFFFFFFF
-    t = _CRC_TABLE
-    for b in bytes(data):
-        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-
-
-def payload(ident: int, seq: int, size: int) -> bytes:
-    """Bytes 16..size of message seq of producer ident."""
-    out = bytearray()
-    k = 16
-    while k < size:
-        start = (ident * 31 + seq * 7 + k) & 0xFF
-        take = min(256, size - k)
-        out += _CYCLE[start : start + take]
-        k += take
-    return bytes(out)
-
-
-def fill(buf: memoryview, ident: int, seq: int, size: int) -> None:
-    body = payload(ident, seq, size)
-    buf[16:size] = body
-    _HEADER.pack_into(buf, 0, ident, seq, crc32c(body), 0)
-
-
-def check(msg: memoryview | bytes) -> tuple[int, int]:
-    """The message's producer id and sequence; ValueError if malformed."""
-    if len(msg) < 16:
-        raise ValueError(f"a message of {len(msg)} bytes, shorter than the 16-byte header")
-    ident, seq, crc, _ = _HEADER.unpack_from(msg, 0)
-    if ident == END:
-        return ident, seq
-    body = bytes(msg[16:])
-    if crc != crc32c(body) or body != payload(ident, seq, len(msg)):
-        raise ValueError(f"message {ident}/{seq} of {len(msg)} bytes is damaged")
-    return ident, seq
+END = suite.END
+_HEADER = suite.HEADER
+check = suite.check
+fill = suite.fill
 
 
 def _produce(path: str, ident: str, count: str, size: str) -> int:
