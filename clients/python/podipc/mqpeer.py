@@ -4,8 +4,10 @@ suite (test/conformance), with the same commands and output as the C peer
 (docs/clients.md, podipc.suite). One line per event, flushed at once:
 
     send SOCKET QUEUE ID COUNT SIZE [PRIORITY]   -> "sent COUNT"
-    consume SOCKET QUEUE COUNT PREFETCH MODE     -> "ready", "msg ID SEQ DELIVERIES"..., "done COUNT"
+    consume SOCKET QUEUE COUNT PREFETCH MODE     -> "ready", "msg ID SEQ DELIVERIES"..., "done N"
         MODE: ack, nack (without requeue: dead-lettered) or hold (never settled)
+        COUNT 0: until the first end marker (producer id 0xFFFFFFFF), which is
+        settled and reported like any message
     on failure                                   -> "error CLASS: message", exit status 1
 
 If $PODIPC_BROKER_UID is set, the broker socket's peer UID is checked.
@@ -111,16 +113,20 @@ def _consume(path: str, queue: str, count: str, prefetch: str, mode: str) -> int
         raise InvalidArgumentError(f"mode {mode!r}, not ack, nack or hold")
     with mq.Client(path) as c, c.consume(queue, prefetch=pf, timeout=TIMEOUT) as k:
         print("ready")
-        for _ in range(n):
+        got = 0
+        while n == 0 or got < n:
             d = k.receive(TIMEOUT)
             ident, seq = suite.check(d.body)
             print(f"msg {ident} {seq} {d.deliveries}")
+            got += 1
             if mode == "ack":
                 d.ack()
             elif mode == "nack":
                 d.nack(requeue=False)
+            if n == 0 and ident == suite.END:
+                break
         c.ping(TIMEOUT)  # every settlement has reached the broker
-    print(f"done {n}")
+    print(f"done {got}")
     return 0
 
 
