@@ -188,7 +188,7 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, options, error
 	fs.StringVar(&opts.save, "save", "", "also write the JSON report to this file")
 	compare := fs.String("compare", "", "OLD.json: after the run, print a before/after table of OLD and this run; OLD.json,NEW.json: compare two saved reports without running")
 	repeat := fs.Int("repeat", def.Repeat, "run every job this many times; the report gives medians and spreads")
-	loadSlack := fs.Float64("load-slack", def.Noise.LoadSlack, "a verdict is NOISY when the 1-minute load average around a compared job exceeded the CPU count plus this")
+	loadSlack := fs.Float64("load-slack", def.Noise.LoadSlack, "a verdict is NOISY when the 1-minute load average around a compared job exceeded max(CPU count, the job's processes) plus this")
 	maxSpread := fs.Float64("max-spread", def.Noise.MaxSpread, "a verdict is NOISY when a compared figure's repeats spread over more than this percent of their median")
 	cpuProfile := fs.String("cpuprofile", "", "write CPU profiles of each Go job's timed loop to DIR/<transport>-<kind>-<size>-r<repeat>-<a|b>.pprof")
 	transports := fs.String("transports", strings.Join(def.Transports, ","), "comma-separated transports to measure (see -list)")

@@ -32,18 +32,27 @@ func noiseReport(results ...Result) *Report {
 
 func TestNoiseRule(t *testing.T) {
 	rule := NoiseRule{LoadSlack: 0.5, MaxSpread: 15}
-	quiet := figure{name: "a", loads: []Load{{1.0, 2.4}, {2.5, 2.5}}, spread: Spread{Percent: 15}, runs: 3}
+	quiet := figure{name: "a", own: 2, loads: []Load{{1.0, 2.4}, {2.5, 2.5}}, spread: Spread{Percent: 15}, runs: 3}
 	if why := rule.why(2, quiet); why != "" {
 		t.Errorf("load within 2 CPUs + 0.5 and spread at the limit: %q", why)
 	}
-	busy := figure{name: "b", loads: []Load{{1.0, 1.2}, {1.3, 2.6}}, runs: 3}
-	if why := rule.why(2, quiet, busy); !strings.Contains(why, "load average 2.60") || !strings.Contains(why, "during b") || strings.Contains(why, "during a") {
+	busy := figure{name: "b", own: 2, loads: []Load{{1.0, 1.2}, {1.3, 2.6}}, runs: 3}
+	if why := rule.why(2, quiet, busy); !strings.Contains(why, "load average 2.60 during b, above 2 + 0.5") || strings.Contains(why, "during a") {
 		t.Errorf("busy after one repeat of b: %q", why)
 	}
 	if why := rule.why(8, busy); why != "" {
 		t.Errorf("a load of 2.6 on 8 CPUs leaves CPUs free: %q", why)
 	}
-	spread := figure{name: "c", loads: []Load{{-1, -1}}, spread: Spread{Percent: 15.1}, runs: 2}
+	// A job with a broker process puts a load of three on its own.
+	broker := figure{name: "m", own: 3, loads: []Load{{3.4, 3.4}}}
+	if why := rule.why(2, broker); why != "" {
+		t.Errorf("three processes at a load of 3.4: %q", why)
+	}
+	broker.loads[0].After = 3.6
+	if why := rule.why(2, broker); !strings.Contains(why, "above 3 + 0.5") {
+		t.Errorf("three processes at a load of 3.6: %q", why)
+	}
+	spread := figure{name: "c", own: 2, loads: []Load{{-1, -1}}, spread: Spread{Percent: 15.1}, runs: 2}
 	if why := rule.why(2, spread); !strings.Contains(why, "c spread 15.1% over 2 repeats") {
 		t.Errorf("spread above the limit: %q", why)
 	}

@@ -127,7 +127,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		r.Config.CPUs[0], r.Config.CPUs[1], r.Config.Samples, r.Config.LargeSamples, FormatSize(LargeSize),
 		r.Config.Budget, r.Config.Duration)
 	if c := r.Config; c.Repeat > 0 {
-		p.printf("each job %d× (figures are medians; spread: (max-min)/median); NOISY: load average above %d CPUs + %.2g, or a spread above %.3g%%\n",
+		p.printf("each job %d× (figures are medians; spread: (max-min)/median); NOISY: load average above max(%d CPUs, the job's processes) + %.2g, or a spread above %.3g%%\n",
 			c.Repeat, m.loadCPUs(), c.Noise.LoadSlack, c.Noise.MaxSpread)
 	}
 	for _, warning := range r.Warnings {

@@ -58,15 +58,16 @@ func (v Verdict) String() string {
 }
 
 // NoiseRule decides when a figure is too disturbed to judge a target by.
-// The benchmark itself keeps at most two CPUs busy (its two pinned sides;
-// the mq broker shares them), so on a machine with n CPUs a 1-minute load
-// average above n means other work was waiting for CPUs, and on a machine
-// of two CPUs that is time taken from the sides. The load average trails
-// by a minute and misses short bursts: the spread of the repeats catches
-// those.
+// A job runs two processes (its sides), three for the transports with a
+// server process (see ownProcesses). On a machine of n CPUs a 1-minute
+// load average above max(n, own processes) means other work was waiting
+// for CPUs, and on a machine of two CPUs that is time taken from the
+// sides. The load average trails by a minute and misses short bursts: the
+// spread of the repeats catches those.
 type NoiseRule struct {
 	// LoadSlack: a repeat ran on a busy machine when the load average
-	// before or after it exceeded the online CPU count plus LoadSlack.
+	// before or after it exceeded max(online CPUs, the job's processes)
+	// plus LoadSlack.
 	LoadSlack float64 `json:"load_slack"`
 	// MaxSpread: a figure whose repeats spread over more than MaxSpread
 	// percent of their median is noisy.
@@ -81,7 +82,9 @@ func DefaultNoiseRule() NoiseRule {
 // figure is one compared figure of a verdict: its repeats' loads and its
 // spread.
 type figure struct {
-	name   string
+	name string
+	// own is how many processes the figure's job runs.
+	own    int
 	loads  []Load
 	spread Spread
 	runs   int
@@ -90,22 +93,15 @@ type figure struct {
 // why returns why figures cannot be trusted under the rule on a machine
 // of cpus CPUs, or "".
 func (n NoiseRule) why(cpus int, figures ...figure) string {
-	var reasons, busy []string
-	peak := -1.0
-	limit := float64(cpus) + n.LoadSlack
+	var reasons []string
 	for _, f := range figures {
-		fpeak := -1.0
+		peak := -1.0
 		for _, l := range f.loads {
-			fpeak = max(fpeak, l.Peak())
+			peak = max(peak, l.Peak())
 		}
-		if cpus > 0 && fpeak > limit {
-			busy = append(busy, f.name)
-			peak = max(peak, fpeak)
+		if allowed := max(cpus, f.own); cpus > 0 && peak > float64(allowed)+n.LoadSlack {
+			reasons = append(reasons, fmt.Sprintf("load average %.2f during %s, above %d + %.2g", peak, f.name, allowed, n.LoadSlack))
 		}
-	}
-	if len(busy) > 0 {
-		reasons = append(reasons, fmt.Sprintf("load average %.2f, above %d CPUs + %.2g, during %s",
-			peak, cpus, n.LoadSlack, strings.Join(busy, " and ")))
 	}
 	for _, f := range figures {
 		if f.runs > 1 && f.spread.Percent > n.MaxSpread {
@@ -115,9 +111,19 @@ func (n NoiseRule) why(cpus int, figures ...figure) string {
 	return strings.Join(reasons, "; ")
 }
 
+// ownProcesses is how many processes a job of backend keeps busy: its two
+// sides, and the broker or server of the queue transports.
+func ownProcesses(backend string) int {
+	switch backend {
+	case nameMQAtLeastOnce, nameMQAtMostOnce, nameNATS:
+		return 3
+	}
+	return 2
+}
+
 // resultFigure is metric m of res as a verdict compares it.
 func resultFigure(res Result, m func(Result) float64) figure {
-	f := figure{name: res.Backend}
+	f := figure{name: res.Backend, own: ownProcesses(res.Backend)}
 	var vs []float64
 	for _, rep := range res.repeats() {
 		f.loads = append(f.loads, rep.Load)
@@ -129,7 +135,7 @@ func resultFigure(res Result, m func(Result) float64) figure {
 
 // memcpyFigure is the memcpy reference as a verdict compares it.
 func memcpyFigure(m *MemcpyReference) figure {
-	f := figure{name: memcpyBaseline, spread: m.Spread["best"], runs: len(m.Repeats)}
+	f := figure{name: memcpyBaseline, own: 1, spread: m.Spread["best"], runs: len(m.Repeats)}
 	for _, rep := range m.Repeats {
 		f.loads = append(f.loads, rep.Load)
 	}
