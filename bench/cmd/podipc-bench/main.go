@@ -44,7 +44,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if opts.render != "" {
-		return render(opts.render, stdout, stderr)
+		rep, err := loadReport(opts.render)
+		if err == nil {
+			err = rep.WriteText(stdout)
+		}
+		return exitCode(stderr, err)
+	}
+	if len(opts.compare) == 2 {
+		return exitCode(stderr, compareFiles(opts.compare[0], opts.compare[1], stdout))
+	}
+	var before *harness.Report
+	if len(opts.compare) == 1 {
+		// Read the old report first: a typo should not cost a whole run.
+		if before, err = loadReport(opts.compare[0]); err != nil {
+			return exitCode(stderr, err)
+		}
 	}
 	if opts.list {
 		for _, b := range harness.Backends() {
@@ -65,13 +79,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	if opts.save != "" {
+		err = errors.Join(err, saveReport(opts.save, rep))
+	}
+	// With -json, stdout carries the JSON report alone and the comparison
+	// goes to stderr.
+	cmpOut := stdout
 	if opts.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		err = errors.Join(err, enc.Encode(rep))
+		err = errors.Join(err, encodeReport(stdout, rep))
+		cmpOut = stderr
 	} else {
 		err = errors.Join(err, rep.WriteText(stdout))
 	}
+	if before != nil {
+		if _, werr := fmt.Fprintln(cmpOut); werr != nil {
+			err = errors.Join(err, werr)
+		}
+		err = errors.Join(err, harness.WriteComparison(cmpOut, before, rep))
+	}
+	return exitCode(stderr, err)
+}
+
+type options struct {
+	json, list, quiet bool
+	// render is a JSON report to print as text instead of running.
+	render string
+	// save is where to write the JSON report besides printing the report.
+	save string
+	// compare holds one saved report (compared with this run) or two
+	// (compared with each other, without running).
+	compare []string
+}
+
+// exitCode reports err, if any, and returns the exit code.
+func exitCode(stderr io.Writer, err error) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "podipc-bench:", err)
 		return 1
@@ -79,26 +120,53 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-type options struct {
-	json, list, quiet bool
-	// render is a JSON report to print as text instead of running.
-	render string
+// loadReport reads a saved -json report.
+func loadReport(path string) (*harness.Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read report: %w", err)
+	}
+	var rep harness.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("report %s: %w", path, err)
+	}
+	return &rep, nil
 }
 
-// render prints the JSON report in path as the text report.
-func render(path string, stdout, stderr io.Writer) int {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		var rep harness.Report
-		if err = json.Unmarshal(b, &rep); err == nil {
-			err = rep.WriteText(stdout)
-		}
+// encodeReport writes rep as indented JSON.
+func encodeReport(w io.Writer, rep *harness.Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		return fmt.Errorf("write JSON report: %w", err)
 	}
+	return nil
+}
+
+// saveReport writes rep as JSON to path.
+func saveReport(path string, rep *harness.Report) error {
+	f, err := os.Create(path)
 	if err != nil {
-		fmt.Fprintf(stderr, "podipc-bench: render %s: %v\n", path, err)
-		return 1
+		return fmt.Errorf("save report: %w", err)
 	}
-	return 0
+	err = encodeReport(f, rep)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("save report: %w", cerr)
+	}
+	return err
+}
+
+// compareFiles prints the before/after tables of two saved reports.
+func compareFiles(beforePath, afterPath string, stdout io.Writer) error {
+	before, err := loadReport(beforePath)
+	if err != nil {
+		return err
+	}
+	after, err := loadReport(afterPath)
+	if err != nil {
+		return err
+	}
+	return harness.WriteComparison(stdout, before, after)
 }
 
 // parseFlags builds the configuration: the defaults, shrunk by -quick,
@@ -112,11 +180,17 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, options, error
 		fs.PrintDefaults()
 	}
 	def := harness.DefaultConfig()
-	quick := fs.Bool("quick", false, "smoke run of a few seconds: few samples, short streams (explicit flags still apply)")
+	quick := fs.Bool("quick", false, "smoke run of a few seconds: few samples, short streams, one repeat (explicit flags still apply)")
 	fs.BoolVar(&opts.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&opts.list, "list", false, "list the transports and exit")
 	fs.BoolVar(&opts.quiet, "quiet", false, "log only warnings and errors")
 	fs.StringVar(&opts.render, "render", "", "print the text report of a saved -json report and exit")
+	fs.StringVar(&opts.save, "save", "", "also write the JSON report to this file")
+	compare := fs.String("compare", "", "OLD.json: after the run, print a before/after table of OLD and this run; OLD.json,NEW.json: compare two saved reports without running")
+	repeat := fs.Int("repeat", def.Repeat, "run every job this many times; the report gives medians and spreads")
+	loadSlack := fs.Float64("load-slack", def.Noise.LoadSlack, "a verdict is NOISY when the 1-minute load average around a compared job exceeded max(CPU count, the job's processes) plus this")
+	maxSpread := fs.Float64("max-spread", def.Noise.MaxSpread, "a verdict is NOISY when a compared figure's repeats spread over more than this percent of their median")
+	cpuProfile := fs.String("cpuprofile", "", "write CPU profiles of each Go job's timed loop to DIR/<transport>-<kind>-<size>-r<repeat>-<a|b>.pprof")
 	transports := fs.String("transports", strings.Join(def.Transports, ","), "comma-separated transports to measure (see -list)")
 	sizes := fs.String("sizes", "64,4KiB,1MiB", "comma-separated message sizes (B, KiB, MiB)")
 	kinds := fs.String("measure", "rtt,throughput", "what to measure: rtt, throughput or both")
@@ -152,9 +226,23 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, options, error
 			cfg.Duration = *duration
 		case "verify-every":
 			cfg.VerifyEvery = *verifyEvery
+		case "repeat":
+			cfg.Repeat = *repeat
 		}
 	})
 	var errs []error
+	switch opts.compare = splitList(*compare); {
+	case len(opts.compare) > 2:
+		errs = append(errs, fmt.Errorf("-compare takes one or two reports, got %q", *compare))
+	case len(opts.compare) == 2 && (opts.save != "" || opts.json):
+		errs = append(errs, errors.New("-compare OLD,NEW does not run: -save and -json do not apply"))
+	}
+	cfg.Noise = harness.NoiseRule{LoadSlack: *loadSlack, MaxSpread: *maxSpread}
+	cfg.ProfileDir = *cpuProfile
+	if cfg.ProfileDir != "" && os.Getenv(harness.MQProfileEnv) != "" {
+		// Both would start the CPU profiler of the same processes.
+		errs = append(errs, fmt.Errorf("-cpuprofile and %s exclude each other", harness.MQProfileEnv))
+	}
 	cfg.Transports = splitList(*transports)
 	cfg.Kinds = nil
 	for _, k := range splitList(*kinds) {

@@ -42,6 +42,11 @@ type Job struct {
 	// Dir is the directory of file-backed transports (a tmpfs).
 	Dir string `json:"dir"`
 
+	// Profile, when set, makes each side write a CPU profile of its timed
+	// loop to Profile + "-a.pprof" (side A, the coordinator) and
+	// Profile + "-b.pprof" (side B, the peer process).
+	Profile string `json:"profile,omitempty"`
+
 	// Params and Files describe the link for the peer (filled by the harness).
 	Params map[string]string `json:"params,omitempty"`
 	Files  int               `json:"files,omitempty"`
@@ -67,7 +72,8 @@ type Env struct {
 	Log      *slog.Logger
 }
 
-// Result is the outcome of one job.
+// Result is the outcome of one job over all its repeats: RTT or Throughput
+// hold the medians of the repeats' figures, metric by metric.
 type Result struct {
 	Backend string `json:"transport"`
 	Kind    Kind   `json:"kind"`
@@ -78,6 +84,39 @@ type Result struct {
 	Error      string           `json:"error,omitempty"`
 	RTT        *RTTStats        `json:"rtt,omitempty"`
 	Throughput *ThroughputStats `json:"throughput,omitempty"`
+	// Repeats are the job's runs, in order; a report written before
+	// repeats existed has none, and its figures count as one repeat.
+	Repeats []Repeat `json:"repeats,omitempty"`
+	// Spread is, per metric (named as in RTTStats or ThroughputStats), the
+	// median, range and spread of the repeats.
+	Spread map[string]Spread `json:"spread,omitempty"`
+}
+
+// Repeat is one run of a job.
+type Repeat struct {
+	RTT        *RTTStats        `json:"rtt,omitempty"`
+	Throughput *ThroughputStats `json:"throughput,omitempty"`
+	// Load is the machine's load around the run.
+	Load Load `json:"load"`
+}
+
+// Load is the 1-minute load average (/proc/loadavg) read just before and
+// just after a run; -1 where it could not be read.
+type Load struct {
+	Before float64 `json:"before"`
+	After  float64 `json:"after"`
+}
+
+// Peak is the higher of the two readings.
+func (l Load) Peak() float64 { return max(l.Before, l.After) }
+
+// repeats returns r's repeats, or its figures as the only one for a
+// report written before repeats existed.
+func (r Result) repeats() []Repeat {
+	if len(r.Repeats) == 0 && r.OK() {
+		return []Repeat{{RTT: r.RTT, Throughput: r.Throughput, Load: Load{-1, -1}}}
+	}
+	return r.Repeats
 }
 
 // OK reports whether r holds a measurement.

@@ -81,6 +81,11 @@ func runPeer(ctrl *os.File, enc *json.Encoder) (peerMsg, error) {
 		return peerMsg{}, fmt.Errorf("report ready: %w", err)
 	}
 
+	stopProfile, err := profileSide(job, "b")
+	if err != nil {
+		return peerMsg{}, err
+	}
+	defer stopProfile()
 	done := peerMsg{Done: true}
 	err = runTimed(backend.Transport, func() error {
 		switch job.Kind {

@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -21,11 +22,14 @@ type Report struct {
 
 // Machine says where a run happened.
 type Machine struct {
-	CPUModel  string `json:"cpu_model"`
-	CPUs      int    `json:"cpus"`
-	Kernel    string `json:"kernel"`
-	GoVersion string `json:"go_version"`
-	Date      string `json:"date"`
+	CPUModel string `json:"cpu_model"`
+	// CPUs is the number this process may run on; OnlineCPUs the
+	// machine's (/proc/cpuinfo), which the load average is relative to.
+	CPUs       int    `json:"cpus"`
+	OnlineCPUs int    `json:"online_cpus,omitempty"`
+	Kernel     string `json:"kernel"`
+	GoVersion  string `json:"go_version"`
+	Date       string `json:"date"`
 	// LoadAvg is /proc/loadavg's 1, 5 and 15 minute load at the start.
 	LoadAvg string `json:"load_avg"`
 }
@@ -40,6 +44,11 @@ type ConfigSummary struct {
 	Duration     float64 `json:"throughput_duration_s"`
 	VerifyEvery  int     `json:"verify_every"`
 	Dir          string  `json:"dir"`
+	// Repeat is how many times each job ran (0 in reports from before
+	// repeats: once).
+	Repeat     int       `json:"repeat,omitempty"`
+	Noise      NoiseRule `json:"noise_rule"`
+	ProfileDir string    `json:"cpuprofile_dir,omitempty"`
 }
 
 func (c Config) summary() ConfigSummary {
@@ -47,21 +56,51 @@ func (c Config) summary() ConfigSummary {
 		CPUs: c.CPUs, Samples: c.Samples, LargeSamples: c.LargeSamples,
 		Budget: c.Budget.Seconds(), Duration: c.Duration.Seconds(),
 		VerifyEvery: c.VerifyEvery, Dir: c.Dir,
+		Repeat: c.Repeat, Noise: c.Noise, ProfileDir: c.ProfileDir,
 	}
 }
 
-// MemcpyReference is single-process copy bandwidth, in GB/s.
+// MemcpyReference is single-process copy bandwidth, in GB/s: the medians
+// of its repeats.
 type MemcpyReference struct {
 	Size     int     `json:"size"`
 	GoGBPerS float64 `json:"go_copy_gb_per_s"`
 	CGBPerS  float64 `json:"c_memcpy_gb_per_s,omitempty"`
 	CNote    string  `json:"c_memcpy_note,omitempty"`
+	// Repeats are the measurements; Spread is per figure ("go", "c" and
+	// "best", the higher of the two in each repeat) over them.
+	Repeats []MemcpyRun       `json:"repeats,omitempty"`
+	Spread  map[string]Spread `json:"spread,omitempty"`
+}
+
+// MemcpyRun is one measurement of the memcpy reference.
+type MemcpyRun struct {
+	GoGBPerS float64 `json:"go_copy_gb_per_s"`
+	CGBPerS  float64 `json:"c_memcpy_gb_per_s,omitempty"`
+	Load     Load    `json:"load"`
 }
 
 // Best is the higher of the two measurements: the bar a copying transport
 // is held to.
 func (m *MemcpyReference) Best() float64 {
 	return max(m.GoGBPerS, m.CGBPerS)
+}
+
+// combine sets the figures to the medians of the repeats.
+func (m *MemcpyReference) combine() {
+	var goVals, cVals, best []float64
+	for _, r := range m.Repeats {
+		goVals = append(goVals, r.GoGBPerS)
+		if r.CGBPerS > 0 {
+			cVals = append(cVals, r.CGBPerS)
+		}
+		best = append(best, max(r.GoGBPerS, r.CGBPerS))
+	}
+	m.Spread = map[string]Spread{"go": spreadOf(goVals), "best": spreadOf(best)}
+	if len(cVals) > 0 {
+		m.Spread["c"] = spreadOf(cVals)
+	}
+	m.GoGBPerS, m.CGBPerS = m.Spread["go"].Median, m.Spread["c"].Median
 }
 
 // find returns the measured result of backend, kind and size.
@@ -79,17 +118,25 @@ func (r *Report) WriteText(w io.Writer) error {
 	p := &printer{w: w}
 	m := r.Machine
 	p.printf("podipc-bench  %s\n", m.Date)
-	p.printf("machine: %s, %d CPUs, %s, %s, load average %s\n", m.CPUModel, m.CPUs, m.Kernel, m.GoVersion, m.LoadAvg)
+	cpus := strconv.Itoa(m.CPUs)
+	if m.OnlineCPUs != 0 && m.OnlineCPUs != m.CPUs {
+		cpus += fmt.Sprintf(" (of %d online)", m.OnlineCPUs)
+	}
+	p.printf("machine: %s, %s CPUs, %s, %s, load average %s\n", m.CPUModel, cpus, m.Kernel, m.GoVersion, m.LoadAvg)
 	p.printf("side A on CPU %d, side B on CPU %d; rtt %d samples (%d from %s), budget %gs; throughput %gs per job\n",
 		r.Config.CPUs[0], r.Config.CPUs[1], r.Config.Samples, r.Config.LargeSamples, FormatSize(LargeSize),
 		r.Config.Budget, r.Config.Duration)
+	if c := r.Config; c.Repeat > 0 {
+		p.printf("each job %d× (figures are medians; spread: (max-min)/median); NOISY: load average above max(%d CPUs, the job's processes) + %.2g, or a spread above %.3g%%\n",
+			c.Repeat, m.loadCPUs(), c.Noise.LoadSlack, c.Noise.MaxSpread)
+	}
 	for _, warning := range r.Warnings {
 		p.printf("WARNING: %s\n", warning)
 	}
 	if ref := r.Memcpy; ref != nil {
-		p.printf("\nmemcpy reference, %s, one process: Go copy %.2f GB/s", FormatSize(ref.Size), ref.GoGBPerS)
+		p.printf("\nmemcpy reference, %s, one process: Go copy %.2f GB/s%s", FormatSize(ref.Size), ref.GoGBPerS, ref.spreadText("go"))
 		if ref.CGBPerS > 0 {
-			p.printf(", C memcpy %.2f GB/s", ref.CGBPerS)
+			p.printf(", C memcpy %.2f GB/s%s", ref.CGBPerS, ref.spreadText("c"))
 		} else {
 			p.printf(", C memcpy n/a (%s)", ref.CNote)
 		}
@@ -97,14 +144,87 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	r.writeRTT(p)
 	r.writeThroughput(p)
+	r.writeRepeats(p)
 	if len(r.Verdicts) > 0 {
 		p.printf("\nTargets\n")
 		for _, v := range r.Verdicts {
 			p.printf("%s\n", v)
 		}
+		p.printf("verdicts: %s\n", TallyVerdicts(r.Verdicts))
 	}
 	return p.err
 }
+
+// spreadText is the spread of one memcpy figure, if it was repeated.
+func (m *MemcpyReference) spreadText(name string) string {
+	if len(m.Repeats) < 2 {
+		return ""
+	}
+	s := m.Spread[name]
+	return fmt.Sprintf(" (%.2f..%.2f, %.1f%%)", s.Min, s.Max, s.Percent)
+}
+
+// repeated reports whether any job ran more than once.
+func (r *Report) repeated() bool {
+	for _, res := range r.Results {
+		if len(res.Repeats) > 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// spreadCell is the spread of res's metric name in percent, or "-".
+func spreadCell(res Result, name string) string {
+	s, ok := res.Spread[name]
+	if !ok || len(res.Repeats) < 2 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", s.Percent)
+}
+
+// writeRepeats lists, per job, the range of every figure over its
+// repeats and the load average around each repeat.
+func (r *Report) writeRepeats(p *printer) {
+	var lines []string
+	for _, res := range r.Results {
+		if !res.OK() || len(res.Repeats) == 0 {
+			continue
+		}
+		var figs []string
+		if len(res.Repeats) > 1 {
+			for _, m := range metricsOf(res.Kind) {
+				s, ok := res.Spread[m.name]
+				if !ok || m.name == "samples" || m.name == "messages" || m.name == "seconds" {
+					continue
+				}
+				format := formatRate
+				if res.Kind == KindRTT {
+					format = func(v float64) string { return formatNanos(int64(v)) }
+				} else if m.name == "gb_per_s" {
+					format = func(v float64) string { return fmt.Sprintf("%.3f", v) }
+				}
+				figs = append(figs, fmt.Sprintf("%s %s..%s (%.1f%%)", m.name, format(s.Min), format(s.Max), s.Percent))
+			}
+		}
+		loads := make([]string, len(res.Repeats))
+		for i, rep := range res.Repeats {
+			loads[i] = fmt.Sprintf("%.2f→%.2f", rep.Load.Before, rep.Load.After)
+		}
+		figs = append(figs, "load "+strings.Join(loads, " "))
+		lines = append(lines, fmt.Sprintf("%s %s %s: %s", res.Backend, FormatSize(res.Size), res.Kind, strings.Join(figs, ", ")))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	p.printf("\nRepeats: min..max of each figure (spread), 1-minute load average before→after each repeat\n")
+	for _, l := range lines {
+		p.printf("%s\n", l)
+	}
+}
+
+// spreadHead heads the spread columns of the results tables.
+const spreadHead = "spread"
 
 // column is one measured column of a results table.
 type column struct {
@@ -116,8 +236,11 @@ func (r *Report) writeRTT(p *printer) {
 	r.writeTable(p, KindRTT, "Round trip (ping-pong between two processes); ×: p50 relative to the baseline's p50", []column{
 		{"samples", func(res Result) string { return strconv.Itoa(res.RTT.Samples) }},
 		{"p50", func(res Result) string { return formatNanos(res.RTT.P50) }},
+		{spreadHead, func(res Result) string { return spreadCell(res, "p50_ns") }},
 		{"p99", func(res Result) string { return formatNanos(res.RTT.P99) }},
+		{spreadHead, func(res Result) string { return spreadCell(res, "p99_ns") }},
 		{"p99.9", func(res Result) string { return formatNanos(res.RTT.P999) }},
+		{spreadHead, func(res Result) string { return spreadCell(res, "p999_ns") }},
 		{"×" + nameCRing, func(res Result) string { return r.ratioText(res, nameCRing, p50) }},
 		{"×" + nameUnixStream, func(res Result) string { return r.ratioText(res, nameUnixStream, p50) }},
 		{"×" + nameNATS, func(res Result) string { return r.ratioText(res, nameNATS, p50) }},
@@ -127,6 +250,7 @@ func (r *Report) writeRTT(p *printer) {
 func (r *Report) writeThroughput(p *printer) {
 	r.writeTable(p, KindThroughput, "One-way throughput (two processes); ×: msgs/s relative to the baseline's", []column{
 		{"msgs/s", func(res Result) string { return formatRate(res.Throughput.MsgsPerS) }},
+		{spreadHead, func(res Result) string { return spreadCell(res, "msgs_per_s") }},
 		{"GB/s", func(res Result) string { return fmt.Sprintf("%.3f", res.Throughput.GBPerS) }},
 		{"×" + nameCRing, func(res Result) string { return r.ratioText(res, nameCRing, msgsPerS) }},
 		{"×" + nameUnixStream, func(res Result) string { return r.ratioText(res, nameUnixStream, msgsPerS) }},
@@ -138,6 +262,10 @@ func (r *Report) writeThroughput(p *printer) {
 func (r *Report) writeTable(p *printer, kind Kind, title string, cols []column) {
 	if !r.has(kind) {
 		return
+	}
+	if !r.repeated() {
+		// A single run has no spread to show.
+		cols = slices.DeleteFunc(slices.Clone(cols), func(c column) bool { return c.head == spreadHead })
 	}
 	p.printf("\n%s\n", title)
 	tw := tabwriter.NewWriter(p, 2, 8, 2, ' ', 0)
@@ -181,10 +309,6 @@ func (r *Report) ratioText(res Result, baseline string, metric func(Result) floa
 	}
 	return fmt.Sprintf("%.2f", metric(res)/metric(base))
 }
-
-func p50(r Result) float64      { return float64(r.RTT.P50) }
-func msgsPerS(r Result) float64 { return r.Throughput.MsgsPerS }
-func gbPerS(r Result) float64   { return r.Throughput.GBPerS }
 
 // failure is the one-line reason a result holds no measurement.
 func failure(res Result) string {

@@ -85,7 +85,7 @@ func TestWriteText(t *testing.T) {
 		"50.00", // unix-stream p50 relative to the C ring
 		"n/a: too big",
 		"10.00M",
-		"n/a   shm spinning rtt p50 within 1.5× of the C ring @64 B: shm-spin not measured",
+		"n/a    shm spinning rtt p50 within 1.5× of the C ring @64 B: shm-spin not measured",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

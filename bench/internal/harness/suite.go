@@ -5,13 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// MQProfileEnv, when set, makes the mq broker and both mq sides profile
+// their whole processes (see docs/benchmarks.md); it and Config.ProfileDir
+// would start the same profiler, so a run takes one or the other.
+const MQProfileEnv = brokerProfileEnv
 
 // LargeSize is the message size from which rtt jobs take Config.LargeSamples
 // instead of Config.Samples.
@@ -39,7 +46,15 @@ type Config struct {
 	CPUs [2]int
 	// Dir holds file-backed channels; a tmpfs.
 	Dir string
-	Env Env
+	// Repeat is how many times each job runs; the report gives the
+	// medians and spreads of the repeats.
+	Repeat int
+	// Noise decides when a verdict is NOISY instead of PASS or MISS.
+	Noise NoiseRule
+	// ProfileDir, when set, receives a CPU profile of each side of each
+	// Go job's timed loop (see Job.Profile).
+	ProfileDir string
+	Env        Env
 }
 
 // DefaultConfig is the full run of `make bench`.
@@ -55,6 +70,8 @@ func DefaultConfig() Config {
 		VerifyEvery:  1024,
 		CPUs:         [2]int{0, 1},
 		Dir:          "/dev/shm",
+		Repeat:       3,
+		Noise:        DefaultNoiseRule(),
 		Env:          Env{CC: "cc"},
 	}
 }
@@ -66,6 +83,7 @@ func (c Config) Quick() Config {
 	c.Budget = time.Second
 	c.Duration = 200 * time.Millisecond
 	c.VerifyEvery = 64
+	c.Repeat = 1
 	return c
 }
 
@@ -85,6 +103,12 @@ func (c Config) validate() error {
 		if k != KindRTT && k != KindThroughput {
 			errs = append(errs, fmt.Errorf("unknown measurement %q", k))
 		}
+	}
+	if c.Repeat < 1 {
+		errs = append(errs, fmt.Errorf("repeat %d: each job must run at least once", c.Repeat))
+	}
+	if c.Noise.LoadSlack < 0 || c.Noise.MaxSpread <= 0 {
+		errs = append(errs, fmt.Errorf("noise rule %+v: the load slack must not be negative, the spread limit must be positive", c.Noise))
 	}
 	if c.Samples < 1 || c.LargeSamples < 1 || c.Duration <= 0 {
 		errs = append(errs, errors.New("samples and duration must be positive"))
@@ -151,18 +175,22 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		c.CPUs = [2]int{-1, -1}
 	}
 	rep.Config = c.summary()
+	if c.ProfileDir != "" {
+		if err := os.MkdirAll(c.ProfileDir, 0o755); err != nil {
+			return nil, fmt.Errorf("profile directory: %w", err)
+		}
+		rep.Warnings = append(rep.Warnings, "CPU profiles were taken (-cpuprofile): the profiler's overhead is in the figures")
+	}
 	if slices.Contains(c.Kinds, KindThroughput) {
 		rep.Memcpy = measureMemcpy(ctx, c)
 	}
 	for _, kind := range c.Kinds {
 		for _, size := range c.Sizes {
-			// All transports of one size run back to back, so that they
-			// are compared under the same machine conditions.
-			for _, name := range c.Transports {
-				if err := ctx.Err(); err != nil {
-					return rep, err
-				}
-				rep.Results = append(rep.Results, runJob(ctx, c, c.job(name, kind, size)))
+			results, err := runRounds(ctx, c, kind, size)
+			rep.Results = append(rep.Results, results...)
+			if err != nil {
+				rep.Verdicts = judge(rep)
+				return rep, err
 			}
 		}
 	}
@@ -170,13 +198,97 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	return rep, nil
 }
 
-// runJob measures one job and records any failure in the result.
-func runJob(ctx context.Context, c Config, job Job) Result {
-	log := c.Env.Log.With("transport", job.Backend, "kind", job.Kind, "size", FormatSize(job.Size))
+// runRounds measures every transport at one kind and size, c.Repeat times.
+// The repeats are rounds: each round runs every transport once, back to
+// back, so that all transports of a size are compared under the same
+// machine conditions and a busy spell hits them alike, and repeat k of
+// one transport ran next to repeat k of the others. A transport that is
+// unavailable or fails is not run again.
+func runRounds(ctx context.Context, c Config, kind Kind, size int) ([]Result, error) {
+	results := make([]Result, len(c.Transports))
+	for i, name := range c.Transports {
+		results[i] = Result{Backend: name, Kind: kind, Size: size}
+	}
+	var err error
+rounds:
+	for round := 1; round <= c.Repeat; round++ {
+		for i, name := range c.Transports {
+			if err = ctx.Err(); err != nil {
+				break rounds
+			}
+			res := &results[i]
+			if res.Error != "" || res.Unavailable != "" {
+				continue
+			}
+			job := c.job(name, kind, size)
+			if c.ProfileDir != "" {
+				job.Profile = filepath.Join(c.ProfileDir, profileName(job, round))
+			}
+			before := readLoad()
+			one := runJob(ctx, c, job, round)
+			after := readLoad()
+			switch {
+			case one.Unavailable != "":
+				res.Unavailable = one.Unavailable
+			case one.Error != "":
+				res.Error = one.Error
+				if c.Repeat > 1 {
+					res.Error = fmt.Sprintf("repeat %d of %d: %s", round, c.Repeat, one.Error)
+				}
+			default:
+				res.Repeats = append(res.Repeats, Repeat{RTT: one.RTT, Throughput: one.Throughput, Load: Load{before, after}})
+			}
+		}
+	}
+	for i := range results {
+		if res := &results[i]; len(res.Repeats) > 0 && res.Error == "" && res.Unavailable == "" {
+			combine(res)
+		}
+	}
+	return results, err
+}
+
+// profileName is the base name of a job's CPU profiles, without the side:
+// transport, kind, size and repeat, such as "shm-spin-rtt-64B-r1".
+func profileName(job Job, round int) string {
+	return fmt.Sprintf("%s-%s-%s-r%d", job.Backend, job.Kind, strings.ReplaceAll(FormatSize(job.Size), " ", ""), round)
+}
+
+// readLoad returns the 1-minute load average, or -1 when /proc/loadavg
+// cannot be read.
+func readLoad() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	return parseLoad(string(b))
+}
+
+// parseLoad reads the first field of /proc/loadavg; -1 if it is not a
+// number.
+func parseLoad(s string) float64 {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return -1
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// runJob measures one repeat of a job and records any failure in the
+// result.
+func runJob(ctx context.Context, c Config, job Job, round int) Result {
+	log := c.Env.Log.With("transport", job.Backend, "kind", job.Kind, "size", FormatSize(job.Size), "repeat", round)
 	log.Info("measuring")
 	backend, err := Lookup(job.Backend)
 	if err != nil {
 		return Result{Backend: job.Backend, Kind: job.Kind, Size: job.Size, Error: err.Error()}
+	}
+	if job.Profile != "" && backend.Transport == nil {
+		log.Info("no CPU profile: the transport is not measured by Go code")
 	}
 	start := time.Now()
 	res, err := backend.measure(ctx, c.Env, job)
@@ -194,21 +306,33 @@ func runJob(ctx context.Context, c Config, job Job) Result {
 	return res
 }
 
-// measureMemcpy measures the memcpy reference with Go's copy and, when a C
-// compiler is there, the C library's memcpy, on side A's CPU.
+// measureMemcpy measures the memcpy reference c.Repeat times with Go's
+// copy and, when a C compiler is there, the C library's memcpy, on side
+// A's CPU.
 func measureMemcpy(ctx context.Context, c Config) *MemcpyReference {
 	d := min(c.Duration, time.Second)
 	ref := &MemcpyReference{Size: memcpySize}
-	_ = runPinned(c.CPUs[0], func() error {
-		ref.GoGBPerS = goMemcpy(memcpySize, d)
-		return nil
-	})
-	gbps, err := cMemcpy(ctx, c.Env, memcpySize, c.CPUs[0], d)
-	if err != nil {
-		ref.CNote = err.Error()
-		c.Env.Log.Warn("C memcpy reference not measured", "err", err)
+	for range c.Repeat {
+		if ctx.Err() != nil {
+			break
+		}
+		var run MemcpyRun
+		run.Load.Before = readLoad()
+		_ = runPinned(c.CPUs[0], func() error {
+			run.GoGBPerS = goMemcpy(memcpySize, d)
+			return nil
+		})
+		gbps, err := cMemcpy(ctx, c.Env, memcpySize, c.CPUs[0], d)
+		run.Load.After = readLoad()
+		run.CGBPerS = gbps
+		ref.Repeats = append(ref.Repeats, run)
+		if err != nil {
+			ref.CNote = err.Error()
+			c.Env.Log.Warn("C memcpy reference not measured", "err", err)
+			break
+		}
 	}
-	ref.CGBPerS = gbps
+	ref.combine()
 	return ref
 }
 
@@ -221,9 +345,13 @@ func describeMachine() Machine {
 	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(b)) {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			k, v, ok := strings.Cut(line, ":")
+			switch k = strings.TrimSpace(k); {
+			case !ok:
+			case k == "processor":
+				m.OnlineCPUs++
+			case k == "model name" && m.CPUModel == "":
 				m.CPUModel = strings.TrimSpace(v)
-				break
 			}
 		}
 	}

@@ -82,7 +82,12 @@ func runTwoProcess(ctx context.Context, env Env, t Transport, job Job) (Result, 
 		}
 		return fmt.Errorf("unknown kind %q", job.Kind)
 	}
+	stopProfile, err := profileSide(job, "a")
+	if err != nil {
+		return res, err
+	}
 	errA := runPinned(job.CPUs[0], func() error { return runTimed(t, sideA) })
+	stopProfile()
 
 	awaitCtx := ctx
 	if errA != nil {
@@ -109,6 +114,15 @@ func runTwoProcess(ctx context.Context, env Env, t Transport, job Job) (Result, 
 		res.Throughput = newThroughput(done.Messages, time.Duration(done.Nanos).Seconds(), job.Size)
 	}
 	return res, nil
+}
+
+// profileSide starts the CPU profile of one side ("a" or "b") of job's
+// timed loop, if the job asks for profiles; stop ends and writes it.
+func profileSide(job Job, side string) (stop func(), err error) {
+	if job.Profile == "" {
+		return func() {}, nil
+	}
+	return startCPUProfile(job.Profile + "-" + side + ".pprof")
 }
 
 // runPinned runs fn on a fresh OS thread pinned to cpu and waits for it.

@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Verdict is how one measurement compares with one performance target.
@@ -15,7 +16,14 @@ type Verdict struct {
 	AtMost   bool    `json:"at_most"`
 	Subject  string  `json:"subject"`
 	Baseline string  `json:"baseline"`
-	// Note says why a verdict could not be reached.
+	// SubjectSpread and BaselineSpread are the spreads, in percent of the
+	// median, of the compared figure over the repeats.
+	SubjectSpread  float64 `json:"subject_spread_pct"`
+	BaselineSpread float64 `json:"baseline_spread_pct"`
+	// Medians is what the ratio of the medians says (PASS or MISS) when
+	// there is a ratio; it differs from Status only when Status is NOISY.
+	Medians Status `json:"medians,omitempty"`
+	// Note says why a verdict could not be reached, or why it is NOISY.
 	Note string `json:"note,omitempty"`
 }
 
@@ -25,12 +33,16 @@ type Status string
 const (
 	StatusPass Status = "PASS"
 	StatusMiss Status = "MISS"
+	// StatusNoisy means the machine was busy while the subject or the
+	// baseline ran, or their repeats disagreed (see NoiseRule): the ratio is
+	// reported, but it proves nothing either way.
+	StatusNoisy Status = "NOISY"
 	// StatusNA means the subject or the baseline was not measured.
 	StatusNA Status = "n/a"
 )
 
 func (v Verdict) String() string {
-	head := fmt.Sprintf("%-4s  %s @%s", v.Status, v.Target, FormatSize(v.Size))
+	head := fmt.Sprintf("%-5s  %s @%s", v.Status, v.Target, FormatSize(v.Size))
 	if v.Status == StatusNA {
 		return head + ": " + v.Note
 	}
@@ -38,7 +50,116 @@ func (v Verdict) String() string {
 	if v.AtMost {
 		op = "≤"
 	}
-	return fmt.Sprintf("%s: %s is %.2f× %s (target %s %.2f×)", head, v.Subject, v.Ratio, v.Baseline, op, v.Limit)
+	line := fmt.Sprintf("%s: %s is %.2f× %s (target %s %.2f×)", head, v.Subject, v.Ratio, v.Baseline, op, v.Limit)
+	if v.Status == StatusNoisy {
+		line += fmt.Sprintf(", medians say %s: %s", v.Medians, v.Note)
+	}
+	return line
+}
+
+// NoiseRule decides when a figure is too disturbed to judge a target by.
+// A job runs two processes (its sides), three for the transports with a
+// server process (see ownProcesses). On a machine of n CPUs a 1-minute
+// load average above max(n, own processes) means other work was waiting
+// for CPUs, and on a machine of two CPUs that is time taken from the
+// sides. The load average trails by a minute and misses short bursts: the
+// spread of the repeats catches those.
+type NoiseRule struct {
+	// LoadSlack: a repeat ran on a busy machine when the load average
+	// before or after it exceeded max(online CPUs, the job's processes)
+	// plus LoadSlack.
+	LoadSlack float64 `json:"load_slack"`
+	// MaxSpread: a figure whose repeats spread over more than MaxSpread
+	// percent of their median is noisy.
+	MaxSpread float64 `json:"max_spread_pct"`
+}
+
+// DefaultNoiseRule is the rule of `make bench`.
+func DefaultNoiseRule() NoiseRule {
+	return NoiseRule{LoadSlack: 0.5, MaxSpread: 15}
+}
+
+// figure is one compared figure of a verdict: its repeats' loads and its
+// spread.
+type figure struct {
+	name string
+	// own is how many processes the figure's job runs.
+	own    int
+	loads  []Load
+	spread Spread
+	runs   int
+}
+
+// why returns why figures cannot be trusted under the rule on a machine
+// of cpus CPUs, or "".
+func (n NoiseRule) why(cpus int, figures ...figure) string {
+	var reasons []string
+	for _, f := range figures {
+		peak := -1.0
+		for _, l := range f.loads {
+			peak = max(peak, l.Peak())
+		}
+		if allowed := max(cpus, f.own); cpus > 0 && peak > float64(allowed)+n.LoadSlack {
+			reasons = append(reasons, fmt.Sprintf("load average %.2f during %s, above %d + %.2g", peak, f.name, allowed, n.LoadSlack))
+		}
+	}
+	for _, f := range figures {
+		if f.runs > 1 && f.spread.Percent > n.MaxSpread {
+			reasons = append(reasons, fmt.Sprintf("%s spread %.1f%% over %d repeats, above %.3g%%", f.name, f.spread.Percent, f.runs, n.MaxSpread))
+		}
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// ownProcesses is how many processes a job of backend keeps busy: its two
+// sides, and the broker or server of the queue transports.
+func ownProcesses(backend string) int {
+	switch backend {
+	case nameMQAtLeastOnce, nameMQAtMostOnce, nameNATS:
+		return 3
+	}
+	return 2
+}
+
+// resultFigure is metric m of res as a verdict compares it.
+func resultFigure(res Result, m func(Result) float64) figure {
+	f := figure{name: res.Backend, own: ownProcesses(res.Backend)}
+	var vs []float64
+	for _, rep := range res.repeats() {
+		f.loads = append(f.loads, rep.Load)
+		vs = append(vs, m(Result{Kind: res.Kind, RTT: rep.RTT, Throughput: rep.Throughput}))
+	}
+	f.spread, f.runs = spreadOf(vs), len(vs)
+	return f
+}
+
+// memcpyFigure is the memcpy reference as a verdict compares it.
+func memcpyFigure(m *MemcpyReference) figure {
+	f := figure{name: memcpyBaseline, own: 1, spread: m.Spread["best"], runs: len(m.Repeats)}
+	for _, rep := range m.Repeats {
+		f.loads = append(f.loads, rep.Load)
+	}
+	return f
+}
+
+// Tally counts verdicts by status.
+type Tally map[Status]int
+
+// TallyVerdicts counts vs by status.
+func TallyVerdicts(vs []Verdict) Tally {
+	t := Tally{}
+	for _, v := range vs {
+		t[v.Status]++
+	}
+	return t
+}
+
+func (t Tally) String() string {
+	var parts []string
+	for _, s := range []Status{StatusPass, StatusMiss, StatusNoisy, StatusNA} {
+		parts = append(parts, fmt.Sprintf("%d %s", t[s], s))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // memcpyBaseline names the memcpy reference as a verdict baseline.
@@ -127,12 +248,13 @@ func (t target) check(r *Report, size int) Verdict {
 		return v
 	}
 	var base float64
+	var baseFig figure
 	if t.baseline == memcpyBaseline {
 		if r.Memcpy != nil {
-			base = r.Memcpy.Best()
+			base, baseFig = r.Memcpy.Best(), memcpyFigure(r.Memcpy)
 		}
 	} else if res, ok := r.find(t.baseline, t.kind, size); ok {
-		base = t.metric(res)
+		base, baseFig = t.metric(res), resultFigure(res, t.metric)
 	}
 	if base <= 0 {
 		v.Note = t.baseline + " not measured"
@@ -147,5 +269,19 @@ func (t target) check(r *Report, size int) Verdict {
 	if pass {
 		v.Status = StatusPass
 	}
+	v.Medians = v.Status
+	subjFig := resultFigure(subj, t.metric)
+	v.SubjectSpread, v.BaselineSpread = subjFig.spread.Percent, baseFig.spread.Percent
+	if why := r.Config.Noise.why(r.Machine.loadCPUs(), subjFig, baseFig); why != "" {
+		v.Status, v.Note = StatusNoisy, why
+	}
 	return v
+}
+
+// loadCPUs is the CPU count the load average is relative to.
+func (m Machine) loadCPUs() int {
+	if m.OnlineCPUs > 0 {
+		return m.OnlineCPUs
+	}
+	return m.CPUs
 }
