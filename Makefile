@@ -108,7 +108,7 @@ demo-shm: ## Two processes on one pkg/shm channel, no sidecar: live throughput, 
 BENCH_FLAGS ?=
 
 .PHONY: bench
-bench: ## Run the cross-process IPC benchmark, every job 3 times (~20-25 minutes; BENCH_FLAGS, docs/benchmarks.md).
+bench: ## Run the cross-process IPC benchmark, every job 3 times (about 25-30 minutes; BENCH_FLAGS, docs/benchmarks.md).
 	@# The NATS baseline needs Debian's nats-server: installed here when running
 	@# as root, otherwise the report marks NATS n/a with the reason.
 	@if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then \

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,35 +109,20 @@ func runCRing(ctx context.Context, env Env, args []string) (cRingOutput, error) 
 // buildCRing compiles ring.c with env.CC unless a binary of the same source
 // is in the cache, and returns the binary's path.
 func buildCRing(ctx context.Context, env Env) (string, error) {
-	sum := sha256.Sum256(cring.Source)
-	bin := filepath.Join(env.CacheDir, "cring-"+hex.EncodeToString(sum[:6]))
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	cc, err := exec.LookPath(env.CC)
-	if err != nil {
-		return "", fmt.Errorf("%w: no C compiler %q for the C ring: %v", ErrUnavailable, env.CC, err)
-	}
-	if err := os.MkdirAll(env.CacheDir, 0o755); err != nil {
-		return "", fmt.Errorf("create cache dir: %w", err)
-	}
-	tmp, err := os.MkdirTemp(env.CacheDir, ".cring-build-")
-	if err != nil {
-		return "", fmt.Errorf("create build dir: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	src := filepath.Join(tmp, "ring.c")
-	if err := os.WriteFile(src, cring.Source, 0o644); err != nil {
-		return "", fmt.Errorf("write ring.c: %w", err)
-	}
-	out := filepath.Join(tmp, "cring")
-	cmd := exec.CommandContext(ctx, cc, "-O2", "-std=gnu11", "-Wall", "-o", out, src)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("compile C ring with %s: %w\n%s", cc, err, msg)
-	}
-	// Rename is atomic, so concurrent runs never execute a partial binary.
-	if err := os.Rename(out, bin); err != nil {
-		return "", fmt.Errorf("install C ring: %w", err)
-	}
-	return bin, nil
+	return buildCached(env, "cring", sha256.Sum256(cring.Source), func(tmp string) (string, error) {
+		cc, err := lookCC(env, "the C ring")
+		if err != nil {
+			return "", err
+		}
+		src := filepath.Join(tmp, "ring.c")
+		if err := os.WriteFile(src, cring.Source, 0o644); err != nil {
+			return "", fmt.Errorf("write ring.c: %w", err)
+		}
+		out := filepath.Join(tmp, "cring")
+		cmd := exec.CommandContext(ctx, cc, "-O2", "-std=gnu11", "-Wall", "-o", out, src)
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("compile C ring with %s: %w\n%s", cc, err, msg)
+		}
+		return out, nil
+	})
 }

@@ -56,7 +56,7 @@ func TestJudge(t *testing.T) {
 		}
 	}
 	for _, v := range vs {
-		if v.Size == 1<<20 && v.Target != "shm 1 MiB copy throughput at least 70% of memcpy" {
+		if v.Size == 1<<20 && !strings.Contains(v.Target, "1 MiB") {
 			t.Errorf("verdict %q at a size with no rtt results", v.Target)
 		}
 	}

@@ -215,7 +215,7 @@ func judge(r *Report) []Verdict {
 		}
 	}
 	var out []Verdict
-	for _, t := range targets() {
+	for _, t := range append(targets(), nativeTargets()...) {
 		for _, size := range sizes {
 			if t.size != 0 && t.size != size {
 				continue
