@@ -38,13 +38,13 @@ typedef struct fb {
 		}                                                                                                    \
 	} while (0)
 
-static pi_mq_welcome fb_default_welcome(void)
+static inline pi_mq_welcome fb_default_welcome(void)
 {
 	return (pi_mq_welcome){.version = 1, .max_frame = 1 << 16, .max_message = 1 << 15, .max_pending_sends = 64,
 	                       .max_pending_bytes = 1 << 20, .max_prefetch = 128, .max_consumers = 8};
 }
 
-static void fb_listen(fb *b, const char *name)
+static inline void fb_listen(fb *b, const char *name)
 {
 	memset(b, 0, sizeof *b);
 	b->w = fb_default_welcome();
@@ -64,7 +64,7 @@ static void fb_listen(fb *b, const char *name)
 	}
 }
 
-static int fb_read_all(int fd, void *p, size_t n)
+static inline int fb_read_all(int fd, void *p, size_t n)
 {
 	uint8_t *q = p;
 	while (n) {
@@ -79,7 +79,7 @@ static int fb_read_all(int fd, void *p, size_t n)
 	return 0;
 }
 
-static void fb_write(fb *b, const void *p, size_t n)
+static inline void fb_write(fb *b, const void *p, size_t n)
 {
 	const uint8_t *q = p;
 	while (n) {
@@ -95,7 +95,7 @@ static void fb_write(fb *b, const void *p, size_t n)
 }
 
 /* fb_accept takes the next connection and performs the handshake. */
-static int fb_accept(fb *b)
+static inline int fb_accept(fb *b)
 {
 	if (b->cfd >= 0)
 		close(b->cfd);
@@ -126,7 +126,7 @@ typedef struct fb_frame {
 } fb_frame;
 
 /* fb_next reads the next client frame; -1 at end of stream. */
-static int fb_next(fb *b, fb_frame *f)
+static inline int fb_next(fb *b, fb_frame *f)
 {
 	uint8_t hdr[5];
 	if (fb_read_all(b->cfd, hdr, 5))
@@ -140,7 +140,7 @@ static int fb_next(fb *b, fb_frame *f)
 }
 
 /* fb_put writes one broker frame of type t with the given payload. */
-static void fb_put(fb *b, uint8_t t, const void *payload, size_t n)
+static inline void fb_put(fb *b, uint8_t t, const void *payload, size_t n)
 {
 	uint8_t *buf = malloc(5 + n);
 	pi_put32(buf, (uint32_t)(n + 1));
@@ -150,7 +150,7 @@ static void fb_put(fb *b, uint8_t t, const void *payload, size_t n)
 	free(buf);
 }
 
-static void fb_send_ok(fb *b, uint32_t req, uint64_t id)
+static inline void fb_send_ok(fb *b, uint32_t req, uint64_t id)
 {
 	uint8_t p[12];
 	pi_put32(p, req);
@@ -158,7 +158,7 @@ static void fb_send_ok(fb *b, uint32_t req, uint64_t id)
 	fb_put(b, PI_MQ_SEND_OK, p, sizeof p);
 }
 
-static void fb_consume_ok(fb *b, uint32_t req, uint8_t mode, uint32_t prefetch)
+static inline void fb_consume_ok(fb *b, uint32_t req, uint8_t mode, uint32_t prefetch)
 {
 	uint8_t p[9];
 	pi_put32(p, req);
@@ -167,7 +167,7 @@ static void fb_consume_ok(fb *b, uint32_t req, uint8_t mode, uint32_t prefetch)
 	fb_put(b, PI_MQ_CONSUME_OK, p, sizeof p);
 }
 
-static void fb_error(fb *b, uint8_t type, uint32_t id, uint16_t code, const char *text)
+static inline void fb_error(fb *b, uint8_t type, uint32_t id, uint16_t code, const char *text)
 {
 	uint8_t p[6 + 256];
 	size_t n = strlen(text);
@@ -177,7 +177,7 @@ static void fb_error(fb *b, uint8_t type, uint32_t id, uint16_t code, const char
 	fb_put(b, type, p, 6 + n);
 }
 
-static void fb_goaway(fb *b, uint16_t code, const char *text)
+static inline void fb_goaway(fb *b, uint16_t code, const char *text)
 {
 	uint8_t p[2 + 256];
 	size_t n = strlen(text);
@@ -186,7 +186,7 @@ static void fb_goaway(fb *b, uint16_t code, const char *text)
 	fb_put(b, PI_MQ_GOAWAY, p, 2 + n);
 }
 
-static void fb_deliver(fb *b, uint32_t consumer, uint64_t tag, uint64_t id, uint32_t deliveries, uint8_t prio,
+static inline void fb_deliver(fb *b, uint32_t consumer, uint64_t tag, uint64_t id, uint32_t deliveries, uint8_t prio,
                        const void *body, size_t n)
 {
 	uint8_t *p = malloc(33 + n);
@@ -201,14 +201,14 @@ static void fb_deliver(fb *b, uint32_t consumer, uint64_t tag, uint64_t id, uint
 	free(p);
 }
 
-static void fb_pong(fb *b, uint64_t token)
+static inline void fb_pong(fb *b, uint64_t token)
 {
 	uint8_t p[8];
 	pi_put64(p, token);
 	fb_put(b, PI_MQ_PONG, p, 8);
 }
 
-static void *fb_run(void *arg)
+static inline void *fb_run(void *arg)
 {
 	fb *b = arg;
 	b->script(b);
@@ -216,7 +216,7 @@ static void *fb_run(void *arg)
 }
 
 /* fb_start runs script on its own thread. */
-static void fb_start(fb *b, void (*script)(fb *))
+static inline void fb_start(fb *b, void (*script)(fb *))
 {
 	b->script = script;
 	if (pthread_create(&b->thread, NULL, fb_run, b) != 0) {
@@ -227,7 +227,7 @@ static void fb_start(fb *b, void (*script)(fb *))
 
 /* fb_stop waits for the script and closes everything; non-zero if the
  * script failed (the reason printed). */
-static int fb_stop(fb *b)
+static inline int fb_stop(fb *b)
 {
 	pthread_join(b->thread, NULL);
 	if (b->cfd >= 0)
