@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -121,6 +122,7 @@ struct podipc_mq {
 	size_t woff;
 
 	bool polling, dialing;
+	int kick_fd; /* an eventfd that wakes the poller */
 	int stale_fd; /* a lost socket the poller still polls; closed when it returns */
 	int64_t give_up_at, next_dial_at, backoff_ns, resumed_at;
 	uint64_t rng;
@@ -339,6 +341,17 @@ static void free_req(podipc_mq *mq, struct req *r)
 
 static void lost(podipc_mq *mq, int rc);
 static int read_some(podipc_mq *mq);
+static int process(podipc_mq *mq);
+
+/* kick wakes the thread polling the socket, if any: frames it waits for
+ * may have been handled by another thread. */
+static void kick(podipc_mq *mq)
+{
+	if (mq->polling) {
+		uint64_t one = 1;
+		(void)!write(mq->kick_fd, &one, sizeof one);
+	}
+}
 
 /* flush writes the output buffer. A write that would block waits for the
  * socket (reading what arrives meanwhile) up to the write timeout. On
@@ -371,8 +384,11 @@ static int flush(podipc_mq *mq)
 			return rc;
 		}
 		if (k > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
+			/* take what the broker sends meanwhile (it may wait for us to read) */
 			int rc = read_some(mq);
-			if (rc) {
+			if (rc == 0)
+				rc = process(mq);
+			if (rc < 0) {
 				lost(mq, rc);
 				return rc;
 			}
@@ -699,10 +715,11 @@ static int handle(podipc_mq *mq, const pi_mq_frame *f)
 	return 0;
 }
 
-/* process handles every whole frame in rbuf. */
+/* process handles every whole frame in rbuf and returns how many, or the
+ * error that ends the connection. */
 static int process(podipc_mq *mq)
 {
-	bool any = false;
+	int any = 0;
 	for (;;) {
 		pi_mq_frame f;
 		size_t used, need;
@@ -712,7 +729,7 @@ static int process(podipc_mq *mq)
 		if (k == 0)
 			break;
 		mq->roff += used;
-		any = true;
+		any++;
 		int rc = handle(mq, &f);
 		if (rc)
 			return rc;
@@ -721,9 +738,11 @@ static int process(podipc_mq *mq)
 	}
 	if (mq->roff == mq->rlen)
 		mq->roff = mq->rlen = 0;
-	if (any)
+	if (any) {
 		pthread_cond_broadcast(&mq->cond);
-	return 0;
+		kick(mq);
+	}
+	return any;
 }
 
 /* ---- reconnection ------------------------------------------------------ */
@@ -839,37 +858,50 @@ static int drive(podipc_mq *mq, int64_t deadline)
 	if (mq->state == ST_CLOSED)
 		return pi_fail(mq->closed_rc, "%s", mq->closed_msg);
 	int64_t now = now_ns();
-	if (now >= deadline)
-		return pi_fail(PODIPC_ERR_TIMEOUT, "mq: timed out waiting for the broker");
+	bool expired = now >= deadline;
 	int64_t wake = deadline;
 	if (mq->state == ST_CONNECTED) {
 		if (mq->retries)
 			send_retries(mq, now, &wake);
 		if (mq->state != ST_CONNECTED)
 			return 0;
-		if (mq->polling) {
+		if (mq->polling && !expired) {
 			wait_cond(mq, wake);
 			return 0;
 		}
 		if (mq->rlen > mq->roff) {
-			size_t before = mq->roff;
-			int rc = process(mq);
-			if (rc) {
-				lost(mq, rc);
+			int n = process(mq);
+			if (n < 0) {
+				lost(mq, n);
 				return 0;
 			}
-			if (mq->roff != before || mq->rlen == 0)
+			if (n > 0)
 				return 0;
+		}
+		if (expired) {
+			/* the "try" form still takes what the socket holds */
+			int n = read_some(mq); /* reads are under the lock: fine while another thread polls */
+			if (n == 0)
+				n = process(mq);
+			if (n < 0) {
+				lost(mq, n);
+				return 0;
+			}
+			return n > 0 ? 0 : pi_fail(PODIPC_ERR_TIMEOUT, "mq: timed out waiting for the broker");
 		}
 		int fd = mq->fd;
 		uint64_t gen = mq->gen;
 		mq->polling = true;
 		pthread_mutex_unlock(&mq->mu);
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int k = poll(&pfd, 1, poll_ms(wake));
+		struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = mq->kick_fd, .events = POLLIN}};
+		int k = poll(pfd, 2, poll_ms(wake));
 		int err = errno;
 		pthread_mutex_lock(&mq->mu);
 		mq->polling = false;
+		if (k > 0 && pfd[1].revents) {
+			uint64_t v;
+			(void)!read(mq->kick_fd, &v, sizeof v);
+		}
 		if (mq->stale_fd >= 0) {
 			close(mq->stale_fd);
 			mq->stale_fd = -1;
@@ -882,15 +914,17 @@ static int drive(podipc_mq *mq, int64_t deadline)
 			lost(mq, pi_sys("mq: poll"));
 			return 0;
 		}
-		if (k <= 0)
+		if (k <= 0 || !pfd[0].revents)
 			return 0;
-		int rc = read_some(mq);
-		if (rc == 0)
-			rc = process(mq);
-		if (rc)
-			lost(mq, rc);
+		int n = read_some(mq);
+		if (n == 0)
+			n = process(mq);
+		if (n < 0)
+			lost(mq, n);
 		return 0;
 	}
+	if (expired)
+		return pi_fail(PODIPC_ERR_TIMEOUT, "mq: timed out waiting for the broker to come back");
 	/* disconnected */
 	if (mq->dialing || mq->polling) {
 		wait_cond(mq, wake);
@@ -1005,6 +1039,13 @@ int podipc_mq_connect(const char *path, const podipc_mq_options *opts, podipc_mq
 		close(fd);
 		return pi_fail(PODIPC_ERR_SYSTEM, "mq: out of memory");
 	}
+	mq->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (mq->kick_fd < 0) {
+		rc = pi_sys("mq: eventfd");
+		close(fd);
+		free(mq);
+		return rc;
+	}
 	pthread_mutex_init(&mq->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -1041,6 +1082,7 @@ void podipc_mq_close(podipc_mq *mq)
 		close(mq->fd);
 	if (mq->stale_fd >= 0)
 		close(mq->stale_fd);
+	close(mq->kick_fd);
 	for (size_t i = 0; i < mq->nconsumers; i++) {
 		podipc_mq_consumer *c = mq->consumers[i];
 		drop_queued(mq, c, false);

@@ -184,6 +184,39 @@ static void test_consume(void)
 	CHECK(fb_stop(&b) == 0);
 }
 
+/* The "try" form (timeout 0) takes what has arrived without waiting. */
+static void script_try(fb *b)
+{
+	fb_frame f;
+	FB_EXPECT(b, fb_accept(b) == 0);
+	FB_EXPECT(b, fb_next(b, &f) == 0 && f.type == PI_MQ_CONSUME);
+	fb_consume_ok(b, pi_le32(f.p), 2, 4); /* at most once */
+	fb_deliver(b, pi_le32(f.p + 4), 1, 1, 1, 0, "now", 3);
+	FB_EXPECT(b, fb_next(b, &f) == 0 && f.type == PI_MQ_CREDIT && pi_le32(f.p + 4) == 1);
+	FB_EXPECT(b, fb_next(b, &f) == -1);
+}
+
+static void test_try_receive(void)
+{
+	fb b;
+	fb_listen(&b, "try.sock");
+	fb_start(&b, script_try);
+	podipc_mq *mq = NULL;
+	CHECK_OK(podipc_mq_connect(b.path, &no_reconnect, &mq));
+	podipc_mq_consumer *c = NULL;
+	CHECK_OK(podipc_mq_consume(mq, "q", 4, 5000, &c));
+	CHECK(podipc_mq_consumer_auto_ack(c));
+	podipc_mq_delivery d;
+	int rc = PODIPC_ERR_TIMEOUT;
+	for (int i = 0; i < 5000000 && rc == PODIPC_ERR_TIMEOUT; i++) /* never waits: only polls the socket */
+		rc = podipc_mq_receive(c, 0, &d);
+	CHECK_OK(rc);
+	CHECK(d.len == 3 && memcmp(d.body, "now", 3) == 0);
+	CHECK_OK(podipc_mq_ack(c, &d)); /* at most once: nothing to do */
+	podipc_mq_close(mq);
+	CHECK(fb_stop(&b) == 0);
+}
+
 /* ---- hostile frames ---- */
 
 typedef struct {
@@ -463,6 +496,7 @@ int main(void)
 	RUN(test_send);
 	RUN(test_async_window);
 	RUN(test_consume);
+	RUN(test_try_receive);
 	RUN(test_hostile_frames);
 	RUN(test_goaway);
 	RUN(test_refusals);

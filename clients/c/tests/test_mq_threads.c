@@ -6,7 +6,9 @@
  * once. */
 #include "fakebroker.h"
 
+#include <poll.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
 
 #define SENDERS 3
 #define PER_SENDER 300
@@ -89,6 +91,7 @@ static void script_mini(fb *b)
 
 typedef struct {
 	podipc_mq *mq;
+	podipc_mq_consumer *c;
 	int id;
 	int err;
 	char why[300];
@@ -234,10 +237,85 @@ static void test_shared_connection(void)
 	CHECK(fb_stop(&b) == 0);
 }
 
+/* A sender whose write blocks reads what the broker sends meanwhile; a
+ * delivery it reads that way still reaches the thread waiting for it in
+ * podipc_mq_receive (polling the socket), which it wakes. */
+#define BIG 30000
+#define BIG_SENDS 30
+
+static void script_blocked_writer(fb *b)
+{
+	fb_frame f;
+	FB_EXPECT(b, fb_accept(b) == 0);
+	FB_EXPECT(b, fb_next(b, &f) == 0 && f.type == PI_MQ_CONSUME);
+	uint32_t consumer = pi_le32(f.p + 4);
+	fb_consume_ok(b, pi_le32(f.p), 1, 4);
+	/* read nothing until the client's writes back up */
+	int queued = 0;
+	for (int i = 0; i < 10000 && queued < 100000; i++) {
+		struct pollfd p = {.fd = b->cfd, .events = POLLIN};
+		poll(&p, 1, 1);
+		if (ioctl(b->cfd, FIONREAD, &queued) != 0)
+			break;
+	}
+	FB_EXPECT(b, queued >= 100000);
+	fb_deliver(b, consumer, 1, 1, 1, 0, "meanwhile", 9);
+	for (int i = 0; i < BIG_SENDS; i++) {
+		FB_EXPECT(b, fb_next(b, &f) == 0 && f.type == PI_MQ_SEND);
+		fb_send_ok(b, pi_le32(f.p), (uint64_t)i);
+	}
+	while (fb_next(b, &f) == 0)
+		;
+}
+
+static void *receive_one(void *arg)
+{
+	worker *w = arg;
+	podipc_mq_delivery d;
+	int rc = podipc_mq_receive(w->c, 10000, &d);
+	if (rc)
+		failed(w, rc);
+	else if (d.len != 9 || memcmp(d.body, "meanwhile", 9) != 0)
+		w->err = -1;
+	return NULL;
+}
+
+static void test_blocked_writer_wakes_receiver(void)
+{
+	fb b;
+	fb_listen(&b, "blocked.sock");
+	fb_start(&b, script_blocked_writer);
+	podipc_mq_options o = {.no_reconnect = 1, .uid_check = PODIPC_MQ_UID_NONE};
+	podipc_mq *mq = NULL;
+	CHECK_OK(podipc_mq_connect(b.path, &o, &mq));
+	podipc_mq_consumer *c = NULL;
+	CHECK_OK(podipc_mq_consume(mq, "q", 4, 5000, &c));
+	worker w = {.mq = mq, .c = c};
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, receive_one, &w) == 0);
+	static uint8_t body[BIG];
+	for (int i = 0; i < BIG_SENDS; i++) {
+		uint64_t ticket;
+		CHECK_OK(podipc_mq_send_async(mq, "q", body, sizeof body, NULL, 10000, &ticket));
+	}
+	pthread_join(t, NULL);
+	if (w.err)
+		fprintf(stderr, "receiver: %d %s\n", w.err, w.why);
+	CHECK(w.err == 0);
+	for (int i = 0; i < BIG_SENDS; i++) {
+		podipc_mq_confirm cf;
+		CHECK_OK(podipc_mq_confirm_next(mq, 10000, &cf));
+		CHECK(cf.result == 0);
+	}
+	podipc_mq_close(mq);
+	CHECK(fb_stop(&b) == 0);
+}
+
 int main(void)
 {
 	make_test_dir();
 	RUN(test_shared_connection);
+	RUN(test_blocked_writer_wakes_receiver);
 	remove_test_dir();
 	return test_failed;
 }
