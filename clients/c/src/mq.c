@@ -649,7 +649,7 @@ static int deliver(podipc_mq *mq, const pi_mq_frame *f)
 /* answered handles an ERROR for r: the request may be kept for another try. */
 static void answer_error(podipc_mq *mq, struct req *r, uint16_t code, const pi_mq_frame *f)
 {
-	bool resendable = mq->reconnect && r->kind != K_REATTACH;
+	bool resendable = mq->reconnect; /* re-attachments too: their queue may not be declared yet */
 	if (resendable && code == PI_MQ_CODE_SHUTTING_DOWN) {
 		r->sent = false; /* sent again on the next connection */
 		return;
