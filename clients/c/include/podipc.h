@@ -269,13 +269,14 @@ PODIPC_API int podipc_subscriber_close(podipc_subscriber *s);
  *     confirmation or delivery another thread waits for is handed to it.
  *     podipc_mq_close() must be the last call on the connection and on its
  *     consumers, made when no other thread uses them; it frees the
- *     consumers still open.
+ *     consumers still open. A connection is not usable in a forked child.
  *   - podipc_mq_consumer: one thread at a time per consumer (receive, ack,
  *     nack, close); different consumers may be used by different threads.
- *   - A podipc_mq_delivery's body points into a buffer the library owns
- *     (the frame is read from the socket into it; the application gets it
- *     without a copy). It is valid until the delivery is acknowledged or
- *     rejected, or until the next podipc_mq_receive() or
+ *   - A podipc_mq_delivery's body points into a buffer the library owns,
+ *     and the application reads it in place (the library copies a body
+ *     once, out of its socket buffer into the delivery's as it decodes the
+ *     frame; never to the application). It is valid until the delivery is
+ *     acknowledged or rejected, or until the next podipc_mq_receive() or
  *     podipc_mq_consumer_close() on the same consumer, whichever is first.
  *     The other fields are plain values: a delivery may be acknowledged
  *     after the next receive (only the body pointer is gone).

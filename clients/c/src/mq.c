@@ -561,7 +561,10 @@ static void lost(podipc_mq *mq, int rc)
 
 /* ---- input ------------------------------------------------------------- */
 
-/* read_some reads what the socket has (without blocking) into rbuf. */
+/* read_some reads what the socket has (without blocking) into rbuf. The
+ * buffer grows (doubling) only when what has arrived fills it, so a frame
+ * header announcing a large frame reserves nothing until its bytes come
+ * (docs/mq-protocol.md, "Frames"). */
 static int read_some(podipc_mq *mq)
 {
 	if (mq->roff && mq->roff == mq->rlen)
@@ -736,8 +739,14 @@ static int process(podipc_mq *mq)
 		if (mq->state != ST_CONNECTED)
 			break;
 	}
-	if (mq->roff == mq->rlen)
+	if (mq->roff == mq->rlen) {
 		mq->roff = mq->rlen = 0;
+		if (mq->rcap > (1u << 20)) { /* do not pin a large frame's buffer to an idle connection */
+			free(mq->rbuf);
+			mq->rbuf = NULL;
+			mq->rcap = 0;
+		}
+	}
 	if (any) {
 		pthread_cond_broadcast(&mq->cond);
 		kick(mq);
