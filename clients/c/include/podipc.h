@@ -95,7 +95,7 @@ typedef enum podipc_error {
 	PODIPC_ERR_NOT_REGULAR = -19,    /* the path is a FIFO, a device, a directory or a symlink */
 	/* Message queues (see "mq" below). Broker error codes map as the table
 	 * in docs/mq-protocol.md says: 1 UNKNOWN_QUEUE, 2 and 5 QUEUE_FULL, 3
-	 * TOO_LARGE, 4 TOO_MANY_PENDING, 6 and 11 PROTOCOL, 7 SHUTDOWN, 8
+	 * TOO_LARGE, 4 TOO_MANY_PENDING, 6, 11 and 14 PROTOCOL, 7 SHUTDOWN, 8
 	 * TOO_MANY_CONSUMERS, 9 QUEUE_DELETED, 10 BROKER_INTERNAL, 12 VERSION,
 	 * 13 TOO_MANY_CONNECTIONS; any other code is BROKER_INTERNAL. */
 	PODIPC_ERR_CLOSED = -20,         /* the connection or consumer is closed (or the broker was lost for good) */

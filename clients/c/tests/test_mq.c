@@ -57,19 +57,21 @@ static void test_send(void)
 	CHECK(fb_stop(&b) == 0);
 }
 
-/* Async sends through a window of 4, answered in reverse order per batch. */
+/* Async sends through a window of *(int *)b->arg sends, answered in
+ * reverse order per batch. */
 #define ASYNC_SENDS 23
 static void script_window(fb *b)
 {
+	int window = *(int *)b->arg;
 	FB_EXPECT(b, fb_accept(b) == 0);
 	int seen = 0;
 	while (seen < ASYNC_SENDS) {
 		uint32_t reqs[4];
 		int n = 0;
 		fb_frame f;
-		/* the client may not have more than 4 unanswered: read up to 4, or
-		 * fewer at the end */
-		while (n < 4 && seen + n < ASYNC_SENDS) {
+		/* the client may not have more than the window unanswered: read
+		 * that many, or fewer at the end */
+		while (n < window && seen + n < ASYNC_SENDS) {
 			FB_EXPECT(b, fb_next(b, &f) == 0 && f.type == PI_MQ_SEND);
 			reqs[n++] = pi_le32(f.p);
 		}
@@ -82,11 +84,16 @@ static void script_window(fb *b)
 	FB_EXPECT(b, fb_next(b, &f) == -1);
 }
 
-static void test_async_window(void)
+static void async_window(int by_bytes)
 {
 	fb b;
 	fb_listen(&b, "window.sock");
-	b.w.max_pending_sends = 4;
+	int window = by_bytes ? 1 : 4;
+	if (by_bytes)
+		b.w.max_pending_bytes = 7; /* bodies of 4 to 6 bytes: one at a time (one always goes) */
+	else
+		b.w.max_pending_sends = 4;
+	b.arg = &window;
 	fb_start(&b, script_window);
 	podipc_mq *mq = NULL;
 	CHECK_OK(podipc_mq_connect(b.path, &no_reconnect, &mq));
@@ -95,11 +102,11 @@ static void test_async_window(void)
 	uint8_t seen[ASYNC_SENDS] = {0};
 	for (int i = 0; i < ASYNC_SENDS; i++) {
 		char body[16];
-		snprintf(body, sizeof body, "m%d", i);
+		snprintf(body, sizeof body, "msg%d", i);
 		CHECK_OK(podipc_mq_send_async(mq, "q", body, strlen(body), NULL, 5000, &tickets[i]));
 		podipc_mq_stats st;
 		podipc_mq_get_stats(mq, &st);
-		CHECK(st.pending_sends <= 4);
+		CHECK(st.pending_sends <= (uint32_t)window);
 	}
 	podipc_mq_confirm cf;
 	while (claimed < ASYNC_SENDS) {
@@ -117,6 +124,61 @@ static void test_async_window(void)
 	CHECK_RC(podipc_mq_confirm_next(mq, 0, &cf), PODIPC_ERR_EMPTY);
 	podipc_mq_close(mq);
 	CHECK(fb_stop(&b) == 0);
+}
+
+static void test_async_window(void) { async_window(0); }
+static void test_async_window_bytes(void) { async_window(1); }
+
+/* A send that times out is abandoned: its late answer is dropped and
+ * frees the window. */
+static void script_late(fb *b)
+{
+	fb_frame f;
+	FB_EXPECT(b, fb_accept(b) == 0);
+	FB_EXPECT(b, fb_next(b, &f) == 0 && f.type == PI_MQ_SEND);
+	uint32_t req = pi_le32(f.p);
+	FB_EXPECT(b, fb_next(b, &f) == 0 && f.type == PI_MQ_PING); /* the client gave up on the send */
+	fb_send_ok(b, req, 9);
+	fb_pong(b, pi_le64(f.p));
+	FB_EXPECT(b, fb_next(b, &f) == -1);
+}
+
+static void test_send_timeout(void)
+{
+	fb b;
+	fb_listen(&b, "late.sock");
+	fb_start(&b, script_late);
+	podipc_mq *mq = NULL;
+	CHECK_OK(podipc_mq_connect(b.path, &no_reconnect, &mq));
+	CHECK_RC(podipc_mq_send(mq, "q", "slow", 4, NULL, 30, NULL), PODIPC_ERR_TIMEOUT);
+	podipc_mq_stats st;
+	podipc_mq_get_stats(mq, &st);
+	CHECK(st.pending_sends == 1 && st.pending_bytes == 4);
+	CHECK_OK(podipc_mq_ping(mq, 5000));
+	podipc_mq_get_stats(mq, &st);
+	CHECK(st.pending_sends == 0 && st.pending_bytes == 0 && st.unclaimed == 0);
+	podipc_mq_close(mq);
+	CHECK(fb_stop(&b) == 0);
+}
+
+/* Every broker code maps as docs/mq-protocol.md and podipc.h say. */
+static void test_code_mapping(void)
+{
+	static const int want[] = {
+		[1] = PODIPC_ERR_UNKNOWN_QUEUE, [2] = PODIPC_ERR_QUEUE_FULL, [3] = PODIPC_ERR_TOO_LARGE,
+		[4] = PODIPC_ERR_TOO_MANY_PENDING, [5] = PODIPC_ERR_QUEUE_FULL, [6] = PODIPC_ERR_PROTOCOL,
+		[7] = PODIPC_ERR_SHUTDOWN, [8] = PODIPC_ERR_TOO_MANY_CONSUMERS, [9] = PODIPC_ERR_QUEUE_DELETED,
+		[10] = PODIPC_ERR_BROKER_INTERNAL, [11] = PODIPC_ERR_PROTOCOL, [12] = PODIPC_ERR_VERSION,
+		[13] = PODIPC_ERR_TOO_MANY_CONNECTIONS, [14] = PODIPC_ERR_PROTOCOL, [15] = PODIPC_ERR_BROKER_INTERNAL,
+		[16] = PODIPC_ERR_BROKER_INTERNAL,
+	};
+	for (uint16_t code = 1; code < sizeof want / sizeof want[0]; code++) {
+		if (pi_mq_code_error(code) != want[code])
+			fprintf(stderr, "code %u maps to %d\n", code, pi_mq_code_error(code));
+		CHECK(pi_mq_code_error(code) == want[code]);
+	}
+	CHECK(pi_mq_code_error(65535) == PODIPC_ERR_BROKER_INTERNAL);
+	CHECK(strcmp(pi_mq_code_name(5), "timeout") == 0 && strcmp(pi_mq_code_name(999), "unknown code") == 0);
 }
 
 /* ---- consumers ---- */
@@ -501,6 +563,9 @@ int main(void)
 	make_test_dir();
 	RUN(test_send);
 	RUN(test_async_window);
+	RUN(test_async_window_bytes);
+	RUN(test_send_timeout);
+	RUN(test_code_mapping);
 	RUN(test_consume);
 	RUN(test_try_receive);
 	RUN(test_hostile_frames);
