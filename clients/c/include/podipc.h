@@ -294,7 +294,10 @@ PODIPC_API int podipc_subscriber_close(podipc_subscriber *s);
  *   PODIPC_ERR_STALE. After the window, or with no_reconnect at the first
  *   loss, the connection is closed: every call fails with the reason
  *   (PODIPC_ERR_CLOSED, or the GOAWAY's code, e.g. PODIPC_ERR_SHUTDOWN). A
- *   protocol violation by the broker is never retried.
+ *   protocol violation by the broker is never retried. There is no
+ *   background thread: the loss is noticed, and the broker dialled again,
+ *   by whichever thread waits on the connection (or makes the next call on
+ *   an idle one); the window counts from when the loss is noticed.
  */
 
 typedef struct podipc_mq podipc_mq;
