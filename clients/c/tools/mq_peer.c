@@ -166,9 +166,7 @@ static int cmd_consume(const char *sock, const char *queue, uint32_t count, uint
 	if ((rc = podipc_mq_ping(mq, TIMEOUT_MS)))
 		fail(rc, "ping");
 	say("done %u\n", count);
-	if (m == 2)
-		fflush(stdout); /* held deliveries stay unacknowledged until the process ends */
-	podipc_mq_close(mq);
+	podipc_mq_close(mq); /* held deliveries were never settled: the broker requeues them */
 	return 0;
 }
 
