@@ -3,7 +3,9 @@
  *
  * libpodipc speaks podipc's shared-memory channel format natively
  * (docs/shm-layout.md, layout version 1): no Go runtime, no helper
- * process, and no system call on the data path unless a peer sleeps.
+ * process, and no system call on the data path unless a peer sleeps. It
+ * is also a client of the message-queue broker (docs/mq-protocol.md); see
+ * "mq" below, whose conventions differ in places (timeouts in ms).
  *
  * Conventions
  *   - Every function that can fail returns an int: PODIPC_OK (0) or a
@@ -67,7 +69,9 @@ extern "C" {
 /* The channel layout version this library reads and writes. */
 #define PODIPC_SHM_LAYOUT_VERSION 1
 
-/* Error codes, all negative. The classes match pkg/shm's sentinel errors. */
+/* Error codes, all negative. The classes match pkg/shm's sentinel errors
+ * (-1 to -19) and pkg/mq's (-20 on; PODIPC_ERR_VERSION, _TIMEOUT,
+ * _TOO_LARGE and _INVALID serve both). Codes are never renumbered. */
 typedef enum podipc_error {
 	PODIPC_OK = 0,
 	PODIPC_ERR_SYSTEM = -1,          /* a system call failed; errno is set */
@@ -88,7 +92,24 @@ typedef enum podipc_error {
 	PODIPC_ERR_OUTSTANDING = -16,    /* a reservation or borrowed message is still held */
 	PODIPC_ERR_NOT_HELD = -17,       /* commit, abort or release with nothing held */
 	PODIPC_ERR_LAPPED = -18,         /* a subscriber was lapped; see podipc_subscriber_lost */
-	PODIPC_ERR_NOT_REGULAR = -19     /* the path is a FIFO, a device, a directory or a symlink */
+	PODIPC_ERR_NOT_REGULAR = -19,    /* the path is a FIFO, a device, a directory or a symlink */
+	/* Message queues (see "mq" below). Broker error codes map as the table
+	 * in docs/mq-protocol.md says: 1 UNKNOWN_QUEUE, 2 and 5 QUEUE_FULL, 3
+	 * TOO_LARGE, 4 TOO_MANY_PENDING, 6, 11 and 14 PROTOCOL, 7 SHUTDOWN, 8
+	 * TOO_MANY_CONSUMERS, 9 QUEUE_DELETED, 10 BROKER_INTERNAL, 12 VERSION,
+	 * 13 TOO_MANY_CONNECTIONS; any other code is BROKER_INTERNAL. */
+	PODIPC_ERR_CLOSED = -20,         /* the connection or consumer is closed (or the broker was lost for good) */
+	PODIPC_ERR_PROTOCOL = -21,       /* a peer broke the wire protocol: a hostile or corrupt frame */
+	PODIPC_ERR_IMPOSTOR = -22,       /* the broker socket is served by a process of another UID */
+	PODIPC_ERR_UNKNOWN_QUEUE = -23,  /* the broker has no queue of that name */
+	PODIPC_ERR_QUEUE_FULL = -24,     /* the queue is full (Reject policy, or Block past the send's timeout) */
+	PODIPC_ERR_TOO_MANY_PENDING = -25,     /* the connection's window of unconfirmed sends is full */
+	PODIPC_ERR_TOO_MANY_CONSUMERS = -26,   /* the connection has as many consumers as the broker allows */
+	PODIPC_ERR_TOO_MANY_CONNECTIONS = -27, /* the broker refused the connection */
+	PODIPC_ERR_QUEUE_DELETED = -28,  /* the queue was removed from the configuration */
+	PODIPC_ERR_SHUTDOWN = -29,       /* the broker is shutting down */
+	PODIPC_ERR_BROKER_INTERNAL = -30,/* the broker failed (e.g. writing its journal) */
+	PODIPC_ERR_STALE = -31           /* the delivery came on a connection lost since; the broker redelivers it */
 } podipc_error;
 
 /* A static string naming err (never NULL, also for unknown values). */
@@ -225,6 +246,203 @@ PODIPC_API int podipc_subscriber_recv(podipc_subscriber *s, void *buf, size_t ca
 /* Messages lost in the last PODIPC_ERR_LAPPED. */
 PODIPC_API uint64_t podipc_subscriber_lost(const podipc_subscriber *s);
 PODIPC_API int podipc_subscriber_close(podipc_subscriber *s);
+
+/* ----------------------------------------------------------------- mq -- */
+/*
+ * Message queues: a client of the podipc broker (the sidecar) speaking
+ * docs/mq-protocol.md, version 1, natively over its Unix socket.
+ *
+ * Conventions (these differ from the shm calls above)
+ *   - Timeouts are in MILLISECONDS, as int: -1 (any negative) waits for
+ *     ever, 0 does not wait (PODIPC_ERR_TIMEOUT at once if the answer is not
+ *     there), a positive one waits at most that long (PODIPC_ERR_TIMEOUT).
+ *   - A broker ERROR reaches the caller as its podipc_error (the mapping is
+ *     in the enum's comment) and podipc_last_error() holds the broker's
+ *     code name and text: "queue full: mq broker: queue full: ...".
+ *
+ * Objects, ownership and thread-safety
+ *   - podipc_mq, a connection, is protected by a mutex: every podipc_mq_*
+ *     function taking a podipc_mq may be called from any number of threads
+ *     at once (sends, confirmations, pings, consume, stats), and so may the
+ *     consumer functions for *different* consumers. Whichever thread waits
+ *     reads the socket for all of them (there is no background thread): a
+ *     confirmation or delivery another thread waits for is handed to it.
+ *     podipc_mq_close() must be the last call on the connection and on its
+ *     consumers, made when no other thread uses them; it frees the
+ *     consumers still open. A connection is not usable in a forked child.
+ *   - podipc_mq_consumer: one thread at a time per consumer (receive, ack,
+ *     nack, close); different consumers may be used by different threads.
+ *   - A podipc_mq_delivery's body points into a buffer the library owns,
+ *     and the application reads it in place (the library copies a body
+ *     once, out of its socket buffer into the delivery's as it decodes the
+ *     frame; never to the application). It is valid until the delivery is
+ *     acknowledged or rejected, or until the next podipc_mq_receive() or
+ *     podipc_mq_consumer_close() on the same consumer, whichever is first.
+ *     The other fields are plain values: a delivery may be acknowledged
+ *     after the next receive (only the body pointer is gone).
+ *
+ * Reconnection
+ *   By default a connection rides through a broker restart as the Go
+ *   client does: once its socket is lost it dials again (backoff 50 ms
+ *   doubling to 2 s, with jitter, for a window of 60 s), sends again, in
+ *   their order, every request the old broker had not answered (so a send
+ *   is confirmed at least once), re-attaches every consumer, and retries
+ *   for 5 s a request answered "unknown queue" just after reconnecting.
+ *   Meanwhile calls wait as if the broker were slow. Deliveries of the
+ *   lost connection that are still queued are dropped (the broker
+ *   redelivers them); settling one already received gives
+ *   PODIPC_ERR_STALE. After the window, or with no_reconnect at the first
+ *   loss, the connection is closed: every call fails with the reason
+ *   (PODIPC_ERR_CLOSED, or the GOAWAY's code, e.g. PODIPC_ERR_SHUTDOWN). A
+ *   protocol violation by the broker is never retried. There is no
+ *   background thread: the loss is noticed, and the broker dialled again,
+ *   by whichever thread waits on the connection (or makes the next call on
+ *   an idle one); the window counts from when the loss is noticed.
+ */
+
+typedef struct podipc_mq podipc_mq;
+typedef struct podipc_mq_consumer podipc_mq_consumer;
+
+typedef enum podipc_mq_uid_check {
+	PODIPC_MQ_UID_FROM_ENV = 0, /* check $PODIPC_BROKER_UID if it is set (default) */
+	PODIPC_MQ_UID_CHECK = 1,    /* check broker_uid */
+	PODIPC_MQ_UID_NONE = 2      /* check nothing */
+} podipc_mq_uid_check;
+
+/* Connection options; NULL or zero fields take the defaults. */
+typedef struct podipc_mq_options {
+	/* The broker's socket is checked with SO_PEERCRED on every connection:
+	 * a process of another UID serving it is PODIPC_ERR_IMPOSTOR. */
+	podipc_mq_uid_check uid_check;
+	uint32_t broker_uid;             /* with PODIPC_MQ_UID_CHECK */
+	int no_reconnect;                /* non-zero: close at the first loss of the broker */
+	int reconnect_window_ms;         /* default 60 000 */
+	int reconnect_min_backoff_ms;    /* default 50 */
+	int reconnect_max_backoff_ms;    /* default 2 000 */
+	int declare_wait_ms;             /* default 5 000; -1: do not retry "unknown queue" */
+	int connect_timeout_ms;          /* one dial and handshake; default 5 000 */
+	int write_timeout_ms;            /* a broker that does not read for this long is lost; default 30 000 */
+} podipc_mq_options;
+
+/* The limits the broker announced in WELCOME (docs/mq-protocol.md). The
+ * client honours all of them: frames over max_frame are refused, sends
+ * over max_message fail with PODIPC_ERR_TOO_LARGE before they are sent,
+ * sends wait for room in the max_pending_sends / max_pending_bytes window,
+ * prefetch is capped at max_prefetch and consumers at max_consumers
+ * (PODIPC_ERR_TOO_MANY_CONSUMERS). */
+typedef struct podipc_mq_limits {
+	uint16_t version;
+	uint32_t max_frame, max_message, max_pending_sends, max_pending_bytes, max_prefetch, max_consumers;
+} podipc_mq_limits;
+
+typedef struct podipc_mq_send_options {
+	uint8_t priority;          /* 0 (lowest, default) ... 9 */
+	uint32_t ttl_ms;           /* time to live from arrival at the broker; 0: the queue's default */
+	/* How long the broker may hold the send while the queue is full (Block
+	 * policy), after which it fails with PODIPC_ERR_QUEUE_FULL. 0: for
+	 * podipc_mq_send the call's timeout; for podipc_mq_send_async as long
+	 * as the connection lives. */
+	uint32_t block_timeout_ms;
+} podipc_mq_send_options;
+
+/* The outcome of an asynchronous send (podipc_mq_confirm_next). */
+typedef struct podipc_mq_confirm {
+	uint64_t ticket;  /* what podipc_mq_send_async returned */
+	int result;       /* PODIPC_OK: queued (and journaled, for a persistent queue); else the error */
+	uint64_t id;      /* the message's id in its queue, when result is PODIPC_OK */
+} podipc_mq_confirm;
+
+/* A message handed to a consumer (see the lifetime of body above). */
+typedef struct podipc_mq_delivery {
+	const void *body;
+	size_t len;
+	uint64_t id;            /* the message's id in its queue */
+	int64_t enqueued_at_ns; /* Unix time, ns, when the broker queued it */
+	uint32_t deliveries;    /* 1 on the first delivery, +1 per redelivery */
+	uint8_t priority;
+	uint64_t tag;           /* opaque: the broker's delivery tag */
+	uint64_t connection;    /* opaque: the connection the delivery came on */
+} podipc_mq_delivery;
+
+/* Connection counters, as pkg/mq's ClientStats, and the send window. */
+typedef struct podipc_mq_stats {
+	int connected;
+	uint64_t disconnects, reconnects, resent, stale_dropped;
+	uint32_t pending_sends;     /* sends not yet confirmed */
+	uint64_t pending_bytes;     /* their body bytes */
+	uint32_t unclaimed;         /* async outcomes not yet taken with podipc_mq_confirm_next */
+} podipc_mq_stats;
+
+/* Connects to the broker at path (NULL: $PODIPC_MQ_SOCKET, else
+ * $PODIPC_DIR/mq.sock) and performs the handshake. Fails at once if no
+ * broker answers (PODIPC_ERR_SYSTEM with errno, e.g. ENOENT or
+ * ECONNREFUSED), with PODIPC_ERR_IMPOSTOR if the UID check fails, or with
+ * the refusal's code (PODIPC_ERR_VERSION, _TOO_MANY_CONNECTIONS,
+ * _SHUTDOWN); reconnection applies to a connection once made. */
+PODIPC_API int podipc_mq_connect(const char *path, const podipc_mq_options *opts, podipc_mq **out);
+
+/* Closes the connection and frees it and its remaining consumers. Sends
+ * not yet confirmed are abandoned (the broker may or may not queue them);
+ * unacknowledged deliveries are redelivered by the broker. NULL: no-op. */
+PODIPC_API void podipc_mq_close(podipc_mq *mq);
+
+/* The limits of the current (or last) connection. */
+PODIPC_API void podipc_mq_get_limits(podipc_mq *mq, podipc_mq_limits *out);
+PODIPC_API void podipc_mq_get_stats(podipc_mq *mq, podipc_mq_stats *out);
+
+/* Sends len bytes of body to queue and waits for the broker's confirmation
+ * (SEND_OK) at most timeout_ms, including the wait for room in the send
+ * window; *id (if not NULL) is the message's id. opts may be NULL. On
+ * PODIPC_ERR_TIMEOUT the message may or may not have been queued. */
+PODIPC_API int podipc_mq_send(podipc_mq *mq, const char *queue, const void *body, size_t len,
+                              const podipc_mq_send_options *opts, int timeout_ms, uint64_t *id);
+
+/* Sends without waiting for the confirmation, so that many sends are in
+ * flight (pipelined). Waits at most timeout_ms only for room in the send
+ * window (PODIPC_ERR_TIMEOUT). The body is copied: the caller may reuse it
+ * at once. *ticket identifies the send; its outcome must be taken with
+ * podipc_mq_confirm_next (each outcome is kept until it is taken). */
+PODIPC_API int podipc_mq_send_async(podipc_mq *mq, const char *queue, const void *body, size_t len,
+                                    const podipc_mq_send_options *opts, int timeout_ms, uint64_t *ticket);
+
+/* Takes the next outcome of an asynchronous send, in the order the broker
+ * answered them, waiting at most timeout_ms. PODIPC_OK with *out set (its
+ * result may be an error); PODIPC_ERR_EMPTY if no asynchronous send is
+ * unanswered or unclaimed; PODIPC_ERR_TIMEOUT. */
+PODIPC_API int podipc_mq_confirm_next(podipc_mq *mq, int timeout_ms, podipc_mq_confirm *out);
+
+/* A round trip to the broker (PING/PONG). Because the broker handles a
+ * connection's frames in order, it also means every earlier ack and nack
+ * of this connection has been applied. */
+PODIPC_API int podipc_mq_ping(podipc_mq *mq, int timeout_ms);
+
+/* Attaches a consumer to queue with prefetch (>= 1; capped at the broker's
+ * max_prefetch) and waits for the broker's CONSUME_OK. */
+PODIPC_API int podipc_mq_consume(podipc_mq *mq, const char *queue, uint32_t prefetch, int timeout_ms,
+                                 podipc_mq_consumer **out);
+
+/* The prefetch the broker granted. */
+PODIPC_API uint32_t podipc_mq_consumer_prefetch(podipc_mq_consumer *c);
+/* Non-zero if the queue delivers at most once: ack and nack do nothing
+ * (and the client returns credit as messages are received). */
+PODIPC_API int podipc_mq_consumer_auto_ack(podipc_mq_consumer *c);
+
+/* Waits at most timeout_ms for the next delivery. After the broker ended
+ * the consumer (PODIPC_ERR_QUEUE_DELETED) or the connection closed, the
+ * deliveries already received come first, then the reason. */
+PODIPC_API int podipc_mq_receive(podipc_mq_consumer *c, int timeout_ms, podipc_mq_delivery *d);
+
+/* Acknowledges / rejects a delivery of c (nack: requeue non-zero puts it
+ * back for redelivery, zero dead-letters it). Pipelined: they return once
+ * the frame is written to the socket (podipc_mq_ping waits until it is
+ * applied). PODIPC_ERR_STALE if the delivery came on a connection lost
+ * since (the broker redelivers it). */
+PODIPC_API int podipc_mq_ack(podipc_mq_consumer *c, const podipc_mq_delivery *d);
+PODIPC_API int podipc_mq_nack(podipc_mq_consumer *c, const podipc_mq_delivery *d, int requeue);
+
+/* Detaches the consumer (CANCEL; the broker redelivers what it has not
+ * acknowledged) and frees it. NULL: no-op. */
+PODIPC_API int podipc_mq_consumer_close(podipc_mq_consumer *c);
 
 #ifdef __cplusplus
 }

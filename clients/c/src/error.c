@@ -59,6 +59,18 @@ const char *podipc_strerror(int err)
 	case PODIPC_ERR_NOT_HELD: return "no reservation or borrowed message is held";
 	case PODIPC_ERR_LAPPED: return "subscriber lapped";
 	case PODIPC_ERR_NOT_REGULAR: return "not a regular file";
+	case PODIPC_ERR_CLOSED: return "closed";
+	case PODIPC_ERR_PROTOCOL: return "protocol error";
+	case PODIPC_ERR_IMPOSTOR: return "broker socket served by an impostor";
+	case PODIPC_ERR_UNKNOWN_QUEUE: return "unknown queue";
+	case PODIPC_ERR_QUEUE_FULL: return "queue full";
+	case PODIPC_ERR_TOO_MANY_PENDING: return "too many pending sends";
+	case PODIPC_ERR_TOO_MANY_CONSUMERS: return "too many consumers";
+	case PODIPC_ERR_TOO_MANY_CONNECTIONS: return "too many connections";
+	case PODIPC_ERR_QUEUE_DELETED: return "queue deleted";
+	case PODIPC_ERR_SHUTDOWN: return "broker shutting down";
+	case PODIPC_ERR_BROKER_INTERNAL: return "broker internal error";
+	case PODIPC_ERR_STALE: return "delivery from a lost connection";
 	}
 	return "unknown podipc error";
 }

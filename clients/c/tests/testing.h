@@ -51,7 +51,7 @@ static const char *test_name __attribute__((unused));
 /* A fresh directory for channel files under $TMPDIR (a tmpfs in `make test`). */
 static char test_dir[256];
 
-static void make_test_dir(void)
+static __attribute__((unused)) void make_test_dir(void)
 {
 	const char *tmp = getenv("TMPDIR");
 	snprintf(test_dir, sizeof test_dir, "%s/podipc-ctest-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -61,7 +61,7 @@ static void make_test_dir(void)
 	}
 }
 
-static void remove_test_dir(void)
+static __attribute__((unused)) void remove_test_dir(void)
 {
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", test_dir);
@@ -70,7 +70,7 @@ static void remove_test_dir(void)
 }
 
 /* path_in_test_dir returns a static path for name (one at a time). */
-static const char *test_path(const char *name)
+static __attribute__((unused)) const char *test_path(const char *name)
 {
 	static char p[400];
 	snprintf(p, sizeof p, "%s/%s", test_dir, name);

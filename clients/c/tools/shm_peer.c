@@ -29,19 +29,9 @@
 #include <unistd.h>
 
 #include "podipc.h"
+#include "peer_msg.h"
 
 static const int64_t TIMEOUT = 30LL * 1000000000; /* a peer never waits longer than this */
-
-static uint32_t crc32c(const uint8_t *p, size_t n)
-{
-	uint32_t c = 0xFFFFFFFFu;
-	while (n--) {
-		c ^= *p++;
-		for (int k = 0; k < 8; k++)
-			c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
-	}
-	return ~c;
-}
 
 static void die(const char *what, int rc)
 {
@@ -56,33 +46,6 @@ static podipc_channel *open_channel(const char *path)
 	if (rc)
 		die("open", rc);
 	return ch;
-}
-
-static void fill(uint8_t *b, size_t size, uint32_t id, uint32_t seq)
-{
-	for (size_t k = 16; k < size; k++)
-		b[k] = (uint8_t)(id * 31 + seq * 7 + k);
-	uint32_t hdr[4] = {id, seq, crc32c(b + 16, size - 16), 0};
-	memcpy(b, hdr, sizeof hdr);
-}
-
-/* check returns 0 if the message is well-formed, with its id and seq. */
-static int check(const uint8_t *b, size_t n, uint32_t *id, uint32_t *seq)
-{
-	if (n < 16)
-		return -1;
-	uint32_t hdr[4];
-	memcpy(hdr, b, sizeof hdr);
-	*id = hdr[0];
-	*seq = hdr[1];
-	if (*id == UINT32_MAX)
-		return 0;
-	if (hdr[2] != crc32c(b + 16, n - 16))
-		return -1;
-	for (size_t k = 16; k < n; k++)
-		if (b[k] != (uint8_t)(*id * 31 + *seq * 7 + k))
-			return -1;
-	return 0;
 }
 
 static int cmd_produce(const char *path, uint32_t id, uint32_t count, size_t size)

@@ -34,7 +34,6 @@ from .errors import (
     ProtocolError,
     QueueDeletedError,
     QueueFullError,
-    QueueTimeoutError,
     StaleDeliveryError,
     TooManyConnectionsError,
     TooManyConsumersError,
@@ -46,12 +45,12 @@ from .errors import (
 
 TIMEOUT = 30.0  # a peer never waits longer than this for one event
 
-# The CLASS of an "error CLASS: message" line; the first match wins, so a
-# subclass comes before its base (a send held past its timeout is a
-# QueueFullError and a WaitTimeoutError: it is "timeout").
+# The CLASS of an "error CLASS: message" line (docs/clients.md, the same as
+# the C peer's); the first match wins, so a subclass comes before its base.
+# A send held past its timeout on a full queue (QueueTimeoutError, both a
+# QueueFullError and a WaitTimeoutError) is "queue_full", as in C and Go.
 CLASSES: list[tuple[type[BaseException], str]] = [
     (ImpostorError, "impostor"),
-    (QueueTimeoutError, "timeout"),
     (QueueFullError, "queue_full"),
     (UnknownQueueError, "not_found"),
     (MessageTooLargeError, "too_large"),
