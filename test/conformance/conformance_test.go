@@ -1,11 +1,13 @@
-// Package conformance runs the Go implementation (pkg/shm) and the native C
+// Package conformance runs the Go implementation (pkg/shm, pkg/mq) and the native C
 // and Python clients (clients/c, libpodipc; clients/python, podipc) as real
-// processes on the same channel files on a tmpfs, and checks that they keep
-// the same layout and protocol (docs/shm-layout.md): every queue message
-// exactly once whoever sends and takes it, every broadcast message in order
-// to every subscriber, a dead C or Python peer's message redelivered to Go,
-// its reservation skipped, and bad channel files rejected with the same
-// error class.
+// processes on the same channel files on a tmpfs and the same queues of one
+// broker, and checks that they keep the same layout and protocol
+// (docs/shm-layout.md, docs/mq-protocol.md): every queue message exactly
+// once whoever sends and takes it, every broadcast message in order to every
+// subscriber, a dead C or Python peer's message redelivered to Go, its
+// reservation skipped, bad channel files rejected with the same error class;
+// and for queues (mq_test.go) the same with acks, redelivery, dead letters,
+// priorities and the broker's UID check.
 //
 // The message format the peers exchange is described in docs/clients.md.
 package conformance
@@ -84,7 +86,7 @@ func build(t *testing.T) {
 		if pyDir, buildErr = filepath.Abs("../../clients/python"); buildErr != nil {
 			return
 		}
-		out, err := exec.Command("make", "-s", "-C", cDir, "build/podipc-shm-peer", "build/libpodipc.so").CombinedOutput()
+		out, err := exec.Command("make", "-s", "-C", cDir, "build/podipc-shm-peer", "build/podipc-mq-peer", "build/libpodipc.so").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("make -C clients/c: %v\n%s", err, out)
 			return

@@ -9,8 +9,9 @@
  *   consume SOCKET QUEUE COUNT PREFETCH MODE
  *       MODE ack, nack (dead-letter) or hold (settle nothing); prints
  *       "ready" once the consumer is attached, "msg ID SEQ DELIVERIES" per
- *       delivery, and after COUNT of them and a PING round trip (every
- *       settlement applied) "done COUNT"
+ *       delivery, and after COUNT of them (COUNT 0: after the first end
+ *       marker, settled and printed like any message) and a PING round
+ *       trip (every settlement applied) "done N", N the deliveries printed
  *
  * Errors: "error CLASS: message" on stdout and exit status 1 (CLASS as in
  * class_of below); usage errors on stderr with status 2. With
@@ -146,7 +147,8 @@ static int cmd_consume(const char *sock, const char *queue, uint32_t count, uint
 	if (rc)
 		fail(rc, "consume");
 	say("ready\n");
-	for (uint32_t i = 0; i < count; i++) {
+	uint32_t got = 0;
+	for (int last = 0; !last && (count == 0 || got < count); got++) {
 		podipc_mq_delivery d;
 		if ((rc = podipc_mq_receive(c, TIMEOUT_MS, &d)))
 			fail(rc, "receive");
@@ -156,6 +158,7 @@ static int cmd_consume(const char *sock, const char *queue, uint32_t count, uint
 			exit(1);
 		}
 		say("msg %u %u %u\n", id, seq, d.deliveries);
+		last = count == 0 && id == 0xFFFFFFFFu;
 		if (m == 0)
 			rc = podipc_mq_ack(c, &d);
 		else if (m == 1)
@@ -165,7 +168,7 @@ static int cmd_consume(const char *sock, const char *queue, uint32_t count, uint
 	}
 	if ((rc = podipc_mq_ping(mq, TIMEOUT_MS)))
 		fail(rc, "ping");
-	say("done %u\n", count);
+	say("done %u\n", got);
 	podipc_mq_close(mq); /* held deliveries were never settled: the broker requeues them */
 	return 0;
 }
