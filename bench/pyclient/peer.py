@@ -1,5 +1,6 @@
-"""pypeer: one side of podipc-bench's py-copy and py-zerocopy jobs, written
-against the podipc package (clients/python, ctypes over libpodipc).
+"""pypeer: one side of podipc-bench's py-copy, py-zerocopy and py-mq jobs,
+written against the podipc package (clients/python: ctypes over libpodipc
+for the channels, pure Python for the message queues).
 
 The benchmark creates the two Queue-mode channels (A to B, B to A) and runs
 this script twice, side B first, then, once B has said it is ready, side A,
@@ -17,6 +18,14 @@ Consumer.recv_into; api=zerocopy writes the message into a reserved slot
 (Producer.reserve, commit) and checks it in place in a borrowed memoryview
 (Consumer.borrow, release). The receiver of a stream compares the payload with
 the pattern on one message in verify_every.
+
+api=mq talks through a broker instead (podipc.mq, at least once, as the Go
+harness's mq-atleastonce transport does): ab= and ba= then name the two
+queues, socket= the broker's socket, prefetch= the consumer's prefetch and
+window= how many sends a streaming side keeps in flight. Every send is
+confirmed: a side waits for its sends' confirmations before it receives, and
+a streaming side waits for the oldest once window are in flight. Each
+delivery is acknowledged once it has been checked.
 """
 
 from __future__ import annotations
@@ -28,9 +37,11 @@ import signal
 import struct
 import sys
 import time
-from typing import Optional
+from collections import deque
+from typing import Optional, Union
 
 import podipc
+from podipc import mq
 
 FLAG_LAST = 1
 HEADER = struct.Struct("<QII")  # seq, size, flags
@@ -46,9 +57,9 @@ class PeerError(Exception):
 
 class Params:
     def __init__(self, argv: list[str]) -> None:
-        strs = {"role": "", "kind": "", "ab": "", "ba": "", "wait": "spin", "api": "copy"}
+        strs = {"role": "", "kind": "", "ab": "", "ba": "", "wait": "spin", "api": "copy", "socket": ""}
         ints = {"size": 0, "warmup": 100, "samples": 1000, "budget_ms": 0, "duration_ms": 1000,
-                "verify_every": 1024, "cpu": -1, "timeout_s": 600}  # fmt: skip
+                "verify_every": 1024, "cpu": -1, "timeout_s": 600, "prefetch": 1024, "window": 2048}  # fmt: skip
         for arg in argv:
             key, eq, val = arg.partition("=")
             if not eq:
@@ -63,7 +74,8 @@ class Params:
             else:
                 raise PeerError(f"unknown argument {key}")
         self.role, self.kind, self.ab, self.ba = strs["role"], strs["kind"], strs["ab"], strs["ba"]
-        self.api = strs["api"]
+        self.api, self.socket = strs["api"], strs["socket"]
+        self.prefetch, self.window = ints["prefetch"], ints["window"]
         if strs["wait"] not in WAITS:
             raise PeerError(f"unknown wait {strs['wait']}")
         self.wait = WAITS[strs["wait"]]
@@ -72,11 +84,14 @@ class Params:
         self.duration_ns = ints["duration_ms"] * 1_000_000
         self.verify_every = max(ints["verify_every"], 1)
         self.cpu, self.timeout_s = ints["cpu"], ints["timeout_s"]
-        if (not self.ab or not self.ba or self.role not in ("a", "b") or self.api not in ("copy", "zerocopy")
+        if (not self.ab or not self.ba or self.role not in ("a", "b") or self.api not in ("copy", "zerocopy", "mq")
                 or self.size < MIN_SIZE or self.samples < 1 or self.warmup < 1 or self.duration_ns < 1):  # fmt: skip
             raise PeerError(
-                f"need ab=, ba=, role=a|b, api=copy|zerocopy, size>={MIN_SIZE}, samples>=1, warmup>=1, duration_ms>=1"
+                f"need ab=, ba=, role=a|b, api=copy|zerocopy|mq, size>={MIN_SIZE}, samples>=1, warmup>=1, "
+                "duration_ms>=1"
             )
+        if self.api == "mq" and (not self.socket or self.prefetch < 1 or self.window < 1):
+            raise PeerError("api=mq needs socket=, prefetch>=1 and window>=1")
 
 
 def new_message(size: int) -> bytearray:
@@ -91,36 +106,23 @@ def stamp(msg: bytearray, size: int, seq: int, flags: int) -> None:
 
 
 class Side:
-    """The producer and consumer of one side, with the Conn interface of the
-    Go harness: send, recv (a view valid until release), release."""
+    """One side's connection, with the Conn interface of the Go harness:
+    send, recv (a view valid until release), release; and the stamp check."""
 
-    def __init__(self, p: Params) -> None:
-        self.size = p.size
-        self.zerocopy = p.api == "zerocopy"
-        self._chans = [podipc.Channel.open(p.ab), podipc.Channel.open(p.ba)]
-        out, inp = self._chans if p.role == "a" else reversed(self._chans)
-        self.producer = out.producer(wait=p.wait)
-        self.consumer = inp.consumer(wait=p.wait)
-        self._buf = bytearray(p.size)
-        self._view = memoryview(self._buf)
-        self._held: Optional[podipc.Borrowed] = None
+    size: int
 
-    def send(self, msg: bytearray | memoryview) -> None:
-        if not self.zerocopy:
-            self.producer.send(msg)
-            return
-        r = self.producer.reserve()
-        # Writing the message into the slot stands for producing it in place.
-        r.buffer[: self.size] = msg
-        r.commit(self.size)
+    def send(self, msg: Union[bytearray, memoryview]) -> None:
+        raise NotImplementedError
 
     def recv(self) -> memoryview:
         """The next message, valid until release."""
-        if self.zerocopy:
-            self._held = self.consumer.borrow()
-            return self._held.view
-        n = self.consumer.recv_into(self._buf)
-        return self._view if n == self.size else self._view[:n]
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
     def check(self, view: memoryview, seq: int) -> None:
         """Raises PeerError unless view carries the stamps of message seq."""
@@ -133,6 +135,37 @@ class Side:
                 f"corrupt message: want message {seq} of {self.size} bytes, "
                 f"got header seq {head} size {n}, trailer seq {tail}"
             )
+
+
+class ShmSide(Side):
+    """The producer and consumer of one side on the two channels."""
+
+    def __init__(self, p: Params) -> None:
+        self.size = p.size
+        self.zerocopy = p.api == "zerocopy"
+        self._chans = [podipc.Channel.open(p.ab), podipc.Channel.open(p.ba)]
+        out, inp = self._chans if p.role == "a" else reversed(self._chans)
+        self.producer = out.producer(wait=p.wait)
+        self.consumer = inp.consumer(wait=p.wait)
+        self._buf = bytearray(p.size)
+        self._view = memoryview(self._buf)
+        self._held: Optional[podipc.Borrowed] = None
+
+    def send(self, msg: Union[bytearray, memoryview]) -> None:
+        if not self.zerocopy:
+            self.producer.send(msg)
+            return
+        r = self.producer.reserve()
+        # Writing the message into the slot stands for producing it in place.
+        r.buffer[: self.size] = msg
+        r.commit(self.size)
+
+    def recv(self) -> memoryview:
+        if self.zerocopy:
+            self._held = self.consumer.borrow()
+            return self._held.view
+        n = self.consumer.recv_into(self._buf)
+        return self._view if n == self.size else self._view[:n]
 
     def release(self) -> None:
         held, self._held = self._held, None
@@ -147,7 +180,53 @@ class Side:
             ch.close()
 
 
-def flags(view: memoryview) -> int:
+class MQSide(Side):
+    """One connection to the broker: it sends to one queue, confirmed, and
+    consumes the other, acknowledging."""
+
+    def __init__(self, p: Params) -> None:
+        self.size = p.size
+        self.out, inp = (p.ab, p.ba) if p.role == "a" else (p.ba, p.ab)
+        self.window = p.window
+        # A benchmark fails fast: no reconnection.
+        self.client = mq.Client(p.socket, timeout=10, reconnect=None)
+        try:
+            self.consumer = self.client.consume(inp, prefetch=p.prefetch, timeout=10)
+        except BaseException:
+            self.client.close()
+            raise
+        self._sent: deque[mq.Confirmation] = deque()
+        self._held: Optional[mq.Delivery] = None
+
+    def send(self, msg: Union[bytearray, memoryview]) -> None:
+        sent = self._sent
+        if len(sent) >= self.window:
+            sent.popleft().wait()
+        sent.append(self.client.send_async(self.out, msg))  # the body is copied
+        if flags(msg) & FLAG_LAST:
+            self.confirm_all()
+
+    def confirm_all(self) -> None:
+        sent = self._sent
+        while sent:
+            sent.popleft().wait()
+
+    def recv(self) -> memoryview:
+        self.confirm_all()
+        self._held = self.consumer.receive()
+        return memoryview(self._held.body)
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.ack()
+
+    def close(self) -> None:
+        self.release()
+        self.client.close()  # flushes the acknowledgements
+
+
+def flags(view: Union[bytearray, memoryview]) -> int:
     f: int = HEADER.unpack_from(view, 0)[2]
     return f
 
@@ -233,9 +312,18 @@ def drain(p: Params, s: Side) -> tuple[int, int]:
 def run(argv: list[str]) -> dict[str, object]:
     p = Params(argv)
     signal.alarm(p.timeout_s)  # a watchdog: a wedged side must not spin for ever
-    if p.cpu >= 0:
-        os.sched_setaffinity(0, {p.cpu})
-    s = Side(p)
+    s: Side
+    if p.api == "mq":
+        # The client's reader and writer threads are started unpinned, as
+        # the Go client's goroutines are: only this, the side's thread, is
+        # pinned (sched_setaffinity(0) sets the calling thread's CPUs).
+        s = MQSide(p)
+        if p.cpu >= 0:
+            os.sched_setaffinity(0, {p.cpu})
+    else:
+        if p.cpu >= 0:
+            os.sched_setaffinity(0, {p.cpu})
+        s = ShmSide(p)
     print(json.dumps({"ready": True}), flush=True)
     samples: list[int] = []
     messages = nanos = 0

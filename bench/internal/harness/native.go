@@ -34,9 +34,13 @@ type nativeClient struct {
 	python bool
 	// wait is the peers' wait strategy: spin, block or hybrid.
 	wait string
-	// api is the Python peers' API: copy (send / recv_into) or zerocopy
-	// (reserve / commit, borrow / release). The C peers copy.
+	// api is the Python peers' API: copy (send / recv_into), zerocopy
+	// (reserve / commit, borrow / release) or mq (podipc.mq through a
+	// broker). The C peers copy.
 	api string
+	// setup sets up the link of a job; nil: the pair of channels. A link
+	// with a peerArgs() []string method adds those to the peers' arguments.
+	setup func(LinkSpec) (Link, error)
 }
 
 // nativeMsg is a line of a native peer's output: {"ready":true}, then
@@ -52,7 +56,11 @@ func (n nativeClient) Measure(ctx context.Context, env Env, job Job) (Result, er
 	if err != nil {
 		return res, err
 	}
-	link, err := shmTransport{}.Setup(job.linkSpec())
+	setup := n.setup
+	if setup == nil {
+		setup = shmTransport{}.Setup
+	}
+	link, err := setup(job.linkSpec())
 	if err != nil {
 		return res, fmt.Errorf("set up link: %w", err)
 	}
@@ -60,6 +68,9 @@ func (n nativeClient) Measure(ctx context.Context, env Env, job Job) (Result, er
 	args, err := n.args(job, link.Handoff().Params)
 	if err != nil {
 		return res, err
+	}
+	if l, ok := link.(interface{ peerArgs() []string }); ok {
+		args = append(args, l.peerArgs()...)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, job.timeout())

@@ -30,6 +30,7 @@ func Backends() []Backend {
 		{Name: nameCBlock, About: "podipc C client (libpodipc) on both sides, shm Queue channels, futex wait at once, copy API", Standalone: nativeClient{wait: "block"}},
 		{Name: namePyCopy, About: "podipc Python client on both sides, shm Queue channels, spin wait, copy API (send/recv_into)", Standalone: nativeClient{python: true, wait: "spin", api: "copy"}},
 		{Name: namePyZC, About: "podipc Python client on both sides, shm Queue channels, spin wait, zero-copy API (reserve/commit, borrow/release memoryviews)", Standalone: nativeClient{python: true, wait: "spin", api: "zerocopy"}},
+		{Name: namePyMQ, About: "podipc Python mq client on both sides via a broker process: confirmed sends, acked deliveries (AtLeastOnce)", Standalone: nativeClient{python: true, wait: "block", api: "mq", setup: pyMQSetup}},
 		{Name: "pipe", About: "two anonymous pipes, fixed-size framing", Transport: pipeTransport{}},
 		{Name: nameUnixStream, About: "Unix domain socketpair, SOCK_STREAM, fixed-size framing", Transport: socketTransport{typ: unix.SOCK_STREAM}},
 		{Name: "unix-seqpacket", About: "Unix domain socketpair, SOCK_SEQPACKET, one packet per message", Transport: socketTransport{typ: unix.SOCK_SEQPACKET}},

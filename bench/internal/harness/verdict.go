@@ -25,6 +25,12 @@ type Verdict struct {
 	Medians Status `json:"medians,omitempty"`
 	// Note says why a verdict could not be reached, or why it is NOISY.
 	Note string `json:"note,omitempty"`
+	// Floor, for an absolute target, is the figure (in Unit) the subject
+	// must reach; the baseline is then the floor itself, Value the
+	// subject's figure and Ratio Value / Floor.
+	Floor float64 `json:"floor,omitempty"`
+	Unit  string  `json:"unit,omitempty"`
+	Value float64 `json:"value,omitempty"`
 }
 
 // Status is the outcome of a verdict.
@@ -51,6 +57,10 @@ func (v Verdict) String() string {
 		op = "≤"
 	}
 	line := fmt.Sprintf("%s: %s is %.2f× %s (target %s %.2f×)", head, v.Subject, v.Ratio, v.Baseline, op, v.Limit)
+	if v.Floor > 0 {
+		line = fmt.Sprintf("%s: %s is %.0f %s, %.2f× the floor (target %s %.0f %s)", head, v.Subject, v.Value, v.Unit,
+			v.Ratio, op, v.Limit*v.Floor, v.Unit)
+	}
 	if v.Status == StatusNoisy {
 		line += fmt.Sprintf(", medians say %s: %s", v.Medians, v.Note)
 	}
@@ -115,7 +125,7 @@ func (n NoiseRule) why(cpus int, figures ...figure) string {
 // sides, and the broker or server of the queue transports.
 func ownProcesses(backend string) int {
 	switch backend {
-	case nameMQAtLeastOnce, nameMQAtMostOnce, nameNATS:
+	case nameMQAtLeastOnce, nameMQAtMostOnce, nameNATS, namePyMQ:
 		return 3
 	}
 	return 2
@@ -179,6 +189,10 @@ type target struct {
 	// atMost is set when the ratio must not exceed limit (latencies);
 	// otherwise it must reach it (throughputs).
 	atMost bool
+	// floor, when set, makes the target absolute: the baseline is this
+	// fixed figure of the metric, in unit, instead of a measured one.
+	floor float64
+	unit  string
 }
 
 // targets are the promises of the design brief.
@@ -215,7 +229,7 @@ func judge(r *Report) []Verdict {
 		}
 	}
 	var out []Verdict
-	for _, t := range append(targets(), nativeTargets()...) {
+	for _, t := range slices.Concat(targets(), nativeTargets(), pyMQTargets()) {
 		for _, size := range sizes {
 			if t.size != 0 && t.size != size {
 				continue
@@ -249,7 +263,10 @@ func (t target) check(r *Report, size int) Verdict {
 	}
 	var base float64
 	var baseFig figure
-	if t.baseline == memcpyBaseline {
+	if t.floor > 0 {
+		base = t.floor
+		v.Baseline, v.Floor, v.Unit, v.Value = "floor", t.floor, t.unit, t.metric(subj)
+	} else if t.baseline == memcpyBaseline {
 		if r.Memcpy != nil {
 			base, baseFig = r.Memcpy.Best(), memcpyFigure(r.Memcpy)
 		}

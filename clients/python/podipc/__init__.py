@@ -22,6 +22,9 @@ Message queues (podipc.mq) speak the broker's wire protocol
                 handle(d.body)
                 d.ack()
 
+podipc.aio is the same client for asyncio (await send, async for over a
+consumer).
+
 Errors are podipc.PodipcError subclasses (podipc.errors), one per
 libpodipc error code and one per message-queue error code.
 """

@@ -341,6 +341,9 @@ class Consumer:
         self._ready: collections.deque[Delivery] = collections.deque()
         self._attached = False
         self._closed_by: PodipcError | None = None
+        # Called, with the client's lock held, when a delivery arrives or the
+        # consumer ends (podipc.aio wakes its event loop with it).
+        self._on_ready: Callable[[], None] | None = None
 
     @property
     def at_most_once(self) -> bool:
@@ -353,14 +356,23 @@ class Consumer:
         c = self._client
         deadline = _deadline(timeout)
         while True:
+            d = self._take()
+            if d is not None:
+                return d
+            c._flush()  # acknowledgements free the broker to send more
+            c._wait_for(lambda: bool(self._ready) or self._closed_by is not None, deadline, "a delivery")
+            if not self._ready and self._closed_by is not None:
+                raise self._closed_by from None
+
+    def _take(self) -> Delivery | None:
+        """The next delivery that has arrived, or None; never waits. Drops those
+        of a lost connection, and grants an at-most-once queue credit for one."""
+        c = self._client
+        while True:
             try:
                 d = self._ready.popleft()
             except IndexError:
-                c._flush()  # acknowledgements free the broker to send more
-                c._wait_for(lambda: bool(self._ready) or self._closed_by is not None, deadline, "a delivery")
-                if not self._ready and self._closed_by is not None:
-                    raise self._closed_by from None
-                continue
+                return None
             if self._at_most_once:
                 with c._lock:
                     if c._connected and self._closed_by is None:
@@ -401,6 +413,8 @@ class Consumer:
         if self._closed_by is None:
             self._closed_by = err
             self._client._cv.notify_all()
+            if self._on_ready is not None:
+                self._on_ready()
 
     def __enter__(self) -> Consumer:
         return self
@@ -655,6 +669,7 @@ class Client:
         broker may hold the send (QueueTimeoutError)."""
         deadline = _deadline(timeout)
         cf = self._send_async(queue, body, priority, ttl, deadline)
+        assert cf is not None
         # The broker answers a send it held to its timeout with QueueTimeoutError:
         # give that answer a moment to arrive.
         return cf.wait(None if deadline is None else max(0.0, deadline - time.monotonic()) + _ANSWER_GRACE)
@@ -669,7 +684,9 @@ class Client:
         max_pending_bytes) is full; timeout bounds that wait and the broker's
         hold of a send to a full Block queue. The body is copied (kept for a
         resend after a reconnection)."""
-        return self._send_async(queue, body, priority, ttl, _deadline(timeout))
+        cf = self._send_async(queue, body, priority, ttl, _deadline(timeout))
+        assert cf is not None
+        return cf
 
     def ping(self, timeout: float | None = None) -> None:
         """A round trip to the broker. Because the broker handles a connection's
@@ -742,8 +759,11 @@ class Client:
 
     def _send_async(
         self, queue: str, body: bytes | bytearray | memoryview, priority: int, ttl: float | None,
-        deadline: float | None,
-    ) -> Confirmation:
+        deadline: float | None, wait: bool = True,
+    ) -> Confirmation | None:
+        """Queues a send. Unless wait, it returns None instead of waiting for
+        room in the send window, and leaves the writing to the writer thread
+        (podipc.aio calls it so from its event loop, which must not block)."""
         qb = _check_queue(queue)
         if not 0 <= priority <= MAX_PRIORITY:
             raise InvalidArgumentError(f"mq: priority {priority} not in 0..{MAX_PRIORITY}")
@@ -777,6 +797,8 @@ class Client:
                     and self._pending_bytes + size <= limits.max_pending_bytes
                 ):
                     break
+                if not wait:
+                    return None
                 self._window_waiters += 1
                 try:
                     self._wait_locked(deadline, "room in the send window")
@@ -794,7 +816,7 @@ class Client:
                 conn.append_send(
                     _SEND_HDR.pack(15 + len(qb) + size, _SEND, req, priority, len(qb), ttl_ms, timeout_ms), qb, body
                 )
-        if pipelined:
+        if pipelined or not wait:
             with conn.out_lock:
                 conn._wake()  # the writer thread batches this frame with those that follow
         else:
@@ -932,6 +954,8 @@ class Client:
             if len(k._ready) >= 2 * max(k.prefetch, k._want_prefetch):
                 raise ProtocolError(f"mq: the broker exceeded consumer {cid}'s prefetch {k.prefetch}")
             k._ready.append(Delivery(k, tag, ident, enq, deliveries, prio, bytes(buf[p + 33 : e]), conn.gen))
+            if k._on_ready is not None:
+                k._on_ready()
         elif typ == _SEND_OK:
             if n != _SEND_OK_P.size:
                 raise ProtocolError(f"mq: SEND_OK payload of {n} bytes")

@@ -43,6 +43,7 @@ Buffer = Union[bytes, bytearray, memoryview]
 _lib_ = _lib.lib
 _P = TypeVar("_P", bound="_Peer")
 _SLICE_NS = 100_000_000  # the longest a single C call waits, so signals are handled
+_ERR_TIMEOUT = -11  # PODIPC_ERR_TIMEOUT
 
 
 class Mode(enum.IntEnum):
@@ -148,13 +149,31 @@ class _Deadline:
 
 
 def _wait_loop(call: Callable[[int], Any], timeout: Optional[float]) -> int:
-    """Runs call(timeout_ns) until it does not time out, or the timeout passes."""
+    """Runs call(timeout_ns) until it does not time out, or the timeout passes.
+
+    The general case, for a positive timeout: the blocking calls handle None
+    (slices of _SLICE_NS until the call does not time out) and 0 (one try)
+    inline, without a deadline object or a closure per message."""
     deadline = _Deadline(timeout)
     while True:
         ns = deadline.next_slice()
         rc = int(call(ns))
-        if rc != -11 or deadline.expired():  # PODIPC_ERR_TIMEOUT
+        if rc != _ERR_TIMEOUT or deadline.expired():
             return rc
+
+
+def _wait_call(fn: Callable[..., int], h: int, out1: object, out2: object, timeout: Optional[float]) -> int:
+    """fn(h, timeout_ns, out1, out2) (reserve, borrow), waiting as timeout says:
+    None in slices of _SLICE_NS until it does not time out, 0 once, and a
+    positive timeout through _wait_loop."""
+    if timeout is None:
+        rc = fn(h, _SLICE_NS, out1, out2)
+        while rc == _ERR_TIMEOUT:
+            rc = fn(h, _SLICE_NS, out1, out2)
+        return rc
+    if timeout == 0:
+        return fn(h, 0, out1, out2)
+    return _wait_loop(lambda ns: fn(h, ns, out1, out2), timeout)
 
 
 def _peer_options(wait: Wait, spin: Optional[float], liveness_check: Optional[float]) -> _lib.PeerOptions:
@@ -289,6 +308,10 @@ class _Peer:
         self._h: Optional[int] = handle
         self.channel = channel
         self._lent: Optional[memoryview] = None
+        # Out-parameters of the C calls, reused (a peer is for one thread at
+        # a time): ctypes passes them by reference without a byref() each.
+        self._out_ptr = ctypes.c_void_p()
+        self._out_len = ctypes.c_size_t()
 
     def _handle(self) -> int:
         if self._h is None:
@@ -376,23 +399,36 @@ class Producer(_Peer):
         (Overflow.BLOCK), raises FullError (Overflow.FAIL or timeout=0), or
         laps slow subscribers (Overflow.OVERWRITE)."""
         h = self._handle()
+        ptr: object
         if isinstance(message, bytes):
-            ptr: object = message
+            ptr, n = message, len(message)
+        elif type(message) is bytearray:
             n = len(message)
+            ptr = (ctypes.c_char * n).from_buffer(message)
         else:
             mv = memoryview(message).cast("B")
             n = mv.nbytes
             ptr = (ctypes.c_char * n).from_buffer(mv) if not mv.readonly else mv.tobytes()
-        _check(_wait_loop(lambda ns: _lib_.podipc_producer_send(h, ptr, n, ns), timeout))
+        send = _lib_.podipc_producer_send
+        if timeout is None:
+            rc = send(h, ptr, n, _SLICE_NS)
+            while rc == _ERR_TIMEOUT:
+                rc = send(h, ptr, n, _SLICE_NS)
+        elif timeout == 0:
+            rc = send(h, ptr, n, 0)
+        else:
+            rc = _wait_loop(lambda ns: send(h, ptr, n, ns), timeout)
+        if rc != 0:
+            raise _error(rc)
 
     def reserve(self, timeout: Optional[float] = None) -> Reservation:
         """Claims the next slot and lends it as a writable memoryview of
         slot_size bytes (zero copy); see Reservation."""
         h = self._handle()
-        buf = ctypes.c_void_p()
-        cap = ctypes.c_size_t()
-        _check(_wait_loop(lambda ns: _lib_.podipc_producer_reserve(h, ns, ctypes.byref(buf), ctypes.byref(cap)),
-                          timeout))  # fmt: skip
+        buf, cap = self._out_ptr, self._out_len
+        rc = _wait_call(_lib_.podipc_producer_reserve, h, buf, cap, timeout)
+        if rc != 0:
+            raise _error(rc)
         self._lent = _lib.view(buf.value or 0, cap.value, True)
         return Reservation(self, self._lent)
 
@@ -447,9 +483,8 @@ class _Receiver(_Peer):
     def borrow(self, timeout: Optional[float] = None) -> Borrowed:
         """Waits for the next message and lends it in place (zero copy); see Borrowed."""
         h = self._handle()
-        data = ctypes.c_void_p()
-        n = ctypes.c_size_t()
-        rc = _wait_loop(lambda ns: self._borrow(h, ns, ctypes.byref(data), ctypes.byref(n)), timeout)
+        data, n = self._out_ptr, self._out_len
+        rc = _wait_call(self._borrow, h, data, n, timeout)
         if rc != 0:
             raise self._receive_error(rc)
         self._lent = _lib.view(data.value or 0, n.value, False)
@@ -459,10 +494,15 @@ class _Receiver(_Peer):
         """Copies the next message into buffer and returns its length. A buffer
         too small raises TooLargeError (with .size) and keeps the message."""
         h = self._handle()
-        mv = memoryview(buffer).cast("B")
-        cbuf = (ctypes.c_char * mv.nbytes).from_buffer(mv)
-        n = ctypes.c_size_t()
-        rc = _wait_loop(lambda ns: self._recv(h, cbuf, mv.nbytes, ctypes.byref(n), ns), timeout)
+        if type(buffer) is bytearray:
+            size = len(buffer)
+            cbuf = (ctypes.c_char * size).from_buffer(buffer)
+        else:
+            mv = memoryview(buffer).cast("B")
+            size = mv.nbytes
+            cbuf = (ctypes.c_char * size).from_buffer(mv)
+        n = self._out_len
+        rc = self._recv_wait(h, cbuf, size, n, timeout)
         if rc != 0:
             err = self._receive_error(rc)
             if isinstance(err, TooLargeError):
@@ -475,12 +515,24 @@ class _Receiver(_Peer):
         if self._buf is None:
             self._buf = ctypes.create_string_buffer(self.channel.options.slot_size)
         h = self._handle()
-        n = ctypes.c_size_t()
+        n = self._out_len
         buf = self._buf
-        rc = _wait_loop(lambda ns: self._recv(h, buf, len(buf), ctypes.byref(n), ns), timeout)
+        rc = self._recv_wait(h, buf, len(buf), n, timeout)
         if rc != 0:
             raise self._receive_error(rc)
         return ctypes.string_at(buf, n.value)
+
+    def _recv_wait(self, h: int, buf: object, size: int, n: ctypes.c_size_t, timeout: Optional[float]) -> int:
+        """The receive call, waiting as timeout says (see _wait_call)."""
+        recv = self._recv
+        if timeout is None:
+            rc = recv(h, buf, size, n, _SLICE_NS)
+            while rc == _ERR_TIMEOUT:
+                rc = recv(h, buf, size, n, _SLICE_NS)
+            return rc
+        if timeout == 0:
+            return recv(h, buf, size, n, 0)
+        return _wait_loop(lambda ns: recv(h, buf, size, n, ns), timeout)
 
     def _receive_error(self, rc: int) -> PodipcError:
         return _error(rc)

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -153,6 +154,68 @@ def test_timeouts(tmpfs: Path) -> None:
             p.reserve(timeout=0.05)
         with pytest.raises(ValueError):
             c.recv(timeout=-1)
+
+
+def test_try_calls_never_wait(tmpfs: Path) -> None:
+    """timeout=0 makes every blocking call one try, on the fast path."""
+    with queue(tmpfs, slot_count=2) as ch, ch.producer() as p, ch.consumer() as c:
+        buf = bytearray(64)
+        tries: list[Callable[[], object]] = [
+            lambda: c.recv_into(buf, timeout=0), lambda: c.borrow(timeout=0), lambda: c.recv(timeout=0.0),
+        ]
+        for call in tries:
+            with pytest.raises(podipc.EmptyError):
+                call()
+        p.send(b"1", timeout=0)
+        with p.reserve(timeout=0) as r:
+            r.buffer[:1] = b"2"
+            r.commit(1)
+        with pytest.raises(podipc.FullError):
+            p.reserve(timeout=0)
+        with pytest.raises(podipc.FullError):
+            p.send(bytearray(b"3"), timeout=0)
+        assert c.recv_into(buf, timeout=0) == 1 and buf[:1] == b"1"
+        with c.borrow(timeout=0) as view:
+            assert bytes(view) == b"2"
+
+
+def test_waits_for_ever_across_slices(tmpfs: Path) -> None:
+    """timeout=None waits in 100 ms slices until the other side acts, for
+    every blocking call: each wait here outlasts a slice (the other side acts
+    after 0.25 s), and each must end with the message or the slot."""
+    with queue(tmpfs, slot_count=2) as ch, ch.producer() as p, ch.consumer() as c:
+        buf = bytearray(64)
+
+        def later(action: Callable[[], object]) -> threading.Timer:
+            t = threading.Timer(0.25, action)
+            t.start()
+            return t
+
+        def borrowed() -> bytes:
+            with c.borrow() as view:
+                return bytes(view)
+
+        receives: list[Callable[[], bytes]] = [lambda: bytes(buf[: c.recv_into(buf)]), c.recv, borrowed]
+        for i, receive in enumerate(receives):
+            msg = struct.pack("<I", i)
+            with ch.producer() as other:
+                t = later(lambda: other.send(msg, timeout=10))
+                start = time.monotonic()
+                assert receive() == msg
+                assert time.monotonic() - start >= 0.2
+                t.join()
+        # A full ring: send and reserve wait until a consumer makes room.
+        p.send(b"a")
+        p.send(b"b")
+        with ch.consumer() as other:
+            sends: list[Callable[[], object]] = [lambda: p.send(bytearray(b"c")), lambda: p.reserve().commit(0)]
+            for send in sends:
+                t = later(lambda: other.recv(timeout=10))
+                start = time.monotonic()
+                send()
+                assert time.monotonic() - start >= 0.2
+                t.join()
+        assert [c.recv(timeout=0), c.recv(timeout=0)] == [b"c", b""]
 
 
 def test_overflow_fail(tmpfs: Path) -> None:
