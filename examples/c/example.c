@@ -189,7 +189,7 @@ static void *consume_mq(void *arg)
 		return NULL;
 	int err;
 	/* The sidecar declares the queue as it applies the pod's configuration. */
-	while ((err = podipc_mq_consume(mq, e->name, 256, 5000, &k)) == PODIPC_ERR_UNKNOWN_QUEUE && !atomic_load(&stopping))
+	while ((err = podipc_mq_consume(mq, e->name, 256, 5000 * PODIPC_MS, &k)) == PODIPC_ERR_UNKNOWN_QUEUE && !atomic_load(&stopping))
 		sleep_ns(50000000);
 	if (err != PODIPC_OK) {
 		fail(e, "consume", err);
@@ -198,7 +198,7 @@ static void *consume_mq(void *arg)
 	}
 	while (!atomic_load(&stopping)) {
 		podipc_mq_delivery d;
-		err = podipc_mq_receive(k, 200, &d);
+		err = podipc_mq_receive(k, 200 * PODIPC_MS, &d);
 		if (err == PODIPC_ERR_TIMEOUT)
 			continue;
 		if (err != PODIPC_OK) {
@@ -211,7 +211,7 @@ static void *consume_mq(void *arg)
 			break;
 		}
 	}
-	podipc_mq_ping(mq, 1000); /* the last acks are applied */
+	podipc_mq_ping(mq, 1000 * PODIPC_MS); /* the last acks are applied */
 	podipc_mq_close(mq);
 	return NULL;
 }
@@ -275,7 +275,7 @@ static void *produce_mq(void *arg)
 		sleep_ns(start + (int64_t)seq * period - now);
 		put_u64(msg, (uint64_t)now_ns(CLOCK_REALTIME));
 		put_u64(msg + 8, seq);
-		int err = podipc_mq_send(mq, e->name, msg, (size_t)e->size, NULL, 30000, NULL);
+		int err = podipc_mq_send(mq, e->name, msg, (size_t)e->size, NULL, 30000 * PODIPC_MS, NULL);
 		if (err == PODIPC_ERR_UNKNOWN_QUEUE && seq == 0 && !atomic_load(&stopping)) {
 			/* Not declared yet: the sidecar is applying the pod's configuration. */
 			sleep_ns(50000000);

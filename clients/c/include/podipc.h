@@ -66,6 +66,10 @@ extern "C" {
 #define PODIPC_VERSION_MINOR 1
 #define PODIPC_VERSION_PATCH 0
 
+/* Timeouts are in nanoseconds; these make them readable. */
+#define PODIPC_MS INT64_C(1000000)
+#define PODIPC_SECOND INT64_C(1000000000)
+
 /* The channel layout version this library reads and writes. */
 #define PODIPC_SHM_LAYOUT_VERSION 1
 
@@ -252,10 +256,14 @@ PODIPC_API int podipc_subscriber_close(podipc_subscriber *s);
  * Message queues: a client of the podipc broker (the sidecar) speaking
  * docs/mq-protocol.md, version 1, natively over its Unix socket.
  *
- * Conventions (these differ from the shm calls above)
- *   - Timeouts are in MILLISECONDS, as int: -1 (any negative) waits for
+ * Conventions
+ *   - A call's timeout is in nanoseconds, as for shm: negative waits for
  *     ever, 0 does not wait (PODIPC_ERR_TIMEOUT at once if the answer is not
- *     there), a positive one waits at most that long (PODIPC_ERR_TIMEOUT).
+ *     there), a positive one waits at most that long (PODIPC_ERR_TIMEOUT);
+ *     the socket is polled with millisecond resolution, rounded up.
+ *     PODIPC_MS and PODIPC_SECOND help: podipc_mq_receive(c, 5 * PODIPC_SECOND, &d).
+ *     Durations in the option structs below are in milliseconds, as on
+ *     the wire.
  *   - A broker ERROR reaches the caller as its podipc_error (the mapping is
  *     in the enum's comment) and podipc_last_error() holds the broker's
  *     code name and text: "queue full: mq broker: queue full: ...".
@@ -391,34 +399,34 @@ PODIPC_API void podipc_mq_get_limits(podipc_mq *mq, podipc_mq_limits *out);
 PODIPC_API void podipc_mq_get_stats(podipc_mq *mq, podipc_mq_stats *out);
 
 /* Sends len bytes of body to queue and waits for the broker's confirmation
- * (SEND_OK) at most timeout_ms, including the wait for room in the send
+ * (SEND_OK) at most timeout_ns, including the wait for room in the send
  * window; *id (if not NULL) is the message's id. opts may be NULL. On
  * PODIPC_ERR_TIMEOUT the message may or may not have been queued. */
 PODIPC_API int podipc_mq_send(podipc_mq *mq, const char *queue, const void *body, size_t len,
-                              const podipc_mq_send_options *opts, int timeout_ms, uint64_t *id);
+                              const podipc_mq_send_options *opts, int64_t timeout_ns, uint64_t *id);
 
 /* Sends without waiting for the confirmation, so that many sends are in
- * flight (pipelined). Waits at most timeout_ms only for room in the send
+ * flight (pipelined). Waits at most timeout_ns only for room in the send
  * window (PODIPC_ERR_TIMEOUT). The body is copied: the caller may reuse it
  * at once. *ticket identifies the send; its outcome must be taken with
  * podipc_mq_confirm_next (each outcome is kept until it is taken). */
 PODIPC_API int podipc_mq_send_async(podipc_mq *mq, const char *queue, const void *body, size_t len,
-                                    const podipc_mq_send_options *opts, int timeout_ms, uint64_t *ticket);
+                                    const podipc_mq_send_options *opts, int64_t timeout_ns, uint64_t *ticket);
 
 /* Takes the next outcome of an asynchronous send, in the order the broker
- * answered them, waiting at most timeout_ms. PODIPC_OK with *out set (its
+ * answered them, waiting at most timeout_ns. PODIPC_OK with *out set (its
  * result may be an error); PODIPC_ERR_EMPTY if no asynchronous send is
  * unanswered or unclaimed; PODIPC_ERR_TIMEOUT. */
-PODIPC_API int podipc_mq_confirm_next(podipc_mq *mq, int timeout_ms, podipc_mq_confirm *out);
+PODIPC_API int podipc_mq_confirm_next(podipc_mq *mq, int64_t timeout_ns, podipc_mq_confirm *out);
 
 /* A round trip to the broker (PING/PONG). Because the broker handles a
  * connection's frames in order, it also means every earlier ack and nack
  * of this connection has been applied. */
-PODIPC_API int podipc_mq_ping(podipc_mq *mq, int timeout_ms);
+PODIPC_API int podipc_mq_ping(podipc_mq *mq, int64_t timeout_ns);
 
 /* Attaches a consumer to queue with prefetch (>= 1; capped at the broker's
  * max_prefetch) and waits for the broker's CONSUME_OK. */
-PODIPC_API int podipc_mq_consume(podipc_mq *mq, const char *queue, uint32_t prefetch, int timeout_ms,
+PODIPC_API int podipc_mq_consume(podipc_mq *mq, const char *queue, uint32_t prefetch, int64_t timeout_ns,
                                  podipc_mq_consumer **out);
 
 /* The prefetch the broker granted. */
@@ -427,10 +435,10 @@ PODIPC_API uint32_t podipc_mq_consumer_prefetch(podipc_mq_consumer *c);
  * (and the client returns credit as messages are received). */
 PODIPC_API int podipc_mq_consumer_auto_ack(podipc_mq_consumer *c);
 
-/* Waits at most timeout_ms for the next delivery. After the broker ended
+/* Waits at most timeout_ns for the next delivery. After the broker ended
  * the consumer (PODIPC_ERR_QUEUE_DELETED) or the connection closed, the
  * deliveries already received come first, then the reason. */
-PODIPC_API int podipc_mq_receive(podipc_mq_consumer *c, int timeout_ms, podipc_mq_delivery *d);
+PODIPC_API int podipc_mq_receive(podipc_mq_consumer *c, int64_t timeout_ns, podipc_mq_delivery *d);
 
 /* Acknowledges / rejects a delivery of c (nack: requeue non-zero puts it
  * back for redelivery, zero dead-letters it). Pipelined: they return once

@@ -153,9 +153,12 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int64_t deadline_of(int timeout_ms)
+static int64_t deadline_of(int64_t timeout_ns)
 {
-	return timeout_ms < 0 ? FOREVER : now_ns() + (int64_t)timeout_ms * NS_PER_MS;
+	if (timeout_ns < 0)
+		return FOREVER;
+	int64_t now = now_ns();
+	return timeout_ns > FOREVER - now ? FOREVER : now + timeout_ns;
 }
 
 /* poll_ms converts a deadline into poll's timeout, rounded up. */
@@ -1228,9 +1231,9 @@ static int await(podipc_mq *mq, struct req *r, int64_t deadline)
 }
 
 int podipc_mq_send(podipc_mq *mq, const char *queue, const void *body, size_t len,
-                   const podipc_mq_send_options *opts, int timeout_ms, uint64_t *id)
+                   const podipc_mq_send_options *opts, int64_t timeout_ns, uint64_t *id)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = deadline_of(timeout_ns);
 	pthread_mutex_lock(&mq->mu);
 	struct req *r;
 	int rc = start_send(mq, queue, body, len, opts, deadline, false, &r);
@@ -1247,20 +1250,20 @@ int podipc_mq_send(podipc_mq *mq, const char *queue, const void *body, size_t le
 }
 
 int podipc_mq_send_async(podipc_mq *mq, const char *queue, const void *body, size_t len,
-                         const podipc_mq_send_options *opts, int timeout_ms, uint64_t *ticket)
+                         const podipc_mq_send_options *opts, int64_t timeout_ns, uint64_t *ticket)
 {
 	pthread_mutex_lock(&mq->mu);
 	struct req *r;
-	int rc = start_send(mq, queue, body, len, opts, deadline_of(timeout_ms), true, &r);
+	int rc = start_send(mq, queue, body, len, opts, deadline_of(timeout_ns), true, &r);
 	if (rc == 0 && ticket)
 		*ticket = r->seq;
 	pthread_mutex_unlock(&mq->mu);
 	return rc;
 }
 
-int podipc_mq_confirm_next(podipc_mq *mq, int timeout_ms, podipc_mq_confirm *out)
+int podipc_mq_confirm_next(podipc_mq *mq, int64_t timeout_ns, podipc_mq_confirm *out)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = deadline_of(timeout_ns);
 	int rc = 0;
 	pthread_mutex_lock(&mq->mu);
 	while (!mq->done_head) {
@@ -1287,9 +1290,9 @@ out:
 	return rc;
 }
 
-int podipc_mq_ping(podipc_mq *mq, int timeout_ms)
+int podipc_mq_ping(podipc_mq *mq, int64_t timeout_ns)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = deadline_of(timeout_ns);
 	pthread_mutex_lock(&mq->mu);
 	struct req *r;
 	int rc = mq->state == ST_CLOSED ? pi_fail(mq->closed_rc, "%s", mq->closed_msg) : new_req(mq, K_PING, &r);
@@ -1335,9 +1338,9 @@ static void cancel(podipc_mq *mq, podipc_mq_consumer *c)
 	free(c);
 }
 
-int podipc_mq_consume(podipc_mq *mq, const char *queue, uint32_t prefetch, int timeout_ms, podipc_mq_consumer **out)
+int podipc_mq_consume(podipc_mq *mq, const char *queue, uint32_t prefetch, int64_t timeout_ns, podipc_mq_consumer **out)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = deadline_of(timeout_ns);
 	size_t qlen;
 	int rc = check_queue(queue, &qlen);
 	if (rc)
@@ -1421,10 +1424,10 @@ int podipc_mq_consumer_auto_ack(podipc_mq_consumer *c)
 	return a;
 }
 
-int podipc_mq_receive(podipc_mq_consumer *c, int timeout_ms, podipc_mq_delivery *d)
+int podipc_mq_receive(podipc_mq_consumer *c, int64_t timeout_ns, podipc_mq_delivery *d)
 {
 	podipc_mq *mq = c->mq;
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = deadline_of(timeout_ns);
 	int rc = 0;
 	pthread_mutex_lock(&mq->mu);
 	free(c->lent);

@@ -148,13 +148,13 @@ static void check_client(const uint8_t *in, size_t len)
 	podipc_mq_options o = {.no_reconnect = 1, .uid_check = PODIPC_MQ_UID_NONE};
 	podipc_mq *mq = NULL;
 	podipc_mq_consumer *c = NULL;
-	if (podipc_mq_connect(b.path, &o, &mq) != 0 || podipc_mq_consume(mq, "q", 8, 5000, &c) != 0) {
+	if (podipc_mq_connect(b.path, &o, &mq) != 0 || podipc_mq_consume(mq, "q", 8, 5000 * PODIPC_MS, &c) != 0) {
 		fprintf(stderr, "fuzz-mqwire: client setup: %s\n", podipc_last_error());
 		exit(2);
 	}
 	podipc_mq_delivery d;
 	int rc;
-	while ((rc = podipc_mq_receive(c, 5000, &d)) == 0) {
+	while ((rc = podipc_mq_receive(c, 5000 * PODIPC_MS, &d)) == 0) {
 		volatile uint8_t sum = 0;
 		for (size_t i = 0; i < d.len; i++) /* ASan: the body is inside its buffer */
 			sum += ((const uint8_t *)d.body)[i];

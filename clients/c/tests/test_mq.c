@@ -42,17 +42,17 @@ static void test_send(void)
 	CHECK(lim.max_message == 1 << 15 && lim.max_pending_sends == 64 && lim.version == 1);
 	podipc_mq_send_options so = {.priority = 7, .ttl_ms = 1500};
 	uint64_t id = 0;
-	CHECK_OK(podipc_mq_send(mq, "tasks", "hello world", 11, &so, 5000, &id));
+	CHECK_OK(podipc_mq_send(mq, "tasks", "hello world", 11, &so, 5000 * PODIPC_MS, &id));
 	CHECK(id == 42);
-	CHECK_RC(podipc_mq_send(mq, "tasks", "x", 1, NULL, 5000, NULL), PODIPC_ERR_QUEUE_FULL);
+	CHECK_RC(podipc_mq_send(mq, "tasks", "x", 1, NULL, 5000 * PODIPC_MS, NULL), PODIPC_ERR_QUEUE_FULL);
 	CHECK(strstr(podipc_last_error(), "tasks holds 100 messages") != NULL);
-	CHECK_RC(podipc_mq_send(mq, "other", "x", 1, NULL, 5000, NULL), PODIPC_ERR_UNKNOWN_QUEUE);
+	CHECK_RC(podipc_mq_send(mq, "other", "x", 1, NULL, 5000 * PODIPC_MS, NULL), PODIPC_ERR_UNKNOWN_QUEUE);
 	/* refused before anything is sent */
 	static char big[(1 << 15) + 1];
-	CHECK_RC(podipc_mq_send(mq, "tasks", big, sizeof big, NULL, 5000, NULL), PODIPC_ERR_TOO_LARGE);
-	CHECK_RC(podipc_mq_send(mq, "", "x", 1, NULL, 5000, NULL), PODIPC_ERR_INVALID);
+	CHECK_RC(podipc_mq_send(mq, "tasks", big, sizeof big, NULL, 5000 * PODIPC_MS, NULL), PODIPC_ERR_TOO_LARGE);
+	CHECK_RC(podipc_mq_send(mq, "", "x", 1, NULL, 5000 * PODIPC_MS, NULL), PODIPC_ERR_INVALID);
 	so.priority = 10;
-	CHECK_RC(podipc_mq_send(mq, "tasks", "x", 1, &so, 5000, NULL), PODIPC_ERR_INVALID);
+	CHECK_RC(podipc_mq_send(mq, "tasks", "x", 1, &so, 5000 * PODIPC_MS, NULL), PODIPC_ERR_INVALID);
 	podipc_mq_close(mq);
 	CHECK(fb_stop(&b) == 0);
 }
@@ -103,14 +103,14 @@ static void async_window(int by_bytes)
 	for (int i = 0; i < ASYNC_SENDS; i++) {
 		char body[16];
 		snprintf(body, sizeof body, "msg%d", i);
-		CHECK_OK(podipc_mq_send_async(mq, "q", body, strlen(body), NULL, 5000, &tickets[i]));
+		CHECK_OK(podipc_mq_send_async(mq, "q", body, strlen(body), NULL, 5000 * PODIPC_MS, &tickets[i]));
 		podipc_mq_stats st;
 		podipc_mq_get_stats(mq, &st);
 		CHECK(st.pending_sends <= (uint32_t)window);
 	}
 	podipc_mq_confirm cf;
 	while (claimed < ASYNC_SENDS) {
-		CHECK_OK(podipc_mq_confirm_next(mq, 5000, &cf));
+		CHECK_OK(podipc_mq_confirm_next(mq, 5000 * PODIPC_MS, &cf));
 		CHECK(cf.result == PODIPC_OK);
 		int k = -1;
 		for (int i = 0; i < ASYNC_SENDS; i++)
@@ -150,11 +150,11 @@ static void test_send_timeout(void)
 	fb_start(&b, script_late);
 	podipc_mq *mq = NULL;
 	CHECK_OK(podipc_mq_connect(b.path, &no_reconnect, &mq));
-	CHECK_RC(podipc_mq_send(mq, "q", "slow", 4, NULL, 30, NULL), PODIPC_ERR_TIMEOUT);
+	CHECK_RC(podipc_mq_send(mq, "q", "slow", 4, NULL, 30 * PODIPC_MS, NULL), PODIPC_ERR_TIMEOUT);
 	podipc_mq_stats st;
 	podipc_mq_get_stats(mq, &st);
 	CHECK(st.pending_sends == 1 && st.pending_bytes == 4);
-	CHECK_OK(podipc_mq_ping(mq, 5000));
+	CHECK_OK(podipc_mq_ping(mq, 5000 * PODIPC_MS));
 	podipc_mq_get_stats(mq, &st);
 	CHECK(st.pending_sends == 0 && st.pending_bytes == 0 && st.unclaimed == 0);
 	podipc_mq_close(mq);
@@ -222,24 +222,24 @@ static void test_consume(void)
 	podipc_mq *mq = NULL;
 	CHECK_OK(podipc_mq_connect(b.path, &no_reconnect, &mq));
 	podipc_mq_consumer *c = NULL;
-	CHECK_RC(podipc_mq_consume(mq, "jobs", 0, 1000, &c), PODIPC_ERR_INVALID);
-	CHECK_OK(podipc_mq_consume(mq, "jobs", 1000, 5000, &c));
+	CHECK_RC(podipc_mq_consume(mq, "jobs", 0, 1000 * PODIPC_MS, &c), PODIPC_ERR_INVALID);
+	CHECK_OK(podipc_mq_consume(mq, "jobs", 1000, 5000 * PODIPC_MS, &c));
 	CHECK(podipc_mq_consumer_prefetch(c) == 3 && !podipc_mq_consumer_auto_ack(c));
 	/* each body is valid until the next receive: look at it before */
 	podipc_mq_delivery d[3], x;
-	CHECK_OK(podipc_mq_receive(c, 5000, &d[0]));
+	CHECK_OK(podipc_mq_receive(c, 5000 * PODIPC_MS, &d[0]));
 	CHECK(d[0].len == 5 && memcmp(d[0].body, "alpha", 5) == 0 && d[0].id == 101 && d[0].priority == 2);
 	CHECK(d[0].deliveries == 1 && d[0].enqueued_at_ns == 1700000000123456789LL);
-	CHECK_OK(podipc_mq_receive(c, 5000, &d[1]));
+	CHECK_OK(podipc_mq_receive(c, 5000 * PODIPC_MS, &d[1]));
 	CHECK(d[1].deliveries == 2 && d[1].len == 6 && memcmp(d[1].body, "bravo!", 6) == 0 && d[1].id == 102);
-	CHECK_OK(podipc_mq_receive(c, 5000, &d[2]));
+	CHECK_OK(podipc_mq_receive(c, 5000 * PODIPC_MS, &d[2]));
 	CHECK(d[2].len == 0 && d[2].priority == 9);
 	CHECK_RC(podipc_mq_receive(c, 0, &x), PODIPC_ERR_TIMEOUT);
 	CHECK_OK(podipc_mq_ack(c, &d[0]));
 	CHECK_OK(podipc_mq_nack(c, &d[1], 1));
 	CHECK_OK(podipc_mq_nack(c, &d[2], 0));
-	CHECK_OK(podipc_mq_ping(mq, 5000));
-	CHECK_RC(podipc_mq_receive(c, 5000, &x), PODIPC_ERR_QUEUE_DELETED);
+	CHECK_OK(podipc_mq_ping(mq, 5000 * PODIPC_MS));
+	CHECK_RC(podipc_mq_receive(c, 5000 * PODIPC_MS, &x), PODIPC_ERR_QUEUE_DELETED);
 	CHECK(strstr(podipc_last_error(), "jobs removed") != NULL);
 	CHECK_OK(podipc_mq_consumer_close(c));
 	podipc_mq_close(mq);
@@ -266,7 +266,7 @@ static void test_try_receive(void)
 	podipc_mq *mq = NULL;
 	CHECK_OK(podipc_mq_connect(b.path, &no_reconnect, &mq));
 	podipc_mq_consumer *c = NULL;
-	CHECK_OK(podipc_mq_consume(mq, "q", 4, 5000, &c));
+	CHECK_OK(podipc_mq_consume(mq, "q", 4, 5000 * PODIPC_MS, &c));
 	CHECK(podipc_mq_consumer_auto_ack(c));
 	podipc_mq_delivery d;
 	int rc = PODIPC_ERR_TIMEOUT;
@@ -327,11 +327,11 @@ static void test_hostile_frames(void)
 		/* reconnection on: a protocol violation is still final */
 		podipc_mq_options o = {.uid_check = PODIPC_MQ_UID_NONE};
 		CHECK_OK(podipc_mq_connect(b.path, &o, &mq));
-		int rc = podipc_mq_ping(mq, 5000);
+		int rc = podipc_mq_ping(mq, 5000 * PODIPC_MS);
 		if (rc != PODIPC_ERR_PROTOCOL)
 			fprintf(stderr, "hostile frame %s: %d %s\n", current->name, rc, podipc_last_error());
 		CHECK(rc == PODIPC_ERR_PROTOCOL);
-		CHECK_RC(podipc_mq_send(mq, "q", "x", 1, NULL, 1000, NULL), PODIPC_ERR_PROTOCOL);
+		CHECK_RC(podipc_mq_send(mq, "q", "x", 1, NULL, 1000 * PODIPC_MS, NULL), PODIPC_ERR_PROTOCOL);
 		podipc_mq_stats st;
 		podipc_mq_get_stats(mq, &st);
 		CHECK(!st.connected && st.reconnects == 0);
@@ -358,9 +358,9 @@ static void test_goaway(void)
 	fb_start(&b, script_goaway);
 	podipc_mq *mq = NULL;
 	CHECK_OK(podipc_mq_connect(b.path, &no_reconnect, &mq));
-	CHECK_RC(podipc_mq_send(mq, "q", "x", 1, NULL, 5000, NULL), PODIPC_ERR_SHUTDOWN);
+	CHECK_RC(podipc_mq_send(mq, "q", "x", 1, NULL, 5000 * PODIPC_MS, NULL), PODIPC_ERR_SHUTDOWN);
 	CHECK(strstr(podipc_last_error(), "restarting") != NULL);
-	CHECK_RC(podipc_mq_ping(mq, 1000), PODIPC_ERR_SHUTDOWN);
+	CHECK_RC(podipc_mq_ping(mq, 1000 * PODIPC_MS), PODIPC_ERR_SHUTDOWN);
 	podipc_mq_close(mq);
 	CHECK(fb_stop(&b) == 0);
 }
@@ -505,16 +505,16 @@ static void test_reconnect(void)
 	                       .reconnect_max_backoff_ms = 20, .reconnect_window_ms = 5000};
 	CHECK_OK(podipc_mq_connect(b.path, &o, &mq));
 	podipc_mq_consumer *c = NULL;
-	CHECK_OK(podipc_mq_consume(mq, "q", 4, 5000, &c));
+	CHECK_OK(podipc_mq_consume(mq, "q", 4, 5000 * PODIPC_MS, &c));
 	podipc_mq_delivery old;
-	CHECK_OK(podipc_mq_receive(c, 5000, &old));
+	CHECK_OK(podipc_mq_receive(c, 5000 * PODIPC_MS, &old));
 	CHECK(old.len == 3 && memcmp(old.body, "old", 3) == 0);
 	uint64_t id = 0;
-	CHECK_OK(podipc_mq_send(mq, "q", "keep", 4, NULL, 10000, &id));
+	CHECK_OK(podipc_mq_send(mq, "q", "keep", 4, NULL, 10000 * PODIPC_MS, &id));
 	CHECK(id == 5);
 	CHECK_RC(podipc_mq_ack(c, &old), PODIPC_ERR_STALE);
 	podipc_mq_delivery d;
-	CHECK_OK(podipc_mq_receive(c, 5000, &d)); /* the stale "queued" was dropped; this is its redelivery */
+	CHECK_OK(podipc_mq_receive(c, 5000 * PODIPC_MS, &d)); /* the stale "queued" was dropped; this is its redelivery */
 	CHECK(d.deliveries == 2 && d.len == 6 && d.tag == 90);
 	CHECK_OK(podipc_mq_ack(c, &d));
 	podipc_mq_stats st;
@@ -548,12 +548,12 @@ static void test_reconnect_gives_up(void)
 	                       .reconnect_max_backoff_ms = 20, .reconnect_window_ms = 200};
 	CHECK_OK(podipc_mq_connect(b.path, &o, &mq));
 	uint64_t t;
-	CHECK_OK(podipc_mq_send_async(mq, "q", "x", 1, NULL, 1000, &t));
+	CHECK_OK(podipc_mq_send_async(mq, "q", "x", 1, NULL, 1000 * PODIPC_MS, &t));
 	podipc_mq_confirm cf;
-	CHECK_OK(podipc_mq_confirm_next(mq, 5000, &cf));
+	CHECK_OK(podipc_mq_confirm_next(mq, 5000 * PODIPC_MS, &cf));
 	CHECK(cf.ticket == t && cf.result == PODIPC_ERR_CLOSED);
 	CHECK(strstr(podipc_last_error(), "no broker") != NULL);
-	CHECK_RC(podipc_mq_ping(mq, 1000), PODIPC_ERR_CLOSED);
+	CHECK_RC(podipc_mq_ping(mq, 1000 * PODIPC_MS), PODIPC_ERR_CLOSED);
 	podipc_mq_close(mq);
 	pthread_join(b.thread, NULL);
 }

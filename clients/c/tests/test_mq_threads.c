@@ -113,7 +113,7 @@ static void *send_blocking(void *arg)
 		char body[16];
 		int n = snprintf(body, sizeof body, "%d:%d", w->id, i);
 		podipc_mq_send_options so = {.priority = (uint8_t)(i % 10)};
-		int rc = podipc_mq_send(w->mq, "q", body, (size_t)n, &so, 10000, NULL);
+		int rc = podipc_mq_send(w->mq, "q", body, (size_t)n, &so, 10000 * PODIPC_MS, NULL);
 		if (rc) {
 			failed(w, rc);
 			break;
@@ -130,7 +130,7 @@ static void *send_async(void *arg)
 		char body[16];
 		int n = snprintf(body, sizeof body, "%d:%d", w->id, i);
 		uint64_t t;
-		int rc = podipc_mq_send_async(w->mq, "q", body, (size_t)n, NULL, 10000, &t);
+		int rc = podipc_mq_send_async(w->mq, "q", body, (size_t)n, NULL, 10000 * PODIPC_MS, &t);
 		podipc_mq_confirm cf;
 		while (rc == 0 && podipc_mq_confirm_next(w->mq, 0, &cf) == 0) {
 			claimed++;
@@ -143,7 +143,7 @@ static void *send_async(void *arg)
 	}
 	while (claimed < PER_SENDER) {
 		podipc_mq_confirm cf;
-		int rc = podipc_mq_confirm_next(w->mq, 10000, &cf);
+		int rc = podipc_mq_confirm_next(w->mq, 10000 * PODIPC_MS, &cf);
 		if (rc == 0)
 			rc = cf.result;
 		if (rc) {
@@ -159,14 +159,14 @@ static void *consume(void *arg)
 {
 	worker *w = arg;
 	podipc_mq_consumer *c = NULL;
-	int rc = podipc_mq_consume(w->mq, "q", PREFETCH, 10000, &c);
+	int rc = podipc_mq_consume(w->mq, "q", PREFETCH, 10000 * PODIPC_MS, &c);
 	if (rc) {
 		failed(w, rc);
 		return NULL;
 	}
 	while (atomic_load(&received) < TOTAL) {
 		podipc_mq_delivery d;
-		rc = podipc_mq_receive(c, 50, &d);
+		rc = podipc_mq_receive(c, 50 * PODIPC_MS, &d);
 		if (rc == PODIPC_ERR_TIMEOUT)
 			continue;
 		if (rc) {
@@ -196,7 +196,7 @@ static void *ping(void *arg)
 {
 	worker *w = arg;
 	for (int i = 0; i < 100; i++) {
-		int rc = podipc_mq_ping(w->mq, 10000);
+		int rc = podipc_mq_ping(w->mq, 10000 * PODIPC_MS);
 		if (rc) {
 			failed(w, rc);
 			break;
@@ -272,7 +272,7 @@ static void *receive_one(void *arg)
 {
 	worker *w = arg;
 	podipc_mq_delivery d;
-	int rc = podipc_mq_receive(w->c, 10000, &d);
+	int rc = podipc_mq_receive(w->c, 10000 * PODIPC_MS, &d);
 	if (rc)
 		failed(w, rc);
 	else if (d.len != 9 || memcmp(d.body, "meanwhile", 9) != 0)
@@ -289,14 +289,14 @@ static void test_blocked_writer_wakes_receiver(void)
 	podipc_mq *mq = NULL;
 	CHECK_OK(podipc_mq_connect(b.path, &o, &mq));
 	podipc_mq_consumer *c = NULL;
-	CHECK_OK(podipc_mq_consume(mq, "q", 4, 5000, &c));
+	CHECK_OK(podipc_mq_consume(mq, "q", 4, 5000 * PODIPC_MS, &c));
 	worker w = {.mq = mq, .c = c};
 	pthread_t t;
 	CHECK(pthread_create(&t, NULL, receive_one, &w) == 0);
 	static uint8_t body[BIG];
 	for (int i = 0; i < BIG_SENDS; i++) {
 		uint64_t ticket;
-		CHECK_OK(podipc_mq_send_async(mq, "q", body, sizeof body, NULL, 10000, &ticket));
+		CHECK_OK(podipc_mq_send_async(mq, "q", body, sizeof body, NULL, 10000 * PODIPC_MS, &ticket));
 	}
 	pthread_join(t, NULL);
 	if (w.err)
@@ -304,7 +304,7 @@ static void test_blocked_writer_wakes_receiver(void)
 	CHECK(w.err == 0);
 	for (int i = 0; i < BIG_SENDS; i++) {
 		podipc_mq_confirm cf;
-		CHECK_OK(podipc_mq_confirm_next(mq, 10000, &cf));
+		CHECK_OK(podipc_mq_confirm_next(mq, 10000 * PODIPC_MS, &cf));
 		CHECK(cf.result == 0);
 	}
 	podipc_mq_close(mq);

@@ -27,7 +27,7 @@
 #include "podipc.h"
 #include "peer_msg.h"
 
-static const int TIMEOUT_MS = 30000; /* a peer never waits longer than this */
+static const int64_t TIMEOUT_NS = 30 * PODIPC_SECOND; /* a peer never waits longer than this */
 
 /* class_of names an error class as the conformance suite compares them. */
 static const char *class_of(int rc)
@@ -92,10 +92,10 @@ static podipc_mq *connect_to(const char *sock)
 }
 
 /* take_confirm claims one send's outcome. */
-static void take_confirm(podipc_mq *mq, int timeout_ms)
+static void take_confirm(podipc_mq *mq, int64_t timeout_ns)
 {
 	podipc_mq_confirm cf;
-	int rc = podipc_mq_confirm_next(mq, timeout_ms, &cf);
+	int rc = podipc_mq_confirm_next(mq, timeout_ns, &cf);
 	if (rc)
 		fail(rc, "waiting for a confirmation");
 	if (cf.result)
@@ -117,7 +117,7 @@ static int cmd_send(const char *sock, const char *queue, uint32_t id, uint32_t c
 	for (uint32_t seq = 0; seq < count; seq++) {
 		fill(buf, size, id, seq);
 		uint64_t ticket;
-		int rc = podipc_mq_send_async(mq, queue, buf, size, &so, TIMEOUT_MS, &ticket);
+		int rc = podipc_mq_send_async(mq, queue, buf, size, &so, TIMEOUT_NS, &ticket);
 		if (rc)
 			fail(rc, "send");
 		/* collect what has been answered, without waiting */
@@ -127,7 +127,7 @@ static int cmd_send(const char *sock, const char *queue, uint32_t id, uint32_t c
 			take_confirm(mq, 0);
 	}
 	for (; confirmed < count; confirmed++)
-		take_confirm(mq, TIMEOUT_MS);
+		take_confirm(mq, TIMEOUT_NS);
 	free(buf);
 	podipc_mq_close(mq);
 	say("sent %u\n", count);
@@ -143,14 +143,14 @@ static int cmd_consume(const char *sock, const char *queue, uint32_t count, uint
 	}
 	podipc_mq *mq = connect_to(sock);
 	podipc_mq_consumer *c = NULL;
-	int rc = podipc_mq_consume(mq, queue, prefetch, TIMEOUT_MS, &c);
+	int rc = podipc_mq_consume(mq, queue, prefetch, TIMEOUT_NS, &c);
 	if (rc)
 		fail(rc, "consume");
 	say("ready\n");
 	uint32_t got = 0;
 	for (int last = 0; !last && (count == 0 || got < count); got++) {
 		podipc_mq_delivery d;
-		if ((rc = podipc_mq_receive(c, TIMEOUT_MS, &d)))
+		if ((rc = podipc_mq_receive(c, TIMEOUT_NS, &d)))
 			fail(rc, "receive");
 		uint32_t id, seq;
 		if (check(d.body, d.len, &id, &seq) != 0) {
@@ -166,7 +166,7 @@ static int cmd_consume(const char *sock, const char *queue, uint32_t count, uint
 		if (rc)
 			fail(rc, m == 0 ? "ack" : "nack");
 	}
-	if ((rc = podipc_mq_ping(mq, TIMEOUT_MS)))
+	if ((rc = podipc_mq_ping(mq, TIMEOUT_NS)))
 		fail(rc, "ping");
 	say("done %u\n", got);
 	podipc_mq_close(mq); /* held deliveries were never settled: the broker requeues them */
