@@ -70,7 +70,7 @@ func (q *queue) recycle(m *message) {
 }
 
 func (m *message) journaled() mqjournal.Message {
-	return mqjournal.Message{ID: m.id, Priority: m.priority, EnqueuedAt: m.enqueuedAt, ExpiresAt: m.expiresAt, Body: m.body}
+	return mqjournal.Message{ID: m.id, Priority: m.priority, EnqueuedAt: m.enqueuedAt, ExpiresAt: m.expiresAt, Deliveries: m.deliveries, Body: m.body}
 }
 
 // consumer is a subscription of one connection to one queue. Its fields other
@@ -165,7 +165,7 @@ func (q *queue) openJournal() error {
 	q.journal = j
 	now := q.b.now()
 	for _, jm := range live {
-		m := &message{id: jm.ID, body: jm.Body, priority: min(jm.Priority, mqwire.MaxPriority), enqueuedAt: jm.EnqueuedAt, expiresAt: jm.ExpiresAt}
+		m := &message{id: jm.ID, body: jm.Body, priority: min(jm.Priority, mqwire.MaxPriority), enqueuedAt: jm.EnqueuedAt, expiresAt: jm.ExpiresAt, deliveries: jm.Deliveries}
 		q.pushReady(m, false, now)
 		q.nextID = max(q.nextID, jm.ID+1)
 	}
@@ -390,6 +390,12 @@ func (q *queue) deliver(bt *batch, c *consumer, m *message, now instant) {
 		q.forget(bt, m)
 		return
 	}
+	if q.journal != nil {
+		// The count survives a broker restart, so that a message that keeps
+		// failing (or keeps crashing its consumer) is still dead-lettered.
+		q.journal.AppendDelivered(m.id, m.deliveries)
+		bt.touch(q.journal)
+	}
 	m.tag, m.consumer, m.deadline = tag, c, now.mono+int64(q.cfg.AckTimeout)
 	c.flight.push(tag, m)
 	q.inflight++
@@ -496,7 +502,7 @@ func (q *queue) addCredit(bt *batch, c *consumer, n uint32) {
 // requeue puts a message that was not acknowledged back in its place at the
 // head of its priority, or dead-letters it if it was redelivered too often.
 func (q *queue) requeue(bt *batch, m *message, now instant) {
-	if q.cfg.MaxRedeliveries > 0 && int(m.deliveries) > q.cfg.MaxRedeliveries {
+	if q.cfg.MaxRedeliveries != UnlimitedRedeliveries && int(m.deliveries) > q.cfg.MaxRedeliveries {
 		q.deadLetter(bt, m)
 		return
 	}

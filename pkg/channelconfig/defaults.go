@@ -35,6 +35,9 @@ const (
 	MaxAckTimeout          = 24 * time.Hour
 	DefaultMaxRedeliveries = 5
 	MaxMaxRedeliveries     = 1000
+	// UnlimitedRedeliveries as maxRedeliveries redelivers a message however
+	// often its deliveries fail; 0 makes the first failed delivery final.
+	UnlimitedRedeliveries = -1
 	MaxDefaultTTL          = 720 * time.Hour
 
 	// MinPriority and MaxPriority are the fixed message priority levels of

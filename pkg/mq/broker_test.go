@@ -61,7 +61,7 @@ func TestApplyReconfigures(t *testing.T) {
 
 func TestPersistenceSurvivesRestart(t *testing.T) {
 	dir := shortTempDir(t)
-	cfgs := []mqbroker.QueueConfig{{Name: "durable", Persistence: mqbroker.Volume}, {Name: "volatile"}}
+	cfgs := []mqbroker.QueueConfig{{Name: "durable", Persistence: mqbroker.Volume, MaxRedeliveries: mqbroker.UnlimitedRedeliveries}, {Name: "volatile", MaxRedeliveries: mqbroker.UnlimitedRedeliveries}}
 	b, err := mqbroker.New(mqbroker.Options{JournalDir: filepath.Join(dir, "j"), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +112,47 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 	cf, err := c2.SendAsync(testCtx(t), "durable", []byte("new"))
 	if err != nil || cf.Err() != nil || cf.ID() != 6 {
 		t.Fatalf("send after restart: id %d, %v %v", cf.ID(), err, cf.Err())
+	}
+}
+
+// TestRedeliveryCountSurvivesRestart holds that a journaled queue keeps each
+// message's delivery count across a broker restart: a message that has used
+// its redeliveries is dead-lettered at its next failure after the restart
+// rather than starting over.
+func TestRedeliveryCountSurvivesRestart(t *testing.T) {
+	dir := shortTempDir(t)
+	opts := mqbroker.Options{JournalDir: filepath.Join(dir, "j")}
+	cfgs := []mqbroker.QueueConfig{
+		{Name: "work", Persistence: mqbroker.Volume, MaxRedeliveries: 2, DeadLetterQueue: "dead"},
+		{Name: "dead", Persistence: mqbroker.Volume},
+	}
+	b := startBrokerIn(t, dir, opts, cfgs...)
+	c := dial(t, b.socket)
+	mustSend(t, c, "work", "poison")
+	k := mustConsume(t, c, "work", WithPrefetch(1))
+	mustReceive(t, k).Nack(testCtx(t), true)
+	if d := mustReceive(t, k); d.Deliveries != 2 {
+		t.Fatalf("second delivery has count %d", d.Deliveries)
+	}
+	// Held unacknowledged when the broker stops (as if it crashed).
+	c.Ping(testCtx(t))
+	if err := b.Shutdown(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	b2 := startBrokerIn(t, shortTempDir(t), opts, cfgs...)
+	c2 := dial(t, b2.socket)
+	d := mustReceive(t, mustConsume(t, c2, "work", WithPrefetch(1)))
+	if d.Deliveries != 3 {
+		t.Fatalf("first delivery after the restart has count %d, want 3", d.Deliveries)
+	}
+	d.Nack(testCtx(t), true)
+	if dead := mustReceive(t, mustConsume(t, c2, "dead")); string(dead.Body) != "poison" {
+		t.Fatalf("dead letter %q", dead.Body)
+	}
+	if s := queueStats(t, b2.Broker, "work"); s.DeadLettered != 1 || s.Depth != 0 {
+		t.Fatalf("work stats after the restart %+v", s)
 	}
 }
 
