@@ -3,6 +3,7 @@ package mqbroker
 import (
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -124,7 +125,14 @@ type queue struct {
 	ifHead        *message
 	ifTail        *message
 	parked        []*parkedSend
-	free          []*message // for reuse (see newMessage)
+	// admitting are producers' messages to a journaled queue whose records
+	// are not written yet: they count against the queue's bounds and are
+	// compacted with the rest, but are not delivered until their record is
+	// in the file (confirmed), and are dropped if it could not be written,
+	// since their sender is told the send failed.
+	admitting      []*message
+	admittingBytes int64
+	free           []*message // for reuse (see newMessage)
 	consumers     []*consumer
 	rr            int
 	nextID        uint64
@@ -179,7 +187,7 @@ func (q *queue) openJournal() error {
 
 // fits reports whether a body of n bytes fits the ready set.
 func (q *queue) fits(n int) bool {
-	return q.depth < q.cfg.MaxDepth && q.bytes+int64(n) <= q.cfg.MaxBytes
+	return q.depth+len(q.admitting) < q.cfg.MaxDepth && q.bytes+q.admittingBytes+int64(n) <= q.cfg.MaxBytes
 }
 
 // send handles a producer's message: m, or if m is nil, a copy of body made
@@ -229,7 +237,8 @@ func (q *queue) send(bt *batch, c *bconn, req uint32, m *message, body []byte, p
 }
 
 // admit queues m, journals it and arranges the sender's confirmation (c is
-// nil for a dead letter).
+// nil for a dead letter). A producer's message to a journaled queue is held
+// in admitting until the batch has written its record (see confirmed).
 func (q *queue) admit(bt *batch, c *bconn, req uint32, m *message, now instant) (*mqjournal.Journal, uint64) {
 	m.id = q.nextID
 	q.nextID++
@@ -245,11 +254,40 @@ func (q *queue) admit(bt *batch, c *bconn, req uint32, m *message, now instant) 
 		seq = q.journal.AppendEnqueue(m.journaled())
 		bt.touch(q.journal)
 	}
-	if c != nil {
-		bt.ok(c, req, m.id, len(m.body), q.journal, seq)
+	switch {
+	case c == nil:
+		q.pushReady(m, false, now)
+	case q.journal == nil:
+		bt.ok(c, req, m.id, len(m.body))
+		q.pushReady(m, false, now)
+	default:
+		q.admitting = append(q.admitting, m)
+		q.admittingBytes += int64(len(m.body))
+		bt.confirmLater(c, req, q, m, seq)
 	}
-	q.pushReady(m, false, now)
 	return q.journal, seq
+}
+
+// confirmed ends the admission of m, a message in admitting: written says
+// whether its journal record reached the file. A written message is queued;
+// one that was not is forgotten (its sender is told that the send failed, so
+// it must never be delivered).
+func (q *queue) confirmed(bt *batch, m *message, written bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	i := slices.Index(q.admitting, m)
+	if i < 0 {
+		return // the queue was deleted or closed meanwhile
+	}
+	q.admitting = slices.Delete(q.admitting, i, i+1)
+	q.admittingBytes -= int64(len(m.body))
+	if !written {
+		q.recycle(m)
+		return
+	}
+	now := bt.now()
+	q.pushReady(m, false, now)
+	q.dispatch(bt, now)
 }
 
 func (q *queue) pushReady(m *message, front bool, now instant) {
@@ -445,11 +483,14 @@ func (q *queue) forget(bt *batch, m *message) {
 
 // compact rewrites the journal from the live messages.
 func (q *queue) compact() {
-	live := make([]mqjournal.Message, 0, q.depth+q.inflight)
+	live := make([]mqjournal.Message, 0, q.depth+q.inflight+len(q.admitting))
 	for p := range q.ready {
 		q.ready[p].each(func(m *message) { live = append(live, m.journaled()) })
 	}
 	for m := q.ifHead; m != nil; m = m.next {
+		live = append(live, m.journaled())
+	}
+	for _, m := range q.admitting {
 		live = append(live, m.journaled())
 	}
 	if err := q.journal.Rewrite(live); err != nil {
@@ -762,6 +803,7 @@ func (q *queue) remove(bt *batch) {
 		bt.fail(p.conn, p.req, len(p.msg.body), mqwire.CodeQueueDeleted, q.name)
 	}
 	q.parked = nil
+	q.admitting, q.admittingBytes = nil, 0
 	q.ready = [mqwire.MaxPriority + 1]deque{}
 	q.inflight, q.inflightBytes = 0, 0
 	q.ifHead, q.ifTail = nil, nil
@@ -779,6 +821,7 @@ func (q *queue) close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.deleted = true
+	q.admitting, q.admittingBytes = nil, 0 // journaled by Close below
 	if q.timer != nil {
 		q.timer.Stop()
 	}

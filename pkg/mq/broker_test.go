@@ -547,3 +547,48 @@ func TestPendingWindowEnforced(t *testing.T) {
 		t.Fatalf("SendAsync beyond the window: %v", err)
 	}
 }
+
+// TestFailedJournalWriteIsNeverDelivered fills a real tmpfs under a
+// journaled queue: a send answered with "journal write failed" must never
+// reach a consumer (a producer that retries it would make a duplicate), and
+// every send answered with success must.
+func TestFailedJournalWriteIsNeverDelivered(t *testing.T) {
+	journal := testkit.SizedTmpfs(t, 512<<10)
+	b := startBroker(t, mqbroker.Options{JournalDir: journal},
+		mqbroker.QueueConfig{Name: "q", Persistence: mqbroker.Volume, MaxBytes: 64 << 20, MaxDepth: 100_000})
+	c := dial(t, b.socket)
+	k := mustConsume(t, c, "q", WithPrefetch(10_000)) // attached, so a queued message is delivered at once
+
+	body := make([]byte, 8<<10)
+	succeeded := map[string]bool{}
+	failures := 0
+	for i := 0; failures < 5; i++ {
+		if i == 2000 {
+			t.Fatalf("a 512 KiB tmpfs took 2000 sends of 8 KiB without a journal write failing")
+		}
+		copy(body, fmt.Sprintf("%08d", i))
+		err := c.Send(testCtx(t), "q", body)
+		switch {
+		case err == nil:
+			succeeded[string(body[:8])] = true
+		case errors.Is(err, ErrInternal):
+			failures++
+		default:
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	if len(succeeded) == 0 {
+		t.Fatal("no send succeeded before the tmpfs was full")
+	}
+	for got := 0; got < len(succeeded); got++ {
+		d := mustReceive(t, k)
+		if !succeeded[string(d.Body[:8])] {
+			t.Fatalf("delivered message %s, whose send was answered with journal write failed", d.Body[:8])
+		}
+	}
+	c.Ping(testCtx(t))
+	expectNothing(t, k, 50*time.Millisecond)
+	if s := queueStats(t, b.Broker, "q"); s.InFlight != len(succeeded) || s.Depth != 0 {
+		t.Fatalf("stats %+v, want %d in flight and nothing else", s, len(succeeded))
+	}
+}
