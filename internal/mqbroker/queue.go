@@ -133,15 +133,15 @@ type queue struct {
 	admitting      []*message
 	admittingBytes int64
 	free           []*message // for reuse (see newMessage)
-	consumers     []*consumer
-	rr            int
-	nextID        uint64
-	journal       *mqjournal.Journal
-	timer         *time.Timer
-	timerAt       int64 // broker-monotonic; 0 means not armed
-	deleted       bool
-	st            counters
-	lat           latencyHistogram
+	consumers      []*consumer
+	rr             int
+	nextID         uint64
+	journal        *mqjournal.Journal
+	timer          *time.Timer
+	timerAt        int64 // broker-monotonic; 0 means not armed
+	deleted        bool
+	st             counters
+	lat            latencyHistogram
 }
 
 type counters struct {
@@ -222,6 +222,13 @@ func (q *queue) send(bt *batch, c *bconn, req uint32, m *message, body []byte, p
 		case DropOldest:
 			q.makeRoom(bt, len(m.body), now)
 		default:
+			if !q.b.reserveBlocked(len(m.body)) {
+				// Parked sends hold their bodies in the sidecar's memory:
+				// bounded over all connections, not only per connection.
+				q.st.rejected++
+				bt.fail(c, req, len(m.body), mqwire.CodeQueueFull, q.name+": the broker's bound on blocked sends is reached")
+				return
+			}
 			p := &parkedSend{conn: c, req: req, msg: m}
 			if timeout > 0 {
 				p.deadline = now.mono + int64(timeout)
@@ -391,8 +398,14 @@ func (q *queue) admitParked(bt *batch, now instant) bool {
 	return admitted
 }
 
+// unpark accounts for p leaving the parked sends.
+func (q *queue) unpark(p *parkedSend) {
+	p.conn.parked.Add(-1)
+	q.b.blockedBytes.Add(-int64(len(p.msg.body)))
+}
+
 func (q *queue) popParked() {
-	q.parked[0].conn.parked.Add(-1)
+	q.unpark(q.parked[0])
 	q.parked[0] = nil
 	q.parked = q.parked[1:]
 	if len(q.parked) == 0 {
@@ -655,7 +668,7 @@ func (q *queue) dropParked(c *bconn) {
 	kept := q.parked[:0]
 	for _, p := range q.parked {
 		if p.conn == c {
-			c.parked.Add(-1)
+			q.unpark(p)
 			continue
 		}
 		kept = append(kept, p)
@@ -684,7 +697,7 @@ func (q *queue) onTimer() {
 		kept := q.parked[:0]
 		for _, p := range q.parked {
 			if p.deadline != 0 && p.deadline <= now.mono {
-				p.conn.parked.Add(-1)
+				q.unpark(p)
 				bt.fail(p.conn, p.req, len(p.msg.body), mqwire.CodeTimeout, "queue still full at the send's deadline")
 				continue
 			}
@@ -799,7 +812,7 @@ func (q *queue) remove(bt *batch) {
 	}
 	q.consumers = nil
 	for _, p := range q.parked {
-		p.conn.parked.Add(-1)
+		q.unpark(p)
 		bt.fail(p.conn, p.req, len(p.msg.body), mqwire.CodeQueueDeleted, q.name)
 	}
 	q.parked = nil

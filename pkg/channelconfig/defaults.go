@@ -38,7 +38,7 @@ const (
 	// UnlimitedRedeliveries as maxRedeliveries redelivers a message however
 	// often its deliveries fail; 0 makes the first failed delivery final.
 	UnlimitedRedeliveries = -1
-	MaxDefaultTTL          = 720 * time.Hour
+	MaxDefaultTTL         = 720 * time.Hour
 
 	// MinPriority and MaxPriority are the fixed message priority levels of
 	// every message queue; higher is delivered first.

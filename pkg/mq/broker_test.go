@@ -337,7 +337,7 @@ func readGoAway(t *testing.T, nc net.Conn) mqwire.Code {
 // TestHostileClients checks that misbehaving connections are closed with a
 // clear reason while a well-behaved client keeps working.
 func TestHostileClients(t *testing.T) {
-	b := startBroker(t, mqbroker.Options{HandshakeTimeout: 100 * time.Millisecond, MaxConnections: 8, WriteTimeout: time.Second},
+	b := startBroker(t, mqbroker.Options{HandshakeTimeout: 100 * time.Millisecond, MaxConnections: 8, MaxConnectionsPerUID: 8, WriteTimeout: time.Second},
 		mqbroker.QueueConfig{Name: "q", MaxDepth: 100_000})
 	good := dial(t, b.socket)
 	stillWorks := func(t *testing.T) {

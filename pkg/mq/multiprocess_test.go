@@ -37,6 +37,7 @@ var roles = map[string]func(context.Context) error{
 	"consumer":           roleConsumer,
 	"ordered-consumer":   roleOrderedConsumer,
 	"impostor":           roleImpostor,
+	"hog":                roleHog,
 }
 
 func envInt(name string) int {

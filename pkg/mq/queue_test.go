@@ -548,3 +548,44 @@ func TestInFlightBytesAreBounded(t *testing.T) {
 		t.Fatalf("after the acks: %+v", s)
 	}
 }
+
+// Sends parked on full Block queues are bounded in bytes over every
+// connection: past the bound a send fails at once with queue full, and the
+// bound's use goes back to zero as the parked sends are admitted.
+func TestBlockedSendBytesAreBoundedAcrossConnections(t *testing.T) {
+	b := startBroker(t, mqbroker.Options{MaxBlockedSendBytes: 64 << 10},
+		mqbroker.QueueConfig{Name: "q", MaxDepth: 1, MaxRedeliveries: mqbroker.UnlimitedRedeliveries})
+	body := make([]byte, 16<<10)
+	mustSend(t, dial(t, b.socket), "q", "fills the queue")
+	var parked []*Confirmation
+	for i := range 4 { // 64 KiB, from four connections
+		cf, err := dial(t, b.socket).SendAsync(testCtx(t), "q", body)
+		if err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		parked = append(parked, cf)
+	}
+	testkit.EventuallyTrue(t, 5*time.Second, "four sends to park", func() bool { return b.ConnStats().BlockedSendBytes == 64<<10 })
+	if err := dial(t, b.socket).Send(testCtx(t), "q", body); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("a send past the bound: %v, want ErrQueueFull at once", err)
+	}
+	for _, cf := range parked {
+		select {
+		case <-cf.Done():
+			t.Fatalf("a parked send finished early: %v", cf.Err())
+		default:
+		}
+	}
+	k := mustConsume(t, dial(t, b.socket), "q")
+	for range 5 {
+		mustReceive(t, k).Ack(testCtx(t))
+	}
+	for i, cf := range parked {
+		if err := cf.Wait(testCtx(t)); err != nil {
+			t.Fatalf("parked send %d: %v", i, err)
+		}
+	}
+	if cs := b.ConnStats(); cs.BlockedSendBytes != 0 || cs.MaxBlockedSendBytes != 64<<10 {
+		t.Fatalf("ConnStats after the sends were admitted %+v", cs)
+	}
+}
