@@ -106,7 +106,7 @@ func TestSchemaBoundsMatchGo(t *testing.T) {
 		"spec.messageQueue.maxDepth":        {channelconfig.MinMaxDepth, channelconfig.MaxMaxDepth},
 		"spec.messageQueue.maxBytes":        {channelconfig.MinMaxBytes, channelconfig.MaxMaxBytes},
 		"spec.messageQueue.maxMessageSize":  {channelconfig.MinMaxMessageSize, channelconfig.MaxMaxMessageSize},
-		"spec.messageQueue.maxRedeliveries": {0, channelconfig.MaxMaxRedeliveries},
+		"spec.messageQueue.maxRedeliveries": {channelconfig.UnlimitedRedeliveries, channelconfig.MaxMaxRedeliveries},
 		"spec.messageQueue.deadLetterQueue": {0, channelconfig.MaxNameLength},
 	} {
 		p := property(t, root, path)

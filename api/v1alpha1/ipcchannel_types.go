@@ -266,11 +266,13 @@ type MessageQueueSettings struct {
 	AckTimeout metav1.Duration `json:"ackTimeout,omitzero"`
 
 	// maxRedeliveries is how many times a message is redelivered before it is
-	// dead-lettered (or, without deadLetterQueue, dropped). 0 to 1000; 0 means
-	// the first failed delivery is final. AtLeastOnce only.
+	// dead-lettered (or, without deadLetterQueue, dropped). 0 to 1000, or -1:
+	// 0 means the first failed delivery is final, -1 means no limit (the
+	// message is redelivered however often its deliveries fail). AtLeastOnce
+	// only.
 	// +optional
 	// +kubebuilder:default=5
-	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Minimum=-1
 	// +kubebuilder:validation:Maximum=1000
 	MaxRedeliveries *int32 `json:"maxRedeliveries,omitempty"`
 

@@ -38,12 +38,16 @@ func (bt *batch) now() instant {
 // resetClock makes the next now read the clock.
 func (bt *batch) resetClock() { bt.hasClock = false }
 
-// confirm is a SEND_OK waiting for its journal record.
+// confirm is the answer to a send to a journaled queue, waiting for its
+// journal record: SEND_OK and the message queued if the record is written,
+// an error and the message forgotten if not.
 type confirm struct {
 	conn    *bconn
 	req     uint32
 	id      uint64
 	bodyLen int
+	q       *queue
+	msg     *message
 	journal *mqjournal.Journal
 	seq     uint64
 }
@@ -73,14 +77,16 @@ func (bt *batch) touch(j *mqjournal.Journal) {
 	}
 }
 
-// ok confirms a send, at once or after its journal record is written.
-func (bt *batch) ok(c *bconn, req uint32, id uint64, bodyLen int, j *mqjournal.Journal, seq uint64) {
-	if j == nil {
-		c.sendOK(req, id, bodyLen)
-		bt.wake(c)
-		return
-	}
-	bt.confirms = append(bt.confirms, confirm{conn: c, req: req, id: id, bodyLen: bodyLen, journal: j, seq: seq})
+// ok confirms a send at once.
+func (bt *batch) ok(c *bconn, req uint32, id uint64, bodyLen int) {
+	c.sendOK(req, id, bodyLen)
+	bt.wake(c)
+}
+
+// confirmLater answers a send of m to the journaled queue q once the journal
+// record seq is written (or could not be); q.mu is held.
+func (bt *batch) confirmLater(c *bconn, req uint32, q *queue, m *message, seq uint64) {
+	bt.confirms = append(bt.confirms, confirm{conn: c, req: req, id: m.id, bodyLen: len(m.body), q: q, msg: m, journal: q.journal, seq: seq})
 }
 
 // fail answers a send or request with an error.
@@ -89,8 +95,27 @@ func (bt *batch) fail(c *bconn, req uint32, bodyLen int, code mqwire.Code, text 
 	bt.wake(c)
 }
 
-// finish performs the collected side effects.
+// finish performs the collected side effects. Queueing a confirmed message
+// can have more (a delivery that expires it, a blocked send admitted in its
+// wake), so it goes on until there are none.
 func (bt *batch) finish() {
+	for len(bt.deadLetters) > 0 || len(bt.journals) > 0 || len(bt.confirms) > 0 {
+		bt.moveDeadLetters()
+		bt.flushJournals()
+		bt.confirmSends()
+	}
+	// Latest first: a send wakes its producer's connection (SEND_OK) before
+	// the consumer's it delivered to, and the delivery is what the other
+	// side of a request/reply waits for.
+	for i := len(bt.wakes) - 1; i >= 0; i-- {
+		bt.wakes[i].flush()
+	}
+	bt.hasClock = false
+	clear(bt.wakes)
+	bt.wakes = bt.wakes[:0]
+}
+
+func (bt *batch) moveDeadLetters() {
 	for i := 0; i < len(bt.deadLetters); i++ {
 		dl := bt.deadLetters[i]
 		bodyLen := len(dl.msg.body)
@@ -107,30 +132,37 @@ func (bt *batch) finish() {
 		// source journal forget it.
 		dl.from.journalRemove(bt, dl.id, bodyLen)
 	}
+	clear(bt.deadLetters)
+	bt.deadLetters = bt.deadLetters[:0]
+}
+
+func (bt *batch) flushJournals() {
 	for _, j := range bt.journals {
 		if err := j.Flush(); err != nil && !errors.Is(err, mqjournal.ErrClosed) {
 			bt.b.log.Error("write journal", "err", err)
 		}
 	}
-	for _, cf := range bt.confirms {
+	clear(bt.journals)
+	bt.journals = bt.journals[:0]
+}
+
+// confirmSends answers the sends waiting for their journal records. A send
+// whose record was lost is answered with an error and its message is
+// dropped: a producer that retries it must not make a duplicate.
+func (bt *batch) confirmSends() {
+	for i := 0; i < len(bt.confirms); i++ {
+		cf := bt.confirms[i] // a copy: confirmed may append to bt.confirms
 		err := cf.journal.Sync(cf.seq)
-		if err != nil && !errors.Is(err, mqjournal.ErrClosed) {
-			cf.conn.sendError(cf.req, mqwire.CodeInternal, "journal write failed", cf.bodyLen)
-		} else {
+		written := err == nil || errors.Is(err, mqjournal.ErrClosed)
+		if written {
 			cf.conn.sendOK(cf.req, cf.id, cf.bodyLen)
+		} else {
+			cf.q.log.Debug("send failed: journal write failed", "err", err)
+			cf.conn.sendError(cf.req, mqwire.CodeInternal, "journal write failed", cf.bodyLen)
 		}
 		bt.wake(cf.conn)
+		cf.q.confirmed(bt, cf.msg, written)
 	}
-	// Latest first: a send wakes its producer's connection (SEND_OK) before
-	// the consumer's it delivered to, and the delivery is what the other
-	// side of a request/reply waits for.
-	for i := len(bt.wakes) - 1; i >= 0; i-- {
-		bt.wakes[i].flush()
-	}
-	bt.hasClock = false
-	clear(bt.wakes)
 	clear(bt.confirms)
-	clear(bt.deadLetters)
-	clear(bt.journals)
-	bt.wakes, bt.confirms, bt.deadLetters, bt.journals = bt.wakes[:0], bt.confirms[:0], bt.deadLetters[:0], bt.journals[:0]
+	bt.confirms = bt.confirms[:0]
 }

@@ -31,6 +31,15 @@ type Options struct {
 	// MaxConnections bounds concurrent connections, including those still
 	// in their handshake (default 1024).
 	MaxConnections int
+	// MaxConnectionsPerUID bounds the concurrent connections of the
+	// processes of one user, as the kernel reports the peer (SO_PEERCRED),
+	// so that one container cannot take them all (default a quarter of
+	// MaxConnections).
+	MaxConnectionsPerUID int
+	// MaxBlockedSendBytes bounds the body bytes of the sends waiting for
+	// room in full Block queues, over every connection: a send past it fails
+	// at once with a queue-full error (default 64 MiB).
+	MaxBlockedSendBytes int64
 	// HandshakeTimeout bounds how long a new connection may take to send
 	// its handshake (default 5s).
 	HandshakeTimeout time.Duration
@@ -57,6 +66,8 @@ func (o Options) defaulted() Options {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	setDefault(&o.MaxConnections, 1024)
+	setDefault(&o.MaxConnectionsPerUID, max(o.MaxConnections/4, 1))
+	setDefault(&o.MaxBlockedSendBytes, 64<<20)
 	setDefault(&o.HandshakeTimeout, 5*time.Second)
 	setDefault(&o.WriteTimeout, 30*time.Second)
 	setDefault(&o.MaxMessageSize, 16<<20)
@@ -86,14 +97,19 @@ type Broker struct {
 	applyMu sync.Mutex
 	queues  atomic.Pointer[map[string]*queue]
 
+	// blockedBytes is the body bytes of every queue's parked sends.
+	blockedBytes atomic.Int64
+
 	mu          sync.Mutex
 	listeners   map[net.Listener]struct{}
 	conns       map[*bconn]struct{}
 	handshaking map[net.Conn]struct{}
-	nextConnID  uint64
-	closing     bool
-	done        chan struct{}
-	wg          sync.WaitGroup
+	// byUID counts the connections (handshaking included) of each peer UID.
+	byUID      map[uint32]int
+	nextConnID uint64
+	closing    bool
+	done       chan struct{}
+	wg         sync.WaitGroup
 }
 
 // New returns a broker with no queues; call Apply to declare them and
@@ -120,6 +136,7 @@ func New(opts Options) (*Broker, error) {
 		listeners:   map[net.Listener]struct{}{},
 		conns:       map[*bconn]struct{}{},
 		handshaking: map[net.Conn]struct{}{},
+		byUID:       map[uint32]int{},
 		done:        make(chan struct{}),
 	}
 	b.queues.Store(&map[string]*queue{})
@@ -360,7 +377,27 @@ func (b *Broker) Serve(ln net.Listener) error {
 // answered with a refusal rather than closed at once.
 const refusalSlack = 64
 
+// peer is who is at the other end of a connection, as the kernel saw it
+// connect; known is false if the kernel could not say.
+type peer struct {
+	pid, uid uint32
+	known    bool
+}
+
+// refusal is why a connection is refused.
+type refusal int
+
+const (
+	admitted refusal = iota
+	tooManyConnections
+	tooManyForUID
+)
+
 func (b *Broker) admitConn(nc net.Conn) {
+	var p peer
+	if cred, err := mqconn.PeerCred(nc); err == nil {
+		p = peer{pid: uint32(cred.Pid), uid: cred.Uid, known: true}
+	}
 	b.mu.Lock()
 	total := len(b.conns) + len(b.handshaking)
 	if b.closing || total >= b.opts.MaxConnections+refusalSlack {
@@ -368,19 +405,43 @@ func (b *Broker) admitConn(nc net.Conn) {
 		nc.Close()
 		return
 	}
+	why := admitted
+	switch {
+	case total >= b.opts.MaxConnections:
+		why = tooManyConnections
+	case p.known && b.byUID[p.uid] >= b.opts.MaxConnectionsPerUID:
+		why = tooManyForUID
+	}
 	b.handshaking[nc] = struct{}{}
+	if why == admitted && p.known {
+		b.byUID[p.uid]++
+	}
 	b.wg.Add(1)
 	b.mu.Unlock()
-	go b.handshake(nc, total >= b.opts.MaxConnections)
+	go b.handshake(nc, p, why)
 }
 
-func (b *Broker) handshake(nc net.Conn, refuse bool) {
+// release forgets a connection of p that was admitted.
+func (b *Broker) release(p peer) {
+	if !p.known {
+		return
+	}
+	if b.byUID[p.uid]--; b.byUID[p.uid] <= 0 {
+		delete(b.byUID, p.uid)
+	}
+}
+
+func (b *Broker) handshake(nc net.Conn, p peer, why refusal) {
 	defer b.wg.Done()
+	refuse := why != admitted
 	registered := false
 	defer func() {
 		if !registered {
 			b.mu.Lock()
 			delete(b.handshaking, nc)
+			if !refuse {
+				b.release(p)
+			}
 			b.mu.Unlock()
 			nc.Close()
 		}
@@ -403,9 +464,12 @@ func (b *Broker) handshake(nc net.Conn, refuse bool) {
 		return
 	case hello.MinVersion > mqwire.Version1 || hello.MaxVersion < mqwire.Version1:
 		w = mqwire.Welcome{Version: mqwire.Version1, Status: mqwire.CodeVersion}
-	case refuse:
+	case why == tooManyConnections:
 		w = mqwire.Welcome{Version: mqwire.Version1, Status: mqwire.CodeTooManyConns}
-		b.log.Warn("refused connection: too many connections", "max", b.opts.MaxConnections)
+		b.log.Warn("refused connection: the broker is at its connection limit", "pid", p.pid, "uid", p.uid, "max", b.opts.MaxConnections)
+	case why == tooManyForUID:
+		w = mqwire.Welcome{Version: mqwire.Version1, Status: mqwire.CodeTooManyConns}
+		b.log.Warn("refused connection: its user is at its connection limit", "pid", p.pid, "uid", p.uid, "maxPerUID", b.opts.MaxConnectionsPerUID)
 	case b.shuttingDown():
 		w = mqwire.Welcome{Version: mqwire.Version1, Status: mqwire.CodeShuttingDown}
 	}
@@ -428,7 +492,53 @@ func (b *Broker) handshake(nc net.Conn, refuse bool) {
 	c.serve()
 	b.mu.Lock()
 	delete(b.conns, c)
+	b.release(p)
 	b.mu.Unlock()
+}
+
+// ConnStats is a snapshot of the broker's connection and memory bounds and
+// their use.
+type ConnStats struct {
+	// Connections counts the open connections, handshakes included, and
+	// MaxConnections bounds them.
+	Connections    int
+	MaxConnections int
+	// ByUID counts the admitted connections of each peer UID, and
+	// MaxConnectionsPerUID bounds each count.
+	ByUID                map[uint32]int
+	MaxConnectionsPerUID int
+	// BlockedSendBytes is the body bytes of the sends waiting for room in
+	// full Block queues, and MaxBlockedSendBytes bounds it.
+	BlockedSendBytes    int64
+	MaxBlockedSendBytes int64
+}
+
+// ConnStats returns the connections' and blocked sends' bounds and use.
+func (b *Broker) ConnStats() ConnStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return ConnStats{
+		Connections:          len(b.conns) + len(b.handshaking),
+		MaxConnections:       b.opts.MaxConnections,
+		ByUID:                maps.Clone(b.byUID),
+		MaxConnectionsPerUID: b.opts.MaxConnectionsPerUID,
+		BlockedSendBytes:     b.blockedBytes.Load(),
+		MaxBlockedSendBytes:  b.opts.MaxBlockedSendBytes,
+	}
+}
+
+// reserveBlocked accounts n more bytes of parked sends, unless that would
+// pass MaxBlockedSendBytes.
+func (b *Broker) reserveBlocked(n int) bool {
+	for {
+		cur := b.blockedBytes.Load()
+		if cur+int64(n) > b.opts.MaxBlockedSendBytes {
+			return false
+		}
+		if b.blockedBytes.CompareAndSwap(cur, cur+int64(n)) {
+			return true
+		}
+	}
 }
 
 func (b *Broker) shuttingDown() bool {

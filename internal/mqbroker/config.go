@@ -56,6 +56,10 @@ const (
 	DefaultAckTimeout     = 30 * time.Second
 )
 
+// UnlimitedRedeliveries as QueueConfig.MaxRedeliveries redelivers a message
+// however often its deliveries fail.
+const UnlimitedRedeliveries = -1
+
 // QueueConfig declares one queue.
 type QueueConfig struct {
 	// Name identifies the queue: 1 to 255 characters from [A-Za-z0-9._-],
@@ -73,7 +77,9 @@ type QueueConfig struct {
 	// before it is redelivered.
 	AckTimeout time.Duration
 	// MaxRedeliveries is how many times a message may be redelivered; the
-	// next failure dead-letters it. Zero means no limit.
+	// next failure dead-letters it. Zero means the first failed delivery is
+	// final; UnlimitedRedeliveries means no limit. It is not defaulted: the
+	// zero value is a limit like any other.
 	MaxRedeliveries int
 	// DeadLetterQueue names the queue that receives messages that were
 	// rejected, redelivered too often, or expired. Empty means they are
@@ -132,8 +138,8 @@ func (c QueueConfig) Validate() error {
 		return bad("unknown Delivery %q", c.Delivery)
 	case c.AckTimeout < time.Millisecond:
 		return bad("AckTimeout %v must be at least 1ms", c.AckTimeout)
-	case c.MaxRedeliveries < 0:
-		return bad("MaxRedeliveries %d must not be negative", c.MaxRedeliveries)
+	case c.MaxRedeliveries < UnlimitedRedeliveries:
+		return bad("MaxRedeliveries %d must be at least 0, or UnlimitedRedeliveries (-1)", c.MaxRedeliveries)
 	case c.Overflow != Block && c.Overflow != Reject && c.Overflow != DropOldest:
 		return bad("unknown Overflow %q", c.Overflow)
 	case c.Persistence != None && c.Persistence != Volume:

@@ -29,7 +29,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{Name: "q", Overflow: "Explode"},
 		{Name: "q", Persistence: "Cloud"},
 		{Name: "q", AckTimeout: time.Microsecond},
-		{Name: "q", MaxRedeliveries: -1},
+		{Name: "q", MaxRedeliveries: -2},
 		{Name: "q", DeadLetterQueue: "q"},
 		{Name: "q", DefaultTTL: -time.Second},
 	}

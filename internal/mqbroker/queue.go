@@ -3,6 +3,7 @@ package mqbroker
 import (
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -70,7 +71,7 @@ func (q *queue) recycle(m *message) {
 }
 
 func (m *message) journaled() mqjournal.Message {
-	return mqjournal.Message{ID: m.id, Priority: m.priority, EnqueuedAt: m.enqueuedAt, ExpiresAt: m.expiresAt, Body: m.body}
+	return mqjournal.Message{ID: m.id, Priority: m.priority, EnqueuedAt: m.enqueuedAt, ExpiresAt: m.expiresAt, Deliveries: m.deliveries, Body: m.body}
 }
 
 // consumer is a subscription of one connection to one queue. Its fields other
@@ -124,16 +125,23 @@ type queue struct {
 	ifHead        *message
 	ifTail        *message
 	parked        []*parkedSend
-	free          []*message // for reuse (see newMessage)
-	consumers     []*consumer
-	rr            int
-	nextID        uint64
-	journal       *mqjournal.Journal
-	timer         *time.Timer
-	timerAt       int64 // broker-monotonic; 0 means not armed
-	deleted       bool
-	st            counters
-	lat           latencyHistogram
+	// admitting are producers' messages to a journaled queue whose records
+	// are not written yet: they count against the queue's bounds and are
+	// compacted with the rest, but are not delivered until their record is
+	// in the file (confirmed), and are dropped if it could not be written,
+	// since their sender is told the send failed.
+	admitting      []*message
+	admittingBytes int64
+	free           []*message // for reuse (see newMessage)
+	consumers      []*consumer
+	rr             int
+	nextID         uint64
+	journal        *mqjournal.Journal
+	timer          *time.Timer
+	timerAt        int64 // broker-monotonic; 0 means not armed
+	deleted        bool
+	st             counters
+	lat            latencyHistogram
 }
 
 type counters struct {
@@ -165,7 +173,7 @@ func (q *queue) openJournal() error {
 	q.journal = j
 	now := q.b.now()
 	for _, jm := range live {
-		m := &message{id: jm.ID, body: jm.Body, priority: min(jm.Priority, mqwire.MaxPriority), enqueuedAt: jm.EnqueuedAt, expiresAt: jm.ExpiresAt}
+		m := &message{id: jm.ID, body: jm.Body, priority: min(jm.Priority, mqwire.MaxPriority), enqueuedAt: jm.EnqueuedAt, expiresAt: jm.ExpiresAt, deliveries: jm.Deliveries}
 		q.pushReady(m, false, now)
 		q.nextID = max(q.nextID, jm.ID+1)
 	}
@@ -179,7 +187,7 @@ func (q *queue) openJournal() error {
 
 // fits reports whether a body of n bytes fits the ready set.
 func (q *queue) fits(n int) bool {
-	return q.depth < q.cfg.MaxDepth && q.bytes+int64(n) <= q.cfg.MaxBytes
+	return q.depth+len(q.admitting) < q.cfg.MaxDepth && q.bytes+q.admittingBytes+int64(n) <= q.cfg.MaxBytes
 }
 
 // send handles a producer's message: m, or if m is nil, a copy of body made
@@ -214,6 +222,13 @@ func (q *queue) send(bt *batch, c *bconn, req uint32, m *message, body []byte, p
 		case DropOldest:
 			q.makeRoom(bt, len(m.body), now)
 		default:
+			if !q.b.reserveBlocked(len(m.body)) {
+				// Parked sends hold their bodies in the sidecar's memory:
+				// bounded over all connections, not only per connection.
+				q.st.rejected++
+				bt.fail(c, req, len(m.body), mqwire.CodeQueueFull, q.name+": the broker's bound on blocked sends is reached")
+				return
+			}
 			p := &parkedSend{conn: c, req: req, msg: m}
 			if timeout > 0 {
 				p.deadline = now.mono + int64(timeout)
@@ -229,7 +244,8 @@ func (q *queue) send(bt *batch, c *bconn, req uint32, m *message, body []byte, p
 }
 
 // admit queues m, journals it and arranges the sender's confirmation (c is
-// nil for a dead letter).
+// nil for a dead letter). A producer's message to a journaled queue is held
+// in admitting until the batch has written its record (see confirmed).
 func (q *queue) admit(bt *batch, c *bconn, req uint32, m *message, now instant) (*mqjournal.Journal, uint64) {
 	m.id = q.nextID
 	q.nextID++
@@ -245,11 +261,40 @@ func (q *queue) admit(bt *batch, c *bconn, req uint32, m *message, now instant) 
 		seq = q.journal.AppendEnqueue(m.journaled())
 		bt.touch(q.journal)
 	}
-	if c != nil {
-		bt.ok(c, req, m.id, len(m.body), q.journal, seq)
+	switch {
+	case c == nil:
+		q.pushReady(m, false, now)
+	case q.journal == nil:
+		bt.ok(c, req, m.id, len(m.body))
+		q.pushReady(m, false, now)
+	default:
+		q.admitting = append(q.admitting, m)
+		q.admittingBytes += int64(len(m.body))
+		bt.confirmLater(c, req, q, m, seq)
 	}
-	q.pushReady(m, false, now)
 	return q.journal, seq
+}
+
+// confirmed ends the admission of m, a message in admitting: written says
+// whether its journal record reached the file. A written message is queued;
+// one that was not is forgotten (its sender is told that the send failed, so
+// it must never be delivered).
+func (q *queue) confirmed(bt *batch, m *message, written bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	i := slices.Index(q.admitting, m)
+	if i < 0 {
+		return // the queue was deleted or closed meanwhile
+	}
+	q.admitting = slices.Delete(q.admitting, i, i+1)
+	q.admittingBytes -= int64(len(m.body))
+	if !written {
+		q.recycle(m)
+		return
+	}
+	now := bt.now()
+	q.pushReady(m, false, now)
+	q.dispatch(bt, now)
 }
 
 func (q *queue) pushReady(m *message, front bool, now instant) {
@@ -353,8 +398,14 @@ func (q *queue) admitParked(bt *batch, now instant) bool {
 	return admitted
 }
 
+// unpark accounts for p leaving the parked sends.
+func (q *queue) unpark(p *parkedSend) {
+	p.conn.parked.Add(-1)
+	q.b.blockedBytes.Add(-int64(len(p.msg.body)))
+}
+
 func (q *queue) popParked() {
-	q.parked[0].conn.parked.Add(-1)
+	q.unpark(q.parked[0])
 	q.parked[0] = nil
 	q.parked = q.parked[1:]
 	if len(q.parked) == 0 {
@@ -389,6 +440,12 @@ func (q *queue) deliver(bt *batch, c *consumer, m *message, now instant) {
 		q.lat.observe(time.Duration(now.wall - m.enqueuedAt))
 		q.forget(bt, m)
 		return
+	}
+	if q.journal != nil {
+		// The count survives a broker restart, so that a message that keeps
+		// failing (or keeps crashing its consumer) is still dead-lettered.
+		q.journal.AppendDelivered(m.id, m.deliveries)
+		bt.touch(q.journal)
 	}
 	m.tag, m.consumer, m.deadline = tag, c, now.mono+int64(q.cfg.AckTimeout)
 	c.flight.push(tag, m)
@@ -439,11 +496,14 @@ func (q *queue) forget(bt *batch, m *message) {
 
 // compact rewrites the journal from the live messages.
 func (q *queue) compact() {
-	live := make([]mqjournal.Message, 0, q.depth+q.inflight)
+	live := make([]mqjournal.Message, 0, q.depth+q.inflight+len(q.admitting))
 	for p := range q.ready {
 		q.ready[p].each(func(m *message) { live = append(live, m.journaled()) })
 	}
 	for m := q.ifHead; m != nil; m = m.next {
+		live = append(live, m.journaled())
+	}
+	for _, m := range q.admitting {
 		live = append(live, m.journaled())
 	}
 	if err := q.journal.Rewrite(live); err != nil {
@@ -496,7 +556,7 @@ func (q *queue) addCredit(bt *batch, c *consumer, n uint32) {
 // requeue puts a message that was not acknowledged back in its place at the
 // head of its priority, or dead-letters it if it was redelivered too often.
 func (q *queue) requeue(bt *batch, m *message, now instant) {
-	if q.cfg.MaxRedeliveries > 0 && int(m.deliveries) > q.cfg.MaxRedeliveries {
+	if q.cfg.MaxRedeliveries != UnlimitedRedeliveries && int(m.deliveries) > q.cfg.MaxRedeliveries {
 		q.deadLetter(bt, m)
 		return
 	}
@@ -608,7 +668,7 @@ func (q *queue) dropParked(c *bconn) {
 	kept := q.parked[:0]
 	for _, p := range q.parked {
 		if p.conn == c {
-			c.parked.Add(-1)
+			q.unpark(p)
 			continue
 		}
 		kept = append(kept, p)
@@ -637,7 +697,7 @@ func (q *queue) onTimer() {
 		kept := q.parked[:0]
 		for _, p := range q.parked {
 			if p.deadline != 0 && p.deadline <= now.mono {
-				p.conn.parked.Add(-1)
+				q.unpark(p)
 				bt.fail(p.conn, p.req, len(p.msg.body), mqwire.CodeTimeout, "queue still full at the send's deadline")
 				continue
 			}
@@ -752,10 +812,11 @@ func (q *queue) remove(bt *batch) {
 	}
 	q.consumers = nil
 	for _, p := range q.parked {
-		p.conn.parked.Add(-1)
+		q.unpark(p)
 		bt.fail(p.conn, p.req, len(p.msg.body), mqwire.CodeQueueDeleted, q.name)
 	}
 	q.parked = nil
+	q.admitting, q.admittingBytes = nil, 0
 	q.ready = [mqwire.MaxPriority + 1]deque{}
 	q.inflight, q.inflightBytes = 0, 0
 	q.ifHead, q.ifTail = nil, nil
@@ -773,6 +834,7 @@ func (q *queue) close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.deleted = true
+	q.admitting, q.admittingBytes = nil, 0 // journaled by Close below
 	if q.timer != nil {
 		q.timer.Stop()
 	}

@@ -1,7 +1,6 @@
 package mqjournal
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -70,17 +69,18 @@ func Open(path string, opts Options) (*Journal, []Message, Recovery, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, Recovery{}, fmt.Errorf("read journal: %w", err)
 	}
-	live, good, rec, err := replay(data, opts.MaxRecord)
+	live, good, version, rec, err := replay(data, opts.MaxRecord)
 	if err != nil {
 		return nil, nil, Recovery{}, fmt.Errorf("journal %s: %w", path, err)
 	}
 	j := &Journal{path: path, opts: opts}
-	if good == 0 {
-		// New, empty, or torn before the header was complete: start afresh.
-		if err := j.rewriteLocked(nil); err != nil {
+	if good == 0 || version != fileVersion {
+		// New, empty, torn before the header was complete, or of an older
+		// version: (re)write it in the current format.
+		if err := j.rewriteLocked(live); err != nil {
 			return nil, nil, Recovery{}, err
 		}
-		return j, nil, rec, nil
+		return j, live, rec, nil
 	}
 	f, err := regularfile.Open(path, os.O_WRONLY, 0)
 	if err != nil {
@@ -105,18 +105,16 @@ func Open(path string, opts Options) (*Journal, []Message, Recovery, error) {
 }
 
 // replay decodes data and returns the live messages (bodies copied), the
-// length of the valid prefix, and what it found.
-func replay(data []byte, maxRecord int) ([]Message, int64, Recovery, error) {
+// length of the valid prefix, the file's format version, and what it found.
+func replay(data []byte, maxRecord int) ([]Message, int64, uint32, Recovery, error) {
 	var rec Recovery
-	if len(data) < headerSize {
-		if !bytes.HasPrefix(appendHeader(nil), data) {
-			return nil, 0, rec, fmt.Errorf("%w: not a journal (bad header)", ErrCorrupt)
-		}
-		rec.TornBytes = int64(len(data))
-		return nil, 0, rec, nil
+	version, err := headerVersion(data)
+	if err != nil {
+		return nil, 0, 0, rec, err
 	}
-	if !bytes.Equal(data[:headerSize], appendHeader(nil)) {
-		return nil, 0, rec, fmt.Errorf("%w: not a journal or unsupported version", ErrCorrupt)
+	if version == 0 {
+		rec.TornBytes = int64(len(data))
+		return nil, 0, 0, rec, nil
 	}
 	var order []Message
 	index := map[uint64]int{}
@@ -138,6 +136,10 @@ func replay(data []byte, maxRecord int) ([]Message, int64, Recovery, error) {
 			}
 			index[r.Message.ID] = len(order)
 			order = append(order, r.Message)
+		case RecordDelivered:
+			if i, ok := index[r.Message.ID]; ok {
+				order[i].Deliveries = max(order[i].Deliveries, r.Message.Deliveries)
+			}
 		case RecordRemove:
 			if i, ok := index[r.Message.ID]; ok {
 				order[i].Body = nil
@@ -153,7 +155,7 @@ func replay(data []byte, maxRecord int) ([]Message, int64, Recovery, error) {
 			live[i].Body = []byte{}
 		}
 	}
-	return live, int64(off), rec, nil
+	return live, int64(off), version, rec, nil
 }
 
 // AppendEnqueue buffers an ENQUEUE record and returns its sequence number for Sync.
@@ -164,6 +166,18 @@ func (j *Journal) AppendEnqueue(m Message) uint64 {
 	j.buf = AppendEnqueue(j.buf, m)
 	j.fileSize += int64(len(j.buf) - n)
 	j.liveBytes += int64(len(j.buf) - n)
+	j.appended++
+	return j.appended
+}
+
+// AppendDelivered buffers a DELIVERED record: message id has been delivered
+// deliveries times. It returns the record's sequence number for Sync.
+func (j *Journal) AppendDelivered(id uint64, deliveries uint32) uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n := len(j.buf)
+	j.buf = AppendDelivered(j.buf, id, deliveries)
+	j.fileSize += int64(len(j.buf) - n) // dead once the next one is written
 	j.appended++
 	return j.appended
 }
@@ -257,7 +271,8 @@ func (j *Journal) Size() int64 {
 }
 
 // Rewrite replaces the file with one holding an ENQUEUE record for each of
-// the live messages (compaction). Every record appended before it is durable
+// the live messages, followed by a DELIVERED record for those delivered
+// before (compaction). Every record appended before it is durable
 // once it returns nil.
 func (j *Journal) Rewrite(live []Message) error {
 	j.mu.Lock()
@@ -286,6 +301,9 @@ func (j *Journal) rewriteLocked(live []Message) error {
 		n := len(buf)
 		buf = AppendEnqueue(buf, m)
 		liveBytes += int64(len(buf) - n)
+		if m.Deliveries > 0 {
+			buf = AppendDelivered(buf, m.ID, m.Deliveries)
+		}
 		if len(buf) >= 64<<10 {
 			if _, err := f.Write(buf); err != nil {
 				return fail(err)

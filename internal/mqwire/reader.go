@@ -9,7 +9,9 @@ import (
 // Reader reads frames from a stream. Frames that fit in its buffer are
 // returned without copying; larger ones are read into a scratch buffer that
 // grows only as their bytes actually arrive, so a peer that announces a huge
-// frame and then stalls costs no more memory than it has sent.
+// frame and then stalls costs no more memory than it has sent. The scratch
+// buffer is kept for the next large frame up to MaxKeptScratch bytes, so a
+// stream of 1 MiB messages is read without allocating.
 type Reader struct {
 	br      *bufio.Reader
 	max     int
@@ -80,6 +82,9 @@ func (r *Reader) readGrowing(n int) ([]byte, error) {
 	buf := r.scratch[:0]
 	for len(buf) < n {
 		want := min(n, max(len(buf)*2, step))
+		if cap(buf) >= n {
+			want = n // the kept buffer holds it all: read it in one go
+		}
 		if cap(buf) < want {
 			nb := make([]byte, len(buf), want)
 			copy(nb, buf)
@@ -91,13 +96,19 @@ func (r *Reader) readGrowing(n int) ([]byte, error) {
 			return nil, unexpected(err)
 		}
 	}
-	if cap(buf) <= 1<<20 {
+	if cap(buf) <= MaxKeptScratch {
 		r.scratch = buf
 	} else {
 		r.scratch = nil // do not pin a large buffer to an idle connection
 	}
 	return buf, nil
 }
+
+// MaxKeptScratch is the largest scratch buffer a Reader keeps between frames:
+// a frame carrying a 1 MiB message (the default maxMessageSize) with room for
+// its header and queue name. Larger frames are read into a buffer that is
+// dropped afterwards, so that an idle connection does not pin more.
+const MaxKeptScratch = 1<<20 + 4<<10
 
 func unexpected(err error) error {
 	if err == io.EOF {

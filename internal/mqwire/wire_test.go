@@ -199,3 +199,42 @@ func TestParseRejectsMalformed(t *testing.T) {
 		}
 	}
 }
+
+// repeat serves the same bytes over and over, without allocating.
+type repeat struct {
+	data []byte
+	off  int
+}
+
+func (r *repeat) Read(p []byte) (int, error) {
+	n := copy(p, r.data[r.off:])
+	r.off = (r.off + n) % len(r.data)
+	return n, nil
+}
+
+// TestReaderReusesLargeFrameBuffer holds that a stream of frames carrying
+// 1 MiB messages, larger than the read buffer, is read without allocating
+// once the first has been read: the scratch buffer is reused.
+func TestReaderReusesLargeFrameBuffer(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"send", AppendSend(nil, 1, 0, 0, 0, string(bytes.Repeat([]byte("q"), MaxQueueName)), make([]byte, 1<<20))},
+		{"deliver", AppendDeliver(nil, Deliver{Consumer: 1, Tag: 2, ID: 3, Deliveries: 1, Body: make([]byte, 1<<20)})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewReader(&repeat{data: tc.frame}, 64<<10, 2<<20)
+			next := func() {
+				typ, p, err := r.Next()
+				if err != nil || len(p) != len(tc.frame)-HeaderSize || typ != FrameType(tc.frame[4]) {
+					t.Fatalf("Next: %v %d bytes %v", typ, len(p), err)
+				}
+			}
+			next()
+			if allocs := testing.AllocsPerRun(20, next); allocs != 0 {
+				t.Fatalf("%v allocations per 1 MiB frame, want 0 (the scratch buffer is not reused)", allocs)
+			}
+		})
+	}
+}

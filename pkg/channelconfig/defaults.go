@@ -35,7 +35,10 @@ const (
 	MaxAckTimeout          = 24 * time.Hour
 	DefaultMaxRedeliveries = 5
 	MaxMaxRedeliveries     = 1000
-	MaxDefaultTTL          = 720 * time.Hour
+	// UnlimitedRedeliveries as maxRedeliveries redelivers a message however
+	// often its deliveries fail; 0 makes the first failed delivery final.
+	UnlimitedRedeliveries = -1
+	MaxDefaultTTL         = 720 * time.Hour
 
 	// MinPriority and MaxPriority are the fixed message priority levels of
 	// every message queue; higher is delivered first.

@@ -253,7 +253,9 @@ func validateMessageQueue(s *MessageQueueSettings, path *field.Path) field.Error
 	if s.MaxRedeliveries == nil {
 		allErrs = append(allErrs, field.Required(path.Child("maxRedeliveries"), "maxRedeliveries must be set (apply defaults first)"))
 	} else {
-		allErrs = append(allErrs, validateRange(int64(*s.MaxRedeliveries), 0, MaxMaxRedeliveries, path.Child("maxRedeliveries"))...)
+		if n := *s.MaxRedeliveries; n < UnlimitedRedeliveries || n > MaxMaxRedeliveries {
+			allErrs = append(allErrs, field.Invalid(path.Child("maxRedeliveries"), n, fmt.Sprintf("must be between 0 and %d, or %d for no limit", MaxMaxRedeliveries, UnlimitedRedeliveries)))
+		}
 	}
 	if s.DeadLetterQueue != "" {
 		dlq := path.Child("deadLetterQueue")

@@ -61,7 +61,7 @@ func TestApplyReconfigures(t *testing.T) {
 
 func TestPersistenceSurvivesRestart(t *testing.T) {
 	dir := shortTempDir(t)
-	cfgs := []mqbroker.QueueConfig{{Name: "durable", Persistence: mqbroker.Volume}, {Name: "volatile"}}
+	cfgs := []mqbroker.QueueConfig{{Name: "durable", Persistence: mqbroker.Volume, MaxRedeliveries: mqbroker.UnlimitedRedeliveries}, {Name: "volatile", MaxRedeliveries: mqbroker.UnlimitedRedeliveries}}
 	b, err := mqbroker.New(mqbroker.Options{JournalDir: filepath.Join(dir, "j"), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +112,47 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 	cf, err := c2.SendAsync(testCtx(t), "durable", []byte("new"))
 	if err != nil || cf.Err() != nil || cf.ID() != 6 {
 		t.Fatalf("send after restart: id %d, %v %v", cf.ID(), err, cf.Err())
+	}
+}
+
+// TestRedeliveryCountSurvivesRestart holds that a journaled queue keeps each
+// message's delivery count across a broker restart: a message that has used
+// its redeliveries is dead-lettered at its next failure after the restart
+// rather than starting over.
+func TestRedeliveryCountSurvivesRestart(t *testing.T) {
+	dir := shortTempDir(t)
+	opts := mqbroker.Options{JournalDir: filepath.Join(dir, "j")}
+	cfgs := []mqbroker.QueueConfig{
+		{Name: "work", Persistence: mqbroker.Volume, MaxRedeliveries: 2, DeadLetterQueue: "dead"},
+		{Name: "dead", Persistence: mqbroker.Volume},
+	}
+	b := startBrokerIn(t, dir, opts, cfgs...)
+	c := dial(t, b.socket)
+	mustSend(t, c, "work", "poison")
+	k := mustConsume(t, c, "work", WithPrefetch(1))
+	mustReceive(t, k).Nack(testCtx(t), true)
+	if d := mustReceive(t, k); d.Deliveries != 2 {
+		t.Fatalf("second delivery has count %d", d.Deliveries)
+	}
+	// Held unacknowledged when the broker stops (as if it crashed).
+	c.Ping(testCtx(t))
+	if err := b.Shutdown(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	b2 := startBrokerIn(t, shortTempDir(t), opts, cfgs...)
+	c2 := dial(t, b2.socket)
+	d := mustReceive(t, mustConsume(t, c2, "work", WithPrefetch(1)))
+	if d.Deliveries != 3 {
+		t.Fatalf("first delivery after the restart has count %d, want 3", d.Deliveries)
+	}
+	d.Nack(testCtx(t), true)
+	if dead := mustReceive(t, mustConsume(t, c2, "dead")); string(dead.Body) != "poison" {
+		t.Fatalf("dead letter %q", dead.Body)
+	}
+	if s := queueStats(t, b2.Broker, "work"); s.DeadLettered != 1 || s.Depth != 0 {
+		t.Fatalf("work stats after the restart %+v", s)
 	}
 }
 
@@ -296,7 +337,7 @@ func readGoAway(t *testing.T, nc net.Conn) mqwire.Code {
 // TestHostileClients checks that misbehaving connections are closed with a
 // clear reason while a well-behaved client keeps working.
 func TestHostileClients(t *testing.T) {
-	b := startBroker(t, mqbroker.Options{HandshakeTimeout: 100 * time.Millisecond, MaxConnections: 8, WriteTimeout: time.Second},
+	b := startBroker(t, mqbroker.Options{HandshakeTimeout: 100 * time.Millisecond, MaxConnections: 8, MaxConnectionsPerUID: 8, WriteTimeout: time.Second},
 		mqbroker.QueueConfig{Name: "q", MaxDepth: 100_000})
 	good := dial(t, b.socket)
 	stillWorks := func(t *testing.T) {
@@ -504,5 +545,50 @@ func TestPendingWindowEnforced(t *testing.T) {
 	defer cancel()
 	if _, err := c.SendAsync(short, "q", []byte("z")); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("SendAsync beyond the window: %v", err)
+	}
+}
+
+// TestFailedJournalWriteIsNeverDelivered fills a real tmpfs under a
+// journaled queue: a send answered with "journal write failed" must never
+// reach a consumer (a producer that retries it would make a duplicate), and
+// every send answered with success must.
+func TestFailedJournalWriteIsNeverDelivered(t *testing.T) {
+	journal := testkit.SizedTmpfs(t, 512<<10)
+	b := startBroker(t, mqbroker.Options{JournalDir: journal},
+		mqbroker.QueueConfig{Name: "q", Persistence: mqbroker.Volume, MaxBytes: 64 << 20, MaxDepth: 100_000})
+	c := dial(t, b.socket)
+	k := mustConsume(t, c, "q", WithPrefetch(10_000)) // attached, so a queued message is delivered at once
+
+	body := make([]byte, 8<<10)
+	succeeded := map[string]bool{}
+	failures := 0
+	for i := 0; failures < 5; i++ {
+		if i == 2000 {
+			t.Fatalf("a 512 KiB tmpfs took 2000 sends of 8 KiB without a journal write failing")
+		}
+		copy(body, fmt.Sprintf("%08d", i))
+		err := c.Send(testCtx(t), "q", body)
+		switch {
+		case err == nil:
+			succeeded[string(body[:8])] = true
+		case errors.Is(err, ErrInternal):
+			failures++
+		default:
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	if len(succeeded) == 0 {
+		t.Fatal("no send succeeded before the tmpfs was full")
+	}
+	for got := 0; got < len(succeeded); got++ {
+		d := mustReceive(t, k)
+		if !succeeded[string(d.Body[:8])] {
+			t.Fatalf("delivered message %s, whose send was answered with journal write failed", d.Body[:8])
+		}
+	}
+	c.Ping(testCtx(t))
+	expectNothing(t, k, 50*time.Millisecond)
+	if s := queueStats(t, b.Broker, "q"); s.InFlight != len(succeeded) || s.Depth != 0 {
+		t.Fatalf("stats %+v, want %d in flight and nothing else", s, len(succeeded))
 	}
 }

@@ -37,6 +37,7 @@ var roles = map[string]func(context.Context) error{
 	"consumer":           roleConsumer,
 	"ordered-consumer":   roleOrderedConsumer,
 	"impostor":           roleImpostor,
+	"hog":                roleHog,
 }
 
 func envInt(name string) int {
@@ -50,7 +51,7 @@ func roleBroker(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	err = b.Apply(ctx, []mqbroker.QueueConfig{{Name: os.Getenv(envQueue), Persistence: mqbroker.Volume, MaxDepth: 1_000_000, AckTimeout: 5 * time.Second}})
+	err = b.Apply(ctx, []mqbroker.QueueConfig{{Name: os.Getenv(envQueue), Persistence: mqbroker.Volume, MaxDepth: 1_000_000, AckTimeout: 5 * time.Second, MaxRedeliveries: mqbroker.UnlimitedRedeliveries}})
 	if err != nil {
 		return err
 	}
@@ -316,7 +317,7 @@ func waitLine(t *testing.T, lines <-chan line, within time.Duration, match func(
 // messages whose consumer died are the only duplicates.
 func TestMultiProcessConsumersKilled(t *testing.T) {
 	const producers, perProducer, consumers = 2, 3000, 3
-	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "work", MaxDepth: 1_000_000})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "work", MaxDepth: 1_000_000, MaxRedeliveries: mqbroker.UnlimitedRedeliveries})
 	lines := make(chan line, 1024)
 	env := []string{envSocket + "=" + b.socket, envQueue + "=work", envPrefetch + "=16"}
 	spawnConsumer := func(i int) *child {

@@ -104,3 +104,59 @@ func TestBrokerUIDCheckAndListen(t *testing.T) {
 		t.Fatal("Dial with a malformed broker UID in the environment succeeded")
 	}
 }
+
+// roleHog opens up to MQ_TEST_COUNT connections to the broker at
+// MQ_TEST_SOCKET (served by root), prints how many it got and how many were
+// refused with "too many connections", and holds them until told to stop.
+func roleHog(ctx context.Context) error {
+	held, refused := 0, 0
+	for range envInt(envCount) {
+		c, err := Dial(ctx, WithSocketPath(os.Getenv(envSocket)), WithBrokerUID(0))
+		switch {
+		case err == nil:
+			defer c.Close()
+			held++
+		case errors.Is(err, ErrTooManyConnections):
+			refused++
+		default:
+			return err
+		}
+	}
+	fmt.Printf("HELD %d REFUSED %d\n", held, refused)
+	<-ctx.Done()
+	return nil
+}
+
+// One container (one UID) that opens connections without end gets its
+// share, is refused the rest with "too many connections", and leaves the
+// others theirs.
+func TestConnectionLimitPerUID(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("runs the hog under another UID: needs root")
+	}
+	dir := shortTempDir(t)
+	if err := os.Chmod(dir, 0o777); err != nil { // as an emptyDir is
+		t.Fatal(err)
+	}
+	b := startBrokerIn(t, dir, mqbroker.Options{MaxConnections: 8, MaxConnectionsPerUID: 3}, mqbroker.QueueConfig{Name: "q"})
+	p := testkit.Child(t, "hog", testkit.AsUser(65534), testkit.Env(envSocket+"="+b.socket, envCount+"=6"))
+	p.ExpectLine(t, 30*time.Second, "HELD 3 REFUSED 3")
+
+	var mine []*Client
+	for range 3 {
+		mine = append(mine, dial(t, b.socket))
+	}
+	mustSend(t, mine[0], "q", "the hog did not starve us")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := Dial(ctx, WithSocketPath(b.socket), WithBrokerUID(0)); !errors.Is(err, ErrTooManyConnections) {
+		t.Fatalf("a fourth connection of uid 0: %v, want ErrTooManyConnections", err)
+	}
+	cs := b.ConnStats()
+	if cs.ByUID[65534] != 3 || cs.ByUID[0] != 3 || cs.MaxConnectionsPerUID != 3 || cs.Connections < 6 {
+		t.Fatalf("ConnStats %+v", cs)
+	}
+	mine[2].Close()
+	testkit.EventuallyTrue(t, 5*time.Second, "the closed connection to be released", func() bool { return b.ConnStats().ByUID[0] == 2 })
+	dial(t, b.socket) // the released connection left room for another
+}

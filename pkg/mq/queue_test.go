@@ -86,7 +86,7 @@ func TestPriorityOrder(t *testing.T) {
 }
 
 func TestRedeliveryOnNack(t *testing.T) {
-	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", MaxRedeliveries: mqbroker.UnlimitedRedeliveries})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "a")
 	mustSend(t, c, "q", "b")
@@ -112,7 +112,7 @@ func TestRedeliveryOnNack(t *testing.T) {
 }
 
 func TestRedeliveryOnAckTimeout(t *testing.T) {
-	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", AckTimeout: 50 * time.Millisecond})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", AckTimeout: 50 * time.Millisecond, MaxRedeliveries: mqbroker.UnlimitedRedeliveries})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "slow")
 	k := mustConsume(t, c, "q", WithPrefetch(2))
@@ -135,7 +135,7 @@ func TestRedeliveryOnAckTimeout(t *testing.T) {
 }
 
 func TestRedeliveryOnDisconnect(t *testing.T) {
-	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", MaxRedeliveries: mqbroker.UnlimitedRedeliveries})
 	prod := dial(t, b.socket)
 	for i := range 5 {
 		mustSend(t, prod, "q", fmt.Sprint(i))
@@ -179,6 +179,44 @@ func TestDeadLetterAfterMaxRedeliveries(t *testing.T) {
 	expectNothing(t, k, 20*time.Millisecond)
 	if s := queueStats(t, b.Broker, "work"); s.DeadLettered != 1 || s.Redelivered != 2 || s.Depth != 0 || s.InFlight != 0 {
 		t.Fatalf("work stats %+v", s)
+	}
+}
+
+// TestMaxRedeliveriesZeroAndUnlimited holds the one meaning of
+// MaxRedeliveries that the API documents: 0 makes the first failed delivery
+// final, UnlimitedRedeliveries never dead-letters.
+func TestMaxRedeliveriesZeroAndUnlimited(t *testing.T) {
+	b := startBroker(t, mqbroker.Options{},
+		mqbroker.QueueConfig{Name: "once", MaxRedeliveries: 0, DeadLetterQueue: "dead"},
+		mqbroker.QueueConfig{Name: "forever", MaxRedeliveries: mqbroker.UnlimitedRedeliveries, DeadLetterQueue: "dead"},
+		mqbroker.QueueConfig{Name: "dead"})
+	c := dial(t, b.socket)
+	mustSend(t, c, "once", "first failure is final")
+	mustReceive(t, mustConsume(t, c, "once")).Nack(testCtx(t), true)
+	if d := mustReceive(t, mustConsume(t, c, "dead")); string(d.Body) != "first failure is final" {
+		t.Fatalf("dead letter %q", d.Body)
+	}
+	if s := queueStats(t, b.Broker, "once"); s.DeadLettered != 1 || s.Redelivered != 0 {
+		t.Fatalf("once stats %+v", s)
+	}
+
+	mustSend(t, c, "forever", "again")
+	k := mustConsume(t, c, "forever", WithPrefetch(1))
+	const tries = 50
+	for i := 1; i <= tries; i++ {
+		d := mustReceive(t, k)
+		if d.Deliveries != i {
+			t.Fatalf("delivery %d has count %d", i, d.Deliveries)
+		}
+		if i < tries {
+			d.Nack(testCtx(t), true)
+		} else {
+			d.Ack(testCtx(t))
+		}
+	}
+	c.Ping(testCtx(t))
+	if s := queueStats(t, b.Broker, "forever"); s.DeadLettered != 0 || s.Redelivered != tries-1 || s.Acked != 1 {
+		t.Fatalf("forever stats %+v", s)
 	}
 }
 
@@ -422,7 +460,7 @@ func TestSendAsyncPipelining(t *testing.T) {
 }
 
 func TestConsumerClose(t *testing.T) {
-	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q"})
+	b := startBroker(t, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", MaxRedeliveries: mqbroker.UnlimitedRedeliveries})
 	c := dial(t, b.socket)
 	mustSend(t, c, "q", "x")
 	k := mustConsume(t, c, "q")
@@ -508,5 +546,46 @@ func TestInFlightBytesAreBounded(t *testing.T) {
 	}
 	if s := queueStats(t, b.Broker, "q"); s.InFlightBytes != 0 || s.Depth != 0 || s.Acked != uint64(sent) {
 		t.Fatalf("after the acks: %+v", s)
+	}
+}
+
+// Sends parked on full Block queues are bounded in bytes over every
+// connection: past the bound a send fails at once with queue full, and the
+// bound's use goes back to zero as the parked sends are admitted.
+func TestBlockedSendBytesAreBoundedAcrossConnections(t *testing.T) {
+	b := startBroker(t, mqbroker.Options{MaxBlockedSendBytes: 64 << 10},
+		mqbroker.QueueConfig{Name: "q", MaxDepth: 1, MaxRedeliveries: mqbroker.UnlimitedRedeliveries})
+	body := make([]byte, 16<<10)
+	mustSend(t, dial(t, b.socket), "q", "fills the queue")
+	var parked []*Confirmation
+	for i := range 4 { // 64 KiB, from four connections
+		cf, err := dial(t, b.socket).SendAsync(testCtx(t), "q", body)
+		if err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		parked = append(parked, cf)
+	}
+	testkit.EventuallyTrue(t, 5*time.Second, "four sends to park", func() bool { return b.ConnStats().BlockedSendBytes == 64<<10 })
+	if err := dial(t, b.socket).Send(testCtx(t), "q", body); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("a send past the bound: %v, want ErrQueueFull at once", err)
+	}
+	for _, cf := range parked {
+		select {
+		case <-cf.Done():
+			t.Fatalf("a parked send finished early: %v", cf.Err())
+		default:
+		}
+	}
+	k := mustConsume(t, dial(t, b.socket), "q")
+	for range 5 {
+		mustReceive(t, k).Ack(testCtx(t))
+	}
+	for i, cf := range parked {
+		if err := cf.Wait(testCtx(t)); err != nil {
+			t.Fatalf("parked send %d: %v", i, err)
+		}
+	}
+	if cs := b.ConnStats(); cs.BlockedSendBytes != 0 || cs.MaxBlockedSendBytes != 64<<10 {
+		t.Fatalf("ConnStats after the sends were admitted %+v", cs)
 	}
 }

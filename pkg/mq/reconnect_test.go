@@ -37,7 +37,7 @@ func stopBroker(t *testing.T, b *testBroker) {
 // lost connection can no longer be acknowledged.
 func TestReconnectAcrossBrokerRestart(t *testing.T) {
 	dir := shortTempDir(t)
-	q := mqbroker.QueueConfig{Name: "q", Persistence: mqbroker.Volume}
+	q := mqbroker.QueueConfig{Name: "q", Persistence: mqbroker.Volume, MaxRedeliveries: mqbroker.UnlimitedRedeliveries}
 	a := startBrokerIn(t, dir, mqbroker.Options{}, q)
 	c := dialReconnecting(t, a.socket, fastReconnect)
 	k := mustConsume(t, c, "q", WithPrefetch(4))

@@ -5,6 +5,8 @@
 package metrics
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -124,6 +126,19 @@ var (
 		"Messages restored from the journal when the sidecar started.", "queue")
 	mqAckLatency = desc("mq_ack_latency_seconds",
 		"Time from enqueue to acknowledgement (to delivery, for AtMostOnce queues).", "queue")
+
+	mqConnections = desc("mq_connections",
+		"Open broker connections, handshakes included.")
+	mqConnectionsLimit = desc("mq_connections_limit",
+		"Most broker connections; /readyz fails at it.")
+	mqPeerConnections = desc("mq_peer_connections",
+		"Broker connections of each peer UID (SO_PEERCRED), for the UIDs connected now.", "uid")
+	mqPeerConnectionsLimit = desc("mq_peer_connections_limit",
+		"Most broker connections of one peer UID.")
+	mqBlockedSendBytes = desc("mq_blocked_send_bytes",
+		"Body bytes of the sends waiting for room in full Block queues, all queues and connections.")
+	mqBlockedSendBytesLimit = desc("mq_blocked_send_bytes_limit",
+		"Most body bytes of blocked sends; a send past it fails at once with queue full.")
 )
 
 var allDescs = []*prometheus.Desc{
@@ -131,6 +146,7 @@ var allDescs = []*prometheus.Desc{
 	shmDepth, shmCapacity, shmSlotSize, shmFileSize, shmSent, shmReceived, shmLost, shmRedelivered, shmAbandoned, shmReaped, shmPeers, shmDeadPeers,
 	mqDepth, mqBytes, mqInFlight, mqInFlightBytes, mqCapacity, mqCapacityBytes, mqConsumers, mqBlockedSends, mqJournal,
 	mqEnqueued, mqDelivered, mqAcked, mqRedelivered, mqDeadLettered, mqDropped, mqExpired, mqRejected, mqRecovered, mqAckLatency,
+	mqConnections, mqConnectionsLimit, mqPeerConnections, mqPeerConnectionsLimit, mqBlockedSendBytes, mqBlockedSendBytesLimit,
 }
 
 // Describe implements prometheus.Collector.
@@ -174,6 +190,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			collectQueue(ch, gauge, counter, cs.Name, q)
 		}
 	}
+	if b := snap.Broker; b != nil {
+		collectBroker(gauge, b)
+	}
+}
+
+func collectBroker(gauge gaugeFunc, b *status.Broker) {
+	gauge(mqConnections, float64(b.Connections))
+	gauge(mqConnectionsLimit, float64(b.MaxConnections))
+	for uid, n := range b.ConnectionsByUID {
+		gauge(mqPeerConnections, float64(n), strconv.FormatUint(uint64(uid), 10))
+	}
+	gauge(mqPeerConnectionsLimit, float64(b.MaxConnectionsPerUID))
+	gauge(mqBlockedSendBytes, float64(b.BlockedSendBytes))
+	gauge(mqBlockedSendBytesLimit, float64(b.MaxBlockedSendBytes))
 }
 
 type (

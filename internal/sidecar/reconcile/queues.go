@@ -18,8 +18,6 @@ import (
 type queueState struct {
 	// declared are the queues the running configuration declares.
 	declared map[string]bool
-	// notes are remarks about a declared queue's configuration.
-	notes map[string]string
 	// applied is the configuration the broker last accepted in full;
 	// applyErr is why the last Apply failed (then it is retried).
 	applied  []mqbroker.QueueConfig
@@ -32,13 +30,9 @@ type queueState struct {
 // use, and reports whether every declared queue exists.
 func (qs *queueState) sync(ctx context.Context, b *mqbroker.Broker, log *slog.Logger, channels []channelconfig.Channel) bool {
 	qs.declared = make(map[string]bool, len(channels))
-	qs.notes = map[string]string{}
 	want := make([]mqbroker.QueueConfig, 0, len(channels))
 	for _, c := range channels {
-		qc, note := queueConfig(c)
-		if note != "" {
-			qs.notes[c.Name] = note
-		}
+		qc := queueConfig(c)
 		qs.declared[c.Name] = true
 		want = append(want, qc.Defaulted())
 	}
@@ -69,9 +63,6 @@ func (qs *queueState) sync(ctx context.Context, b *mqbroker.Broker, log *slog.Lo
 			qs.applied = want
 		} else {
 			log.Error("applying message queue configuration failed", "err", err)
-		}
-		for name, note := range qs.notes {
-			log.Warn("message queue setting adjusted", "channel", name, "note", note)
 		}
 	}
 	ok := true
@@ -110,7 +101,6 @@ func (qs *queueState) status(b *mqbroker.Broker) []status.Channel {
 			Type:         channelconfig.ChannelTypeMessageQueue,
 			Declared:     qs.declared[s.Name],
 			State:        status.StateReady,
-			Message:      qs.notes[s.Name],
 			MessageQueue: queueStatus(s),
 		}
 		if !c.Declared {
@@ -134,8 +124,7 @@ func (qs *queueState) status(b *mqbroker.Broker) []status.Channel {
 }
 
 // queueConfig maps a declared message queue to the broker's configuration.
-// The note, if any, says where the broker cannot do exactly what is declared.
-func queueConfig(c channelconfig.Channel) (mqbroker.QueueConfig, string) {
+func queueConfig(c channelconfig.Channel) mqbroker.QueueConfig {
 	s := *c.MessageQueue
 	s.Default()
 	qc := mqbroker.QueueConfig{
@@ -150,17 +139,12 @@ func queueConfig(c channelconfig.Channel) (mqbroker.QueueConfig, string) {
 		Persistence:     mqbroker.Persistence(s.Persistence),
 		DefaultTTL:      s.DefaultTTL.Duration,
 	}
-	var note string
-	switch n := *s.MaxRedeliveries; {
-	case n > 0:
-		qc.MaxRedeliveries = int(n)
-	case s.Delivery == channelconfig.DeliveryAtLeastOnce:
-		// The broker reads 0 as "no limit"; one redelivery is the closest
-		// bound it can enforce.
-		qc.MaxRedeliveries = 1
-		note = "maxRedeliveries 0 is enforced as 1: the broker dead-letters after the first redelivery"
+	// The two read maxRedeliveries alike: 0 is no redelivery, -1 no limit.
+	qc.MaxRedeliveries = int(*s.MaxRedeliveries)
+	if qc.MaxRedeliveries == channelconfig.UnlimitedRedeliveries {
+		qc.MaxRedeliveries = mqbroker.UnlimitedRedeliveries
 	}
-	return qc, note
+	return qc
 }
 
 func queueStatus(s mqbroker.QueueStats) *status.MessageQueue {

@@ -206,6 +206,12 @@ func (r *Reconciler) Snapshot() status.Snapshot {
 		snap.Channels = append(snap.Channels, e.status())
 	}
 	snap.Channels = append(snap.Channels, r.queues.status(r.opts.Broker)...)
+	cs := r.opts.Broker.ConnStats()
+	snap.Broker = &status.Broker{
+		Connections: cs.Connections, MaxConnections: cs.MaxConnections,
+		ConnectionsByUID: cs.ByUID, MaxConnectionsPerUID: cs.MaxConnectionsPerUID,
+		BlockedSendBytes: cs.BlockedSendBytes, MaxBlockedSendBytes: cs.MaxBlockedSendBytes,
+	}
 	slices.SortFunc(snap.Channels, func(a, b status.Channel) int {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Name, b.Name))
 	})

@@ -384,19 +384,29 @@ func TestQueueChangesAreAppliedLive(t *testing.T) {
 	}
 }
 
-func TestMaxRedeliveriesZeroIsReported(t *testing.T) {
+// maxRedeliveries reaches the broker as declared: 0 is no redelivery (the
+// reconciler used to turn it into 1), -1 no limit.
+func TestMaxRedeliveriesReachBrokerUnchanged(t *testing.T) {
 	f := newFixture(t, testkit.TmpfsDir(t))
 	f.apply(`
-- name: jobs
+- name: once
   type: MessageQueue
   messageQueue: {maxRedeliveries: 0}
+- name: forever
+  type: MessageQueue
+  messageQueue: {maxRedeliveries: -1}
 `)
-	c := f.expectState(channelconfig.ChannelTypeMessageQueue, "jobs", status.StateReady)
-	if !strings.Contains(c.Message, "maxRedeliveries 0") {
-		t.Errorf("message %q does not explain the adjustment", c.Message)
+	for _, name := range []string{"once", "forever"} {
+		if c := f.expectState(channelconfig.ChannelTypeMessageQueue, name, status.StateReady); c.Message != "" {
+			t.Errorf("%s: unexpected message %q", name, c.Message)
+		}
 	}
-	if got := f.broker.Stats()[0].Config.MaxRedeliveries; got != 1 {
-		t.Errorf("broker MaxRedeliveries = %d, want 1 (the broker reads 0 as unlimited)", got)
+	got := map[string]int{}
+	for _, s := range f.broker.Stats() {
+		got[s.Name] = s.Config.MaxRedeliveries
+	}
+	if got["once"] != 0 || got["forever"] != mqbroker.UnlimitedRedeliveries {
+		t.Errorf("broker MaxRedeliveries = %v, want once 0 and forever %d", got, mqbroker.UnlimitedRedeliveries)
 	}
 }
 

@@ -6,6 +6,7 @@
 package status
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/podipc/podipc/pkg/channelconfig"
@@ -46,6 +47,25 @@ type Snapshot struct {
 	Channels []Channel `json:"channels"`
 	// Counters are the sidecar's own cumulative counters.
 	Counters Counters `json:"counters"`
+	// Broker is the message-queue broker's connections and blocked sends,
+	// with their bounds; nil without a broker.
+	Broker *Broker `json:"broker,omitempty"`
+}
+
+// Broker is the broker's bounds that span queues, and their use.
+type Broker struct {
+	// Connections counts the open connections (handshakes included), at
+	// most MaxConnections.
+	Connections    int `json:"connections"`
+	MaxConnections int `json:"maxConnections"`
+	// ConnectionsByUID counts the connections of each peer UID (as the
+	// kernel reports it), each at most MaxConnectionsPerUID.
+	ConnectionsByUID     map[uint32]int `json:"connectionsByUID,omitempty"`
+	MaxConnectionsPerUID int            `json:"maxConnectionsPerUID"`
+	// BlockedSendBytes is the body bytes of sends waiting for room in full
+	// Block queues, at most MaxBlockedSendBytes.
+	BlockedSendBytes    int64 `json:"blockedSendBytes"`
+	MaxBlockedSendBytes int64 `json:"maxBlockedSendBytes"`
 }
 
 // Config is the state of the configuration file.
@@ -210,6 +230,9 @@ func (s Snapshot) NotReady() []string {
 			msg += ": " + s.Config.Error
 		}
 		out = append(out, msg)
+	}
+	if b := s.Broker; b != nil && b.Connections >= b.MaxConnections {
+		out = append(out, fmt.Sprintf("broker: at its connection limit (%d of %d): new clients are refused", b.Connections, b.MaxConnections))
 	}
 	for i := range s.Channels {
 		c := &s.Channels[i]

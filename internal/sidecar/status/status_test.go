@@ -51,3 +51,16 @@ func TestNotReady(t *testing.T) {
 		t.Errorf("NotReady with a config error = %q", got)
 	}
 }
+
+// A broker at its connection limit refuses new clients: the sidecar is not
+// ready, and says why.
+func TestNotReadyAtConnectionLimit(t *testing.T) {
+	snap := Snapshot{Config: Config{Applied: true}, Broker: &Broker{Connections: 1023, MaxConnections: 1024}}
+	if got := snap.NotReady(); len(got) != 0 {
+		t.Errorf("NotReady below the limit = %q", got)
+	}
+	snap.Broker.Connections = 1024
+	if got := snap.NotReady(); len(got) != 1 || !strings.Contains(got[0], "connection limit (1024 of 1024)") {
+		t.Errorf("NotReady at the limit = %q", got)
+	}
+}
