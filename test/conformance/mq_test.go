@@ -20,6 +20,7 @@ import (
 
 	"github.com/podipc/podipc/internal/mqbroker"
 	"github.com/podipc/podipc/internal/testkit"
+	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/mq"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
@@ -297,7 +298,8 @@ func TestMQRedeliveryOnKill(t *testing.T) {
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) {
 			const count, held = 200, 16
-			socket := startBroker(t, mqbroker.QueueConfig{Name: "work"})
+			// The sidecar's default: a message is redelivered up to 5 times.
+			socket := startBroker(t, mqbroker.QueueConfig{Name: "work", MaxRedeliveries: channelconfig.DefaultMaxRedeliveries})
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			if err := goSend(ctx, dialMQ(t, socket), "work", 7, count, 100); err != nil {
