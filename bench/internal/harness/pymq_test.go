@@ -1,11 +1,8 @@
 package harness
 
 import (
-	"context"
-	"errors"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestPyMQ runs the py-mq transport for real: two Python peers through a
@@ -22,25 +19,8 @@ func TestPyMQ(t *testing.T) {
 	}
 	for _, kind := range []Kind{KindRTT, KindThroughput} {
 		t.Run(string(kind), func(t *testing.T) {
-			job := tinyJob(t, namePyMQ, kind, 64)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			res, err := backend.Standalone.Measure(ctx, env, job)
-			if errors.Is(err, ErrUnavailable) {
-				t.Skipf("unavailable here: %v", err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch kind {
-			case KindRTT:
-				if rt := res.RTT; rt == nil || rt.Samples != job.Samples || rt.Min <= 0 || rt.P999 < rt.P50 {
-					t.Fatalf("rtt result %+v, want %d samples", res.RTT, job.Samples)
-				}
-			case KindThroughput:
-				if tp := res.Throughput; tp == nil || tp.Messages < 1 || tp.Seconds <= 0 || tp.MsgsPerS <= 0 {
-					t.Fatalf("throughput result %+v", res.Throughput)
-				}
+			res := measureTiny(t, env, backend, tinyJob(t, namePyMQ, kind, 64))
+			if kind == KindThroughput {
 				t.Logf("%d messages in %.3fs", res.Throughput.Messages, res.Throughput.Seconds)
 			}
 		})
