@@ -424,7 +424,10 @@ static int forger_open(forger *f, const char *name)
 	return 0;
 }
 
-static uint64_t *forger_word(forger *f, uint64_t pos) { return (uint64_t *)(f->base + f->slots + (pos & f->mask) * f->stride); }
+static uint64_t *forger_word(forger *f, uint64_t pos)
+{
+	return (uint64_t *)(f->base + f->slots + (pos & f->mask) * f->stride);
+}
 static uint64_t forger_tail(forger *f) { return __atomic_load_n((uint64_t *)(f->base + 0x80), __ATOMIC_SEQ_CST); }
 static void forge(forger *f, uint64_t pos, uint64_t seq, uint32_t state, uint32_t owner)
 {
@@ -441,7 +444,8 @@ static podipc_channel *forge_ring(const char *name, podipc_producer **p, podipc_
 	    forger_open(f, name) != 0)
 		goto fail;
 	for (int i = 0; i < 2 * 8 + 3; i++)
-		if (podipc_producer_send(*p, "warm-up", 7, 0) != PODIPC_OK || podipc_consumer_recv(*c, buf, sizeof buf, &n, 0) != PODIPC_OK)
+		if (podipc_producer_send(*p, "warm-up", 7, 0) != PODIPC_OK ||
+		    podipc_consumer_recv(*c, buf, sizeof buf, &n, 0) != PODIPC_OK)
 			goto fail;
 	return ch;
 fail:
