@@ -134,18 +134,23 @@ func (q *Consumer) tryTake() (bool, uint32, error) {
 			case stWriting:
 				return false, slotOwner(w), nil // being written
 			default:
-				return false, noOwner, corruptf("slot %d: unknown state %d", h&c.mask, slotState(w))
+				c.repairForeign(c.head, h, s, w)
 			}
-		case d == -n:
-			return false, noOwner, nil // position h not produced yet
-		case d > 0:
+		case d == -n && h >= uint64(n):
+			// The slot still holds position h-N, which head passed: only a
+			// consumer can be holding it, and position h is not produced.
+			if st := slotState(w); st == stReading || st == stRedeliver {
+				return false, noOwner, nil
+			}
+			c.repairForeign(c.head, h, s, w)
+		case d == n && slotState(w) <= stRedeliver:
 			// Position h was taken and freed; if head still says h, its
-			// consumer died before advancing it.
-			if err := c.passedPosition(c.head, h, w, d, "head"); err != nil {
-				return false, noOwner, err
+			// consumer died before advancing it: help.
+			if atomic.LoadUint64(c.head) == h {
+				atomic.CompareAndSwapUint64(c.head, h, h+1)
 			}
 		default:
-			return false, noOwner, corruptf("slot %d: sequence %d behind head %d", h&c.mask, w>>seqShift, h)
+			c.repairForeign(c.head, h, s, w)
 		}
 	}
 	return false, noOwner, corruptf("no progress taking a message after %d attempts", maxClaimAttempts)
@@ -165,7 +170,10 @@ func (q *Consumer) takeRedelivery() (bool, error) {
 		if slotState(w) != stRedeliver {
 			continue
 		}
-		pos := w >> seqShift
+		pos, ok := c.redeliveryPosition(i, w)
+		if !ok {
+			continue // foreign: never hand it out (the head or tail pass repairs it)
+		}
 		if atomic.CompareAndSwapUint64(c.slotWord(s), w, packSlot(pos, stReading, q.idx)) {
 			ok, _, err := q.take(pos)
 			if ok {

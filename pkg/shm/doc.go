@@ -87,10 +87,13 @@
 //
 // # Failure model
 //
-// Participants are trusted not to write garbage into the mapping, but a
-// corrupt ring is detected rather than followed: lengths, sequence numbers,
-// states and peer indexes read from shared memory are range-checked, and a
-// violation is an ErrCorrupt error, never an out-of-bounds access. A
+// Every participant can write the whole mapping, so nothing read from it is
+// followed unchecked: lengths, sequence numbers, states and peer indexes are
+// range-checked, and a violation is never an out-of-bounds access. A Queue
+// slot word that no healthy ring can hold at the position a peer looks at
+// (docs/shm-layout.md §2.5) is reset and its position skipped, so the ring
+// goes on, and counted in Stats.Repaired; a peer whose own slot was
+// overwritten gets ErrCorrupt at Commit or Release. A
 // participant that truncates the file under the others is out of scope (the
 // others would take SIGBUS).
 package shm

@@ -58,6 +58,7 @@ const (
 	retRedelivered = 24
 	retAbandoned   = 32
 	retReaped      = 40
+	retRepaired    = 48 // foreign slot words reset (docs/shm-layout.md §2.5)
 
 	// Peer entries: maxPeers entries of peerBytes each from peersOffset.
 	peerBytes       = 128

@@ -59,7 +59,7 @@ func TestMultiProcessQueueExactlyOnce(t *testing.T) {
 		t.Fatalf("%d messages received that no producer committed", len(seen))
 	}
 	st := c.Stats()
-	if st.Sent != uint64(want) || st.Received != uint64(want) || st.Redelivered != 0 || st.Depth != 0 {
+	if st.Sent != uint64(want) || st.Received != uint64(want) || st.Redelivered != 0 || st.Depth != 0 || st.Repaired != 0 {
 		t.Fatalf("stats = %+v", st)
 	}
 	t.Logf("%d messages through %d producer and %d consumer processes in %v (%.0f msg/s)",
@@ -199,6 +199,9 @@ func TestMultiProcessQueueSIGKILL(t *testing.T) {
 	st := c.Stats()
 	if st.Producers != 0 || st.Consumers != 0 {
 		t.Fatalf("peers still registered after every child exited: %+v", st)
+	}
+	if st.Repaired != 0 {
+		t.Fatalf("%d slot words taken for foreign in a ring only SIGKILL disturbed: %+v", st.Repaired, st)
 	}
 	t.Logf("%d kills; %d messages committed, %d receipts, %d duplicates; stats: redelivered %d, abandoned %d, reaped %d",
 		kills, len(committed), sum(receipts), dups, st.Redelivered, st.Abandoned, st.Reaped)

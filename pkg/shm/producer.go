@@ -260,16 +260,21 @@ func (p *Producer) tryClaimQueue() (bool, uint32, error) {
 		d := seqDiff(w, t)
 		switch {
 		case d == 0:
-			if slotState(w) == stFree {
+			switch slotState(w) {
+			case stFree:
 				if atomic.CompareAndSwapUint64(c.slotWord(s), w, packSlot(t, stWriting, p.idx)) {
 					atomic.CompareAndSwapUint64(c.tail, t, t+1)
 					p.hold(t, s)
 					return true, noOwner, nil
 				}
-				continue
+			case stWriting, stAbandoned:
+				atomic.CompareAndSwapUint64(c.tail, t, t+1) // someone claimed t: help
+			default:
+				// Committed (or unknown) while tail still says t: a
+				// stale view, or foreign.
+				c.repairForeign(c.tail, t, s, w)
 			}
-			atomic.CompareAndSwapUint64(c.tail, t, t+1) // someone claimed t: help
-		case d == -n:
+		case d == -n && t >= uint64(n):
 			// The slot still holds position t-N: the ring is full.
 			switch slotState(w) {
 			case stWriting, stReading:
@@ -277,37 +282,24 @@ func (p *Producer) tryClaimQueue() (bool, uint32, error) {
 			case stFull, stAbandoned, stRedeliver:
 				return false, noOwner, nil
 			default:
-				return false, noOwner, corruptf("slot %d: state %d at full position", t&c.mask, slotState(w))
+				c.repairForeign(c.tail, t, s, w)
 			}
-		case d > 0:
-			if err := c.passedPosition(c.tail, t, w, d, "tail"); err != nil {
-				return false, noOwner, err
+		case d == n:
+			// Position t was taken and freed; if tail still says t, its
+			// claimer died before advancing it: help.
+			if atomic.LoadUint64(c.tail) != t {
+				continue // stale: reload
 			}
+			if slotState(w) != stFree {
+				c.repairForeign(c.tail, t, s, w) // position t+N claimed while tail says t
+				continue
+			}
+			atomic.CompareAndSwapUint64(c.tail, t, t+1)
 		default:
-			return false, noOwner, corruptf("slot %d: sequence %d behind tail %d", t&c.mask, w>>seqShift, t)
+			c.repairForeign(c.tail, t, s, w)
 		}
 	}
 	return false, noOwner, corruptf("no progress claiming a slot after %d attempts", maxClaimAttempts)
-}
-
-// passedPosition handles a slot whose sequence is ahead (d > 0) of the
-// position pos just read from counter (tail or head): pos was claimed and
-// already released. If the counter still says pos, its claimer died before
-// advancing it: help it forward. A sequence further ahead than one lap
-// while the counter has not moved is corruption.
-func (c *Channel) passedPosition(counter *uint64, pos, w uint64, d int64, name string) error {
-	n := int64(c.geo.slotCount)
-	if d%n != 0 {
-		return corruptf("slot %d: sequence %d inconsistent with %s %d", pos&c.mask, w>>seqShift, name, pos)
-	}
-	if atomic.LoadUint64(counter) != pos {
-		return nil // merely stale: reload
-	}
-	if d != n {
-		return corruptf("slot %d: sequence %d ahead of %s %d", pos&c.mask, w>>seqShift, name, pos)
-	}
-	atomic.CompareAndSwapUint64(counter, pos, pos+1)
-	return nil
 }
 
 // tryClaimBroadcast claims the next position for the single producer. With

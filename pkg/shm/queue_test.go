@@ -300,8 +300,8 @@ func TestQueueMPMCExactlyOnce(t *testing.T) {
 	stop()
 	cw.Wait()
 	st := c.Stats()
-	if want := uint64(producers * perProducer); st.Sent != want || st.Received != want {
-		t.Fatalf("stats sent=%d received=%d, want %d", st.Sent, st.Received, want)
+	if want := uint64(producers * perProducer); st.Sent != want || st.Received != want || st.Repaired != 0 {
+		t.Fatalf("stats sent=%d received=%d repaired=%d, want %d sent and received, none repaired", st.Sent, st.Received, st.Repaired, want)
 	}
 }
 

@@ -27,6 +27,7 @@ type Stats struct {
 	Redelivered uint64 // messages delivered again after their consumer died holding them
 	Abandoned   uint64 // reservations aborted or left uncommitted by a dead producer
 	Reaped      uint64 // dead peers recovered
+	Repaired    uint64 // Queue slots whose state word no healthy ring can hold, reset and their position skipped
 
 	Producers   int // live registered producers
 	Consumers   int // live registered consumers
@@ -48,6 +49,7 @@ func (c *Channel) Stats() Stats {
 		Redelivered: atomic.LoadUint64(c.u64(offRetired + retRedelivered)),
 		Abandoned:   atomic.LoadUint64(c.u64(offRetired + retAbandoned)),
 		Reaped:      atomic.LoadUint64(c.u64(offRetired + retReaped)),
+		Repaired:    atomic.LoadUint64(c.u64(offRetired + retRepaired)),
 	}
 	tail := atomic.LoadUint64(c.tail)
 	minCursor, haveSubscriber := tail, false

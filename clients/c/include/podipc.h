@@ -172,6 +172,7 @@ typedef struct podipc_stats {
 	uint32_t slot_size;
 	uint64_t depth;
 	uint64_t sent, received, lost, redelivered, abandoned, reaped;
+	uint64_t repaired; /* Queue slots whose state word was foreign (garbage), reset and skipped */
 	uint32_t producers, consumers, subscribers, dead_peers;
 } podipc_stats;
 

@@ -73,6 +73,7 @@
 #define RET_REDELIVERED 24
 #define RET_ABANDONED 32
 #define RET_REAPED 40
+#define RET_REPAIRED 48 /* foreign slot words reset (docs/shm-layout.md §2.5) */
 
 #define PEER_BYTES 128u
 #define PEER_STATE 0
@@ -881,23 +882,35 @@ static int corrupt(const char *fmt, ...)
 	return pi_fail(PODIPC_ERR_CORRUPT, "%s", why);
 }
 
-/* A slot whose sequence is ahead (d > 0) of the position pos just read
- * from counter: pos was claimed and released; if the counter still says
- * pos, its claimer died before advancing it, so help it forward. */
-static int passed_position(podipc_channel *c, au64 *counter, uint64_t pos, uint64_t w, int64_t d, const char *name)
+/* A participant can write any word into a Queue slot. A word no healthy
+ * ring can hold at the position a peer looked at is foreign
+ * (docs/shm-layout.md §2.5): it is never handed out and never stops the
+ * ring. These checks sit on the branches a healthy ring takes only on a
+ * full ring, after a crash or with a stale view, never on the claim paths.
+ *
+ * repair_foreign resets slot s, whose word w is foreign for position pos
+ * read from counter (head or tail), to (pos+N, FREE): both sides skip pos.
+ * If the counter moved since, the view was merely stale: nothing is
+ * touched and the caller reloads. */
+static void repair_foreign(podipc_channel *c, au64 *counter, uint64_t pos, uint8_t *s, uint64_t w)
 {
-	int64_t n = (int64_t)c->geo.slot_count;
-	if (d % n != 0)
-		return corrupt("slot %llu: sequence %llu inconsistent with %s %llu", (unsigned long long)(pos & c->mask),
-		               (unsigned long long)(w >> SEQ_SHIFT), name, (unsigned long long)pos);
 	if (atomic_load(counter) != pos)
-		return 0;
-	if (d != n)
-		return corrupt("slot %llu: sequence %llu ahead of %s %llu", (unsigned long long)(pos & c->mask),
-		               (unsigned long long)(w >> SEQ_SHIFT), name, (unsigned long long)pos);
-	uint64_t expect = pos;
-	atomic_compare_exchange_strong(counter, &expect, pos + 1);
-	return 0;
+		return;
+	if (atomic_compare_exchange_strong(slot_word(s), &w, pack(pos + c->geo.slot_count, ST_FREE, 0))) {
+		atomic_fetch_add(u64at(c, OFF_RETIRED + RET_REPAIRED), 1);
+		signal_waiters(c->space_sig, c->space_waiters);
+	}
+}
+
+/* The ring position the REDELIVER word w found in slot i stands for, and
+ * whether a healthy ring can hold it there: below tail (loaded after w),
+ * at most a lap old, in slot i. */
+static bool redelivery_position(podipc_channel *c, uint64_t i, uint64_t w, uint64_t *pos)
+{
+	uint64_t t = atomic_load(c->tail);
+	int64_t d = seqdiff(w, t);
+	*pos = t + (uint64_t)d;
+	return d < 0 && d >= -(int64_t)c->geo.slot_count && (uint64_t)-d <= t && (*pos & c->mask) == i;
 }
 
 static int try_claim_queue(void *self, uint32_t *owner)
@@ -911,20 +924,28 @@ static int try_claim_queue(void *self, uint32_t *owner)
 		uint8_t *s = slot_at(c, t);
 		uint64_t w = atomic_load(slot_word(s));
 		int64_t d = seqdiff(w, t);
+		uint64_t expect = t;
 		if (d == 0) {
-			uint64_t expect = t;
-			if (w_state(w) == ST_FREE) {
-				if (atomic_compare_exchange_strong(slot_word(s), &w, pack(t, ST_WRITING, pr->p.idx))) {
+			switch (w_state(w)) {
+			case ST_FREE: {
+				uint64_t free_word = w;
+				if (atomic_compare_exchange_strong(slot_word(s), &free_word, pack(t, ST_WRITING, pr->p.idx))) {
 					atomic_compare_exchange_strong(c->tail, &expect, t + 1);
 					pr->pos = t;
 					pr->slot = s;
 					pr->held = true;
 					return 1;
 				}
-				continue;
+				break;
 			}
-			atomic_compare_exchange_strong(c->tail, &expect, t + 1); /* someone claimed t: help */
-		} else if (d == -n) {
+			case ST_WRITING:
+			case ST_ABANDONED:
+				atomic_compare_exchange_strong(c->tail, &expect, t + 1); /* someone claimed t: help */
+				break;
+			default: /* committed (or unknown) while tail says t: stale, or foreign */
+				repair_foreign(c, c->tail, t, s, w);
+			}
+		} else if (d == -n && t >= (uint64_t)n) {
 			switch (w_state(w)) { /* the slot still holds position t-N: full */
 			case ST_WRITING:
 			case ST_READING:
@@ -935,15 +956,19 @@ static int try_claim_queue(void *self, uint32_t *owner)
 			case ST_REDELIVER:
 				return 0;
 			default:
-				return corrupt("slot %llu: state %u at a full position", (unsigned long long)(t & c->mask), w_state(w));
+				repair_foreign(c, c->tail, t, s, w);
 			}
-		} else if (d > 0) {
-			int r = passed_position(c, c->tail, t, w, d, "tail");
-			if (r < 0)
-				return r;
+		} else if (d == n) {
+			/* t was taken and freed; if tail still says t, its claimer
+			 * died before advancing it: help. */
+			if (atomic_load(c->tail) != t)
+				continue;
+			if (w_state(w) != ST_FREE)
+				repair_foreign(c, c->tail, t, s, w); /* t+N claimed while tail says t */
+			else
+				atomic_compare_exchange_strong(c->tail, &expect, t + 1);
 		} else {
-			return corrupt("slot %llu: sequence %llu behind tail %llu", (unsigned long long)(t & c->mask),
-			               (unsigned long long)(w >> SEQ_SHIFT), (unsigned long long)t);
+			repair_foreign(c, c->tail, t, s, w);
 		}
 	}
 	return corrupt("no progress claiming a slot after %d attempts", MAX_CLAIM_ATTEMPTS);
@@ -1169,7 +1194,9 @@ static int take_redelivery(podipc_consumer *q)
 		uint64_t w = atomic_load(slot_word(s));
 		if (w_state(w) != ST_REDELIVER)
 			continue;
-		uint64_t pos = w >> SEQ_SHIFT;
+		uint64_t pos;
+		if (!redelivery_position(c, i, w, &pos))
+			continue; /* foreign: never hand it out (the head or tail pass repairs it) */
 		if (atomic_compare_exchange_strong(slot_word(s), &w, pack(pos, ST_READING, q->p.idx))) {
 			int r = take(q, pos);
 			if (r == 1)
@@ -1200,39 +1227,47 @@ static int try_take(void *self, uint32_t *owner)
 		uint64_t expect = h;
 		if (d == 0) {
 			switch (w_state(w)) {
-			case ST_FULL:
-				if (atomic_compare_exchange_strong(slot_word(s), &w, pack(h, ST_READING, q->p.idx))) {
+			case ST_FULL: {
+				uint64_t full_word = w;
+				if (atomic_compare_exchange_strong(slot_word(s), &full_word, pack(h, ST_READING, q->p.idx))) {
 					atomic_compare_exchange_strong(c->head, &expect, h + 1);
 					return take(q, h);
 				}
 				break;
+			}
 			case ST_READING:
 			case ST_REDELIVER:
 				atomic_compare_exchange_strong(c->head, &expect, h + 1); /* someone took h: help */
 				break;
-			case ST_ABANDONED:
-				if (atomic_compare_exchange_strong(slot_word(s), &w, pack(h + (uint64_t)n, ST_FREE, 0))) {
+			case ST_ABANDONED: {
+				uint64_t abandoned_word = w;
+				if (atomic_compare_exchange_strong(slot_word(s), &abandoned_word, pack(h + (uint64_t)n, ST_FREE, 0))) {
 					atomic_compare_exchange_strong(c->head, &expect, h + 1);
 					signal_waiters(c->space_sig, c->space_waiters);
 				}
 				break;
+			}
 			case ST_FREE:
 				return 0;
 			case ST_WRITING:
 				*owner = w_owner(w);
 				return 0;
 			default:
-				return corrupt("slot %llu: unknown state %u", (unsigned long long)(h & c->mask), w_state(w));
+				repair_foreign(c, c->head, h, s, w);
 			}
-		} else if (d == -n) {
-			return 0; /* position h not produced yet */
-		} else if (d > 0) {
-			int r = passed_position(c, c->head, h, w, d, "head");
-			if (r < 0)
-				return r;
+		} else if (d == -n && h >= (uint64_t)n) {
+			/* The slot still holds position h-N, which head passed: only a
+			 * consumer can be holding it, and h is not produced yet. */
+			if (w_state(w) == ST_READING || w_state(w) == ST_REDELIVER)
+				return 0;
+			repair_foreign(c, c->head, h, s, w);
+		} else if (d == n && w_state(w) <= ST_REDELIVER) {
+			/* h was taken and freed; if head still says h, its consumer
+			 * died before advancing it: help. */
+			if (atomic_load(c->head) == h)
+				atomic_compare_exchange_strong(c->head, &expect, h + 1);
 		} else {
-			return corrupt("slot %llu: sequence %llu behind head %llu", (unsigned long long)(h & c->mask),
-			               (unsigned long long)(w >> SEQ_SHIFT), (unsigned long long)h);
+			repair_foreign(c, c->head, h, s, w);
 		}
 	}
 	return corrupt("no progress taking a message after %d attempts", MAX_CLAIM_ATTEMPTS);
@@ -1490,6 +1525,7 @@ int podipc_channel_stats(podipc_channel *c, podipc_stats *out)
 		.redelivered = atomic_load(u64at(c, OFF_RETIRED + RET_REDELIVERED)),
 		.abandoned = atomic_load(u64at(c, OFF_RETIRED + RET_ABANDONED)),
 		.reaped = atomic_load(u64at(c, OFF_RETIRED + RET_REAPED)),
+		.repaired = atomic_load(u64at(c, OFF_RETIRED + RET_REPAIRED)),
 	};
 	uint64_t tail = atomic_load(c->tail), min_cursor = tail;
 	bool have_subscriber = false;

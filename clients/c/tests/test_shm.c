@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -393,6 +394,154 @@ static void test_block_wakes_across_processes(void)
 	podipc_channel_close(ch);
 }
 
+/* ---- foreign slot words (docs/shm-layout.md §2.5) ---------------------- */
+
+/* A second mapping of a channel file, for a test that writes garbage into
+ * it as a misbehaving participant would. */
+typedef struct {
+	uint8_t *base;
+	size_t size;
+	uint64_t slots, stride, mask;
+} forger;
+
+static int forger_open(forger *f, const char *name)
+{
+	int fd = open(test_path(name), O_RDWR);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0)
+		return -1;
+	f->size = (size_t)st.st_size;
+	f->base = mmap(NULL, f->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (f->base == MAP_FAILED)
+		return -1;
+	uint32_t stride, count;
+	memcpy(&stride, f->base + 0x1C, 4);
+	memcpy(&count, f->base + 0x20, 4);
+	memcpy(&f->slots, f->base + 0x30, 8);
+	f->stride = stride;
+	f->mask = count - 1;
+	return 0;
+}
+
+static uint64_t *forger_word(forger *f, uint64_t pos)
+{
+	return (uint64_t *)(f->base + f->slots + (pos & f->mask) * f->stride);
+}
+static uint64_t forger_tail(forger *f) { return __atomic_load_n((uint64_t *)(f->base + 0x80), __ATOMIC_SEQ_CST); }
+static void forge(forger *f, uint64_t pos, uint64_t seq, uint32_t state, uint32_t owner)
+{
+	__atomic_store_n(forger_word(f, pos), seq << 16 | (uint64_t)(state & 0xF) << 12 | (owner & 0xFFF), __ATOMIC_SEQ_CST);
+}
+
+/* A Queue channel of 8 slots whose head and tail went round twice. */
+static podipc_channel *forge_ring(const char *name, podipc_producer **p, podipc_consumer **c, forger *f)
+{
+	podipc_channel *ch = create(name, PODIPC_MODE_QUEUE, PODIPC_OVERFLOW_FAIL, 64, 8);
+	char buf[64];
+	size_t n;
+	if (podipc_producer_open(ch, NULL, p) != PODIPC_OK || podipc_consumer_open(ch, NULL, c) != PODIPC_OK ||
+	    forger_open(f, name) != 0)
+		goto fail;
+	for (int i = 0; i < 2 * 8 + 3; i++)
+		if (podipc_producer_send(*p, "warm-up", 7, 0) != PODIPC_OK ||
+		    podipc_consumer_recv(*c, buf, sizeof buf, &n, 0) != PODIPC_OK)
+			goto fail;
+	return ch;
+fail:
+	fprintf(stderr, "forge_ring %s: %s\n", name, podipc_last_error());
+	exit(2);
+}
+
+static void forge_close(podipc_channel *ch, podipc_producer *p, podipc_consumer *c, forger *f, const char *name)
+{
+	podipc_producer_close(p);
+	podipc_consumer_close(c);
+	podipc_channel_close(ch);
+	munmap(f->base, f->size);
+	unlink(test_path(name));
+}
+
+/* Sends count messages one at a time; each must come out intact, in order,
+ * and nothing else. Returns 0 on success. */
+static int flows_intact(podipc_producer *p, podipc_consumer *c, int count)
+{
+	char msg[64], buf[64];
+	size_t n;
+	for (int i = 0; i < count; i++) {
+		int len = snprintf(msg, sizeof msg, "message %d of %d", i, count);
+		if (podipc_producer_send(p, msg, (size_t)len, 0) != PODIPC_OK) {
+			fprintf(stderr, "send %d: %s\n", i, podipc_last_error());
+			return -1;
+		}
+		int rc = podipc_consumer_recv(c, buf, sizeof buf, &n, 0);
+		if (rc != PODIPC_OK || n != (size_t)len || memcmp(buf, msg, n) != 0) {
+			fprintf(stderr, "recv %d: rc %d (%s), %zu bytes\n", i, rc, podipc_last_error(), n);
+			return -1;
+		}
+	}
+	return podipc_consumer_recv(c, buf, sizeof buf, &n, 0) == PODIPC_ERR_EMPTY ? 0 : -1;
+}
+
+/* Words of every state (and an unknown one) whose sequence no healthy ring
+ * can hold at the next position: the producer repairs the slot and skips
+ * the position, nothing is delivered from it, the ring goes on, and the
+ * repair is counted. */
+static void test_foreign_words(void)
+{
+	static const uint32_t states[] = {0, 1, 2, 3, 4, 5, 9};
+	static const int64_t offsets[] = {3, -3, 16, -16, 41};
+	for (size_t si = 0; si < sizeof states / sizeof *states; si++) {
+		for (size_t oi = 0; oi < sizeof offsets / sizeof *offsets; oi++) {
+			podipc_producer *p;
+			podipc_consumer *c;
+			forger f;
+			podipc_channel *ch = forge_ring("foreign", &p, &c, &f);
+			uint64_t pos = forger_tail(&f);
+			forge(&f, pos, pos + (uint64_t)offsets[oi], states[si], 1);
+			int flowed = flows_intact(p, c, 3 * 8);
+			podipc_stats st;
+			int rc = podipc_channel_stats(ch, &st);
+			forge_close(ch, p, c, &f, "foreign");
+			if (flowed != 0 || rc != PODIPC_OK || st.repaired != 1 || st.sent != st.received)
+				fprintf(stderr, "state %u, sequence %+lld: flowed %d, repaired %llu, sent %llu, received %llu\n",
+				        states[si], (long long)offsets[oi], flowed, (unsigned long long)st.repaired,
+				        (unsigned long long)st.sent, (unsigned long long)st.received);
+			CHECK(flowed == 0 && rc == PODIPC_OK && st.repaired == 1 && st.sent == st.received);
+		}
+	}
+}
+
+/* Issue 11: a REDELIVER word naming another slot's position, which a
+ * producer holds reserved, with the redelivery generation bumped. The
+ * consumer must not hand out the reservation; the committed message comes
+ * out once, and the forged slot is repaired when the ring reaches it. */
+static void test_foreign_redeliver(void)
+{
+	podipc_producer *p;
+	podipc_consumer *c;
+	forger f;
+	podipc_channel *ch = forge_ring("foreign-redeliver", &p, &c, &f);
+	void *res;
+	size_t cap, n;
+	char buf[64];
+	CHECK_OK(podipc_producer_reserve(p, 0, &res, &cap));
+	uint64_t reserved = forger_tail(&f) - 1;
+	memcpy(res, "uncommitted", 11);
+	forge(&f, reserved + 2, reserved, 5, 0);
+	__atomic_fetch_add((uint64_t *)(f.base + 0x280), 1, __ATOMIC_SEQ_CST);
+	CHECK_RC(podipc_consumer_recv(c, buf, sizeof buf, &n, 0), PODIPC_ERR_EMPTY);
+	memcpy(res, "committed", 9);
+	CHECK_OK(podipc_producer_commit(p, 9));
+	CHECK_OK(podipc_consumer_recv(c, buf, sizeof buf, &n, 0));
+	CHECK(n == 9 && memcmp(buf, "committed", 9) == 0);
+	CHECK(flows_intact(p, c, 3 * 8) == 0);
+	podipc_stats st;
+	CHECK_OK(podipc_channel_stats(ch, &st));
+	CHECK(st.repaired == 1 && st.redelivered == 0 && st.sent == st.received);
+	forge_close(ch, p, c, &f, "foreign-redeliver");
+}
+
 static void test_strerror(void)
 {
 	for (int e = 0; e >= PODIPC_ERR_STALE; e--) /* the last code */
@@ -414,6 +563,8 @@ int main(void)
 	RUN(test_broadcast_lapped);
 	RUN(test_dead_peers_recovered);
 	RUN(test_block_wakes_across_processes);
+	RUN(test_foreign_words);
+	RUN(test_foreign_redeliver);
 	RUN(test_strerror);
 	remove_test_dir();
 	return test_failed ? 1 : 0;

@@ -102,6 +102,9 @@ static void run_queue(podipc_wait wait)
 	CHECK(total == PRODUCERS * PER_PRODUCER);
 	for (size_t k = 0; k < sizeof seen; k++)
 		CHECK(seen[k] == 1);
+	podipc_stats st;
+	CHECK_OK(podipc_channel_stats(ch, &st));
+	CHECK(st.repaired == 0); /* contention alone never makes a word look foreign */
 	podipc_channel_close(ch);
 }
 

@@ -50,6 +50,7 @@ class Stats(ctypes.Structure):
         ("redelivered", c_uint64),
         ("abandoned", c_uint64),
         ("reaped", c_uint64),
+        ("repaired", c_uint64),
         ("producers", c_uint32),
         ("consumers", c_uint32),
         ("subscribers", c_uint32),

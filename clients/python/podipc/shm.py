@@ -94,6 +94,7 @@ class Stats:
     redelivered: int
     abandoned: int
     reaped: int
+    repaired: int
     producers: int
     consumers: int
     subscribers: int
@@ -244,7 +245,7 @@ class Channel:
         _check(_lib_.podipc_channel_stats(self._handle(), ctypes.byref(s)))
         return Stats(
             Mode(s.mode), Overflow(s.overflow), s.capacity, s.slot_size, s.depth, s.sent, s.received,
-            s.lost, s.redelivered, s.abandoned, s.reaped, s.producers, s.consumers, s.subscribers,
+            s.lost, s.redelivered, s.abandoned, s.reaped, s.repaired, s.producers, s.consumers, s.subscribers,
             s.dead_peers,
         )  # fmt: skip
 

@@ -386,6 +386,7 @@ def test_dead_python_peers_recovered(tmpfs: Path) -> None:
                 c.recv(timeout=0)
         st = ch.stats()
         assert (st.redelivered, st.abandoned, st.reaped) == (1, 1, 2)
+        assert st.repaired == 0
 
 
 def test_peer_processes_exchange(tmpfs: Path) -> None:
