@@ -43,9 +43,17 @@ func startMQ(t *testing.T, c client, args ...string) *proc {
 }
 
 // startBroker serves cfgs on a socket in a fresh tmpfs directory, as the
-// sidecar does, and returns the socket's path.
+// sidecar does, and returns the socket's path. A queue that does not say
+// how often a message may be redelivered gets the sidecar's default (5):
+// the broker's zero makes the first failed delivery final, and a consumer
+// that exits holding prefetched deliveries fails them.
 func startBroker(t *testing.T, cfgs ...mqbroker.QueueConfig) string {
 	t.Helper()
+	for i := range cfgs {
+		if cfgs[i].MaxRedeliveries == 0 {
+			cfgs[i].MaxRedeliveries = channelconfig.DefaultMaxRedeliveries
+		}
+	}
 	dir := testkit.TmpfsDir(t)
 	b, err := mqbroker.New(mqbroker.Options{JournalDir: filepath.Join(dir, "journal")})
 	if err != nil {
@@ -298,8 +306,7 @@ func TestMQRedeliveryOnKill(t *testing.T) {
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) {
 			const count, held = 200, 16
-			// The sidecar's default: a message is redelivered up to 5 times.
-			socket := startBroker(t, mqbroker.QueueConfig{Name: "work", MaxRedeliveries: channelconfig.DefaultMaxRedeliveries})
+			socket := startBroker(t, mqbroker.QueueConfig{Name: "work"})
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			if err := goSend(ctx, dialMQ(t, socket), "work", 7, count, 100); err != nil {
