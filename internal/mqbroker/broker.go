@@ -18,6 +18,7 @@ import (
 	"github.com/podipc/podipc/internal/mqconn"
 	"github.com/podipc/podipc/internal/mqjournal"
 	"github.com/podipc/podipc/internal/mqwire"
+	"github.com/podipc/podipc/internal/regularfile"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
@@ -164,6 +165,48 @@ func (b *Broker) journalPath(queue string) string {
 	return filepath.Join(b.opts.JournalDir, queue+".journal")
 }
 
+// journalDir creates the journal directory if it is missing and checks that
+// only the broker's user can write it: on the pod's tmpfs, whose root every
+// container can write, another container may have renamed it away and put
+// its own in its place, with forged journals. Such a directory (or a
+// symbolic link, or a file) is not used: it is renamed aside and a new one
+// made, and refused says so, for the queues whose journals it held.
+func (b *Broker) journalDir() (refused string, err error) {
+	dir := b.opts.JournalDir
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return "", fmt.Errorf("create journal directory: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("create journal directory: %w", err)
+	}
+	bad := regularfile.CheckPrivateDir(dir)
+	if bad == nil {
+		return "", nil
+	}
+	aside, err := quarantine(dir)
+	if err != nil {
+		return "", fmt.Errorf("journal directory refused (%w), setting it aside: %w", bad, err)
+	}
+	b.log.Error("refused the journal directory: it was set aside and the journaled queues start empty", "err", bad, "setAside", aside)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create journal directory: %w", err)
+	}
+	if err := regularfile.CheckPrivateDir(dir); err != nil {
+		return "", fmt.Errorf("journal directory: %w", err)
+	}
+	return fmt.Sprintf("the journal directory was refused and set aside as %s: %v", filepath.Base(aside), bad), nil
+}
+
+// quarantine renames path (a symbolic link itself, not its target) to a
+// new name beside it that says it was refused, and returns that name.
+func quarantine(path string) (string, error) {
+	aside := fmt.Sprintf("%s.refused-%d", path, time.Now().UnixNano())
+	if err := os.Rename(path, aside); err != nil {
+		return "", err
+	}
+	return aside, nil
+}
+
 func (b *Broker) journalOptions() mqjournal.Options {
 	return mqjournal.Options{
 		MaxRecord:       mqjournal.RecordOverhead + b.opts.MaxMessageSize,
@@ -189,6 +232,7 @@ func (b *Broker) Apply(ctx context.Context, cfgs []QueueConfig) error {
 		return err
 	}
 	needJournal := false
+	dirRefused := ""
 	for _, c := range cfgs {
 		if c.MaxMessageSize > b.opts.MaxMessageSize {
 			return fmt.Errorf("%w: queue %q: MaxMessageSize %d exceeds the broker's %d", ErrInvalidConfig, c.Name, c.MaxMessageSize, b.opts.MaxMessageSize)
@@ -199,8 +243,8 @@ func (b *Broker) Apply(ctx context.Context, cfgs []QueueConfig) error {
 		if b.opts.JournalDir == "" {
 			return fmt.Errorf("%w: Persistence Volume needs Options.JournalDir", ErrInvalidConfig)
 		}
-		if err := os.MkdirAll(b.opts.JournalDir, 0o700); err != nil {
-			return fmt.Errorf("create journal directory: %w", err)
+		if dirRefused, err = b.journalDir(); err != nil {
+			return err
 		}
 	}
 	b.applyMu.Lock()
@@ -228,7 +272,7 @@ func (b *Broker) Apply(ctx context.Context, cfgs []QueueConfig) error {
 		}
 		q := newQueue(b, cfg)
 		if cfg.Persistence == Volume {
-			if err := q.openJournal(); err != nil {
+			if err := q.openJournal(dirRefused); err != nil {
 				errs = append(errs, fmt.Errorf("queue %q: %w", cfg.Name, err))
 				continue
 			}
