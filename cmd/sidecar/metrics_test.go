@@ -184,11 +184,7 @@ func TestMetricsReflectTraffic(t *testing.T) {
 // The sidecar's broker runs with the bounds the injector budgets its memory
 // limit for (channelconfig.BrokerFixedBytes), and shows them.
 func TestBrokerBoundsAreTheInjectors(t *testing.T) {
-	dir := testkit.TmpfsDir(t)
-	cfgPath := filepath.Join(t.TempDir(), "channels.yaml")
-	writeConfig(t, cfgPath, cfgJobs)
-	s := startSidecar(t, dir, cfgPath)
-	s.waitReady()
+	_, _, s := startReadySidecar(t, cfgJobs)
 	b := s.snapshot().Broker
 	if b == nil {
 		t.Fatal("no broker in the snapshot")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +27,15 @@ import (
 type Options struct {
 	// JournalDir holds the journals of queues with Persistence Volume
 	// (normally a directory on the pod's tmpfs). Required for such queues.
+	// It must be a directory only the broker's user can write, else it is
+	// set aside and made anew (see Apply).
 	JournalDir string
+	// PrivateRoot, if set, is a directory above JournalDir (the pod's
+	// tmpfs root): every directory below it down to JournalDir must be only
+	// the broker's user's too, else it is set aside likewise. A container
+	// that can write the root can otherwise plant a directory of its own on
+	// the way, in which the broker could not set aside what it refuses.
+	PrivateRoot string
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// MaxConnections bounds concurrent connections, including those still
@@ -166,16 +175,39 @@ func (b *Broker) journalPath(queue string) string {
 }
 
 // journalDir creates the journal directory if it is missing and checks that
-// only the broker's user can write it: on the pod's tmpfs, whose root every
+// only the broker's user can write it (and, under Options.PrivateRoot, each
+// directory between that root and it): on the pod's tmpfs, whose root every
 // container can write, another container may have renamed it away and put
 // its own in its place, with forged journals. Such a directory (or a
 // symbolic link, or a file) is not used: it is renamed aside and a new one
 // made, and refused says so, for the queues whose journals it held.
 func (b *Broker) journalDir() (refused string, err error) {
-	dir := b.opts.JournalDir
-	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+	dir := filepath.Clean(b.opts.JournalDir)
+	chain := []string{dir}
+	if root := b.opts.PrivateRoot; root != "" {
+		root = filepath.Clean(root)
+		for d := filepath.Dir(dir); d != root && strings.HasPrefix(d, root+string(filepath.Separator)); d = filepath.Dir(d) {
+			chain = append([]string{d}, chain...)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(chain[0]), 0o700); err != nil {
 		return "", fmt.Errorf("create journal directory: %w", err)
 	}
+	for _, d := range chain {
+		why, err := b.privateDir(d)
+		if err != nil {
+			return "", err
+		}
+		if why != "" && refused == "" {
+			refused = why
+		}
+	}
+	return refused, nil
+}
+
+// privateDir makes sure that dir is a directory only the broker's user can
+// write, setting aside what is there otherwise (see journalDir).
+func (b *Broker) privateDir(dir string) (refused string, err error) {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("create journal directory: %w", err)
 	}

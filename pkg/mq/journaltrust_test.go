@@ -45,7 +45,9 @@ func roleJournalForger(context.Context) error {
 // as a sidecar start does, and returns it with the queue's stats.
 func openJournaled(t *testing.T, journalDir string) (*mqbroker.Broker, mqbroker.QueueStats) {
 	t.Helper()
-	b, err := mqbroker.New(mqbroker.Options{JournalDir: journalDir, Logger: testLogger(t)})
+	// The sidecar's layout: the journals in mq/journal under the tmpfs root.
+	root := filepath.Dir(filepath.Dir(journalDir))
+	b, err := mqbroker.New(mqbroker.Options{JournalDir: journalDir, PrivateRoot: root, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,11 +126,16 @@ func TestForgedJournalDirectoryIsRefused(t *testing.T) {
 	if !strings.Contains(st.JournalRefused, "journal directory") || !strings.Contains(st.JournalRefused, "65534") {
 		t.Errorf("JournalRefused = %q, want it to name the directory and its owner", st.JournalRefused)
 	}
-	if aside := setAside(t, journalDir); len(aside) != 1 {
+	// The forger's mq directory is set aside (the broker could not set
+	// aside what it refuses inside another user's directory), and the new
+	// journal directory and its parent are the broker's own.
+	if aside := setAside(t, filepath.Dir(journalDir)); len(aside) != 1 {
 		t.Errorf("set aside: %v, want the planted directory", aside)
 	}
-	if err := regularfile.CheckPrivateDir(journalDir); err != nil {
-		t.Errorf("the new journal directory: %v", err)
+	for _, d := range []string{filepath.Dir(journalDir), journalDir} {
+		if err := regularfile.CheckPrivateDir(d); err != nil {
+			t.Errorf("the new journal directory: %v", err)
+		}
 	}
 }
 

@@ -60,9 +60,11 @@ type Config struct {
 // BrokerOptions are the options of the sidecar's broker: its bounds are the
 // ones the injector budgets the sidecar's memory limit for (pkg/channelconfig
 // BrokerFixedBytes).
-func BrokerOptions(journalDir string, log *slog.Logger) mqbroker.Options {
+// dir is the pod's podipc directory.
+func BrokerOptions(dir string, log *slog.Logger) mqbroker.Options {
 	return mqbroker.Options{
-		JournalDir:           journalDir,
+		JournalDir:           podcontract.JournalDir(dir),
+		PrivateRoot:          dir,
 		Logger:               log,
 		MaxConnections:       channelconfig.BrokerMaxConnections,
 		MaxConnectionsPerUID: channelconfig.BrokerMaxConnectionsPerUID,
@@ -82,7 +84,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.Dir, 0o770); err != nil {
 		return fmt.Errorf("create %s: %w", cfg.Dir, err)
 	}
-	broker, err := mqbroker.New(BrokerOptions(podcontract.JournalDir(cfg.Dir), log.With("component", "broker")))
+	broker, err := mqbroker.New(BrokerOptions(cfg.Dir, log.With("component", "broker")))
 	if err != nil {
 		return fmt.Errorf("start broker: %w", err)
 	}
