@@ -269,3 +269,36 @@ func TestRunsAsNonRootOnReadOnlyRoot(t *testing.T) {
 		t.Fatalf("exit: %v\n%s", err, s.logText())
 	}
 }
+
+// A journal replaced by a link to /dev/zero while the sidecar was down is
+// not read: the sidecar starts, the queue is empty and serves, and /readyz,
+// /debug/channels and the metrics say which queue's journal was refused.
+func TestRefusedJournalIsReported(t *testing.T) {
+	dir, cfgPath, s := startReadySidecar(t, cfgDurableJobs)
+	if _, err := s.stop(syscall.SIGTERM, 10*time.Second); err != nil {
+		t.Fatalf("exit: %v\n%s", err, s.logText())
+	}
+	journal := filepath.Join(podcontract.JournalDir(dir), "jobs.journal")
+	if err := os.Remove(journal); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", journal); err != nil {
+		t.Fatal(err)
+	}
+
+	s = startSidecar(t, dir, cfgPath)
+	s.waitReady()
+	code, body := s.get("/readyz")
+	if code != http.StatusOK || !strings.Contains(body, "warning: MessageQueue jobs: the journal was refused") || !strings.Contains(body, "symbolic link") {
+		t.Errorf("/readyz: %d %q, want ok with a warning naming jobs and why", code, body)
+	}
+	if ch, ok := s.channel("jobs"); !ok || ch.MessageQueue == nil || ch.MessageQueue.JournalRefused == "" {
+		t.Errorf("/debug/channels jobs = %+v, want journalRefused", ch)
+	}
+	if got := metricValue(t, s, "podipc_mq_journal_refused", map[string]string{"queue": "jobs"}); got != 1 {
+		t.Errorf("podipc_mq_journal_refused{queue=jobs} = %v, want 1", got)
+	}
+	if !strings.Contains(s.logText(), "refused the journal") {
+		t.Errorf("no error log line about the refused journal:\n%s", s.logText())
+	}
+}

@@ -157,6 +157,18 @@ func startSidecarProcess(t testing.TB, cmd *exec.Cmd, dir, config string) *sidec
 }
 
 // logText is what the sidecar has logged so far.
+// startReadySidecar starts the sidecar over a new tmpfs with a
+// configuration file declaring channels, and waits until it is ready.
+func startReadySidecar(t testing.TB, channels string) (dir, cfgPath string, s *sidecar) {
+	t.Helper()
+	dir = testkit.TmpfsDir(t)
+	cfgPath = filepath.Join(t.TempDir(), "channels.yaml")
+	writeConfig(t, cfgPath, channels)
+	s = startSidecar(t, dir, cfgPath)
+	s.waitReady()
+	return dir, cfgPath, s
+}
+
 func (s *sidecar) logText() string { return s.proc.Stderr() }
 
 // get fetches path from the sidecar's HTTP server.

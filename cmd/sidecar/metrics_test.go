@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/podipc/podipc/internal/testkit"
+	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/podcontract"
 
 	dto "github.com/prometheus/client_model/go"
@@ -177,5 +178,24 @@ func TestMetricsReflectTraffic(t *testing.T) {
 	code, body := s.get("/healthz")
 	if code != http.StatusOK || strings.TrimSpace(body) != "ok" {
 		t.Errorf("/healthz = %d %q", code, body)
+	}
+}
+
+// The sidecar's broker runs with the bounds the injector budgets its memory
+// limit for (channelconfig.BrokerFixedBytes), and shows them.
+func TestBrokerBoundsAreTheInjectors(t *testing.T) {
+	_, _, s := startReadySidecar(t, cfgJobs)
+	b := s.snapshot().Broker
+	if b == nil {
+		t.Fatal("no broker in the snapshot")
+	}
+	if b.MaxConnections != channelconfig.BrokerMaxConnections || b.MaxConnectionsPerUID != channelconfig.BrokerMaxConnectionsPerUID ||
+		b.MaxBlockedSendBytes != channelconfig.BrokerMaxBlockedSendBytes {
+		t.Errorf("broker bounds: %d connections, %d per UID, %d parked bytes; the injector budgets for %d, %d and %d",
+			b.MaxConnections, b.MaxConnectionsPerUID, b.MaxBlockedSendBytes,
+			channelconfig.BrokerMaxConnections, channelconfig.BrokerMaxConnectionsPerUID, channelconfig.BrokerMaxBlockedSendBytes)
+	}
+	if got := metricValue(t, s, "podipc_mq_blocked_send_bytes_limit", nil); got != channelconfig.BrokerMaxBlockedSendBytes {
+		t.Errorf("podipc_mq_blocked_send_bytes_limit = %v, want %d", got, channelconfig.BrokerMaxBlockedSendBytes)
 	}
 }

@@ -120,7 +120,8 @@ func refused(err error) bool {
 	var ae *injection.AnnotationError
 	var large *webhook.TmpfsTooLargeError
 	var small *webhook.TmpfsTooSmallError
-	return errors.As(err, &ae) || errors.As(err, &large) || errors.As(err, &small) || errors.Is(err, webhook.ErrConflict)
+	var memory *webhook.SidecarMemoryTooLargeError
+	return errors.As(err, &ae) || errors.As(err, &large) || errors.As(err, &small) || errors.As(err, &memory) || errors.Is(err, webhook.ErrConflict)
 }
 
 func warnings(st injection.Status) []string {

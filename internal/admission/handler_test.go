@@ -20,6 +20,7 @@ import (
 
 	"github.com/podipc/podipc/api/v1alpha1"
 	"github.com/podipc/podipc/internal/injectortest"
+	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/injection"
 )
 
@@ -186,6 +187,23 @@ func TestHandlerDeniesAndWarns(t *testing.T) {
 	_, resp = post(t, testHandler(channelSet{err: errors.New("cache not synced")}), "application/json", reviewOf(t, injectortest.InjectPod(nil, "app"), admissionv1.Create))
 	if resp.Allowed || resp.Result.Code != http.StatusInternalServerError {
 		t.Fatalf("lister failure: response %+v, want a 500", resp)
+	}
+}
+
+// A pod whose queues cannot fit the sidecar's largest memory limit is refused
+// at admission, saying which queues take it.
+func TestHandlerDeniesQueuesBeyondTheSidecarsMemory(t *testing.T) {
+	huge := injectortest.MQChannel("huge", false, "")
+	huge.Spec.MessageQueue.MaxBytes = channelconfig.MaxMaxBytes // held twice: waiting and in flight
+	h := testHandler(channelSet{items: []v1alpha1.IPCChannel{huge, injectortest.MQChannel("jobs", false, "")}})
+	code, resp := post(t, h, "application/json", reviewOf(t, injectortest.InjectPod(nil, "app"), admissionv1.Create))
+	if code != http.StatusOK || resp.Allowed || resp.Result.Code != http.StatusForbidden ||
+		!strings.Contains(resp.Result.Message, "memory limit") || !strings.Contains(resp.Result.Message, "huge") {
+		t.Fatalf("code %d response %+v, want a denial naming the sidecar's memory limit and the queue", code, resp)
+	}
+	code, resp = post(t, h, "application/json", reviewOf(t, injectortest.InjectPod(map[string]string{podcontract.AnnotationChannels: "jobs"}, "app"), admissionv1.Create))
+	if code != http.StatusOK || !resp.Allowed {
+		t.Fatalf("the queue that fits: code %d response %+v, want allowed", code, resp)
 	}
 }
 

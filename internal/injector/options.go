@@ -67,6 +67,7 @@ type Options struct {
 	SidecarCPURequest    string
 	SidecarMemoryRequest string
 	SidecarMemoryLimit   string
+	MaxSidecarMemory     string
 	SidecarStartup       time.Duration
 	Version              string
 	// SkipNameValidation lets several managers register the same controller
@@ -97,6 +98,7 @@ func DefaultOptions() Options {
 		SidecarCPURequest:    d.SidecarCPURequest.String(),
 		SidecarMemoryRequest: d.SidecarMemoryRequest.String(),
 		SidecarMemoryLimit:   d.SidecarMemoryLimit.String(),
+		MaxSidecarMemory:     resource.NewQuantity(d.MaxSidecarMemoryBytes, resource.BinarySI).String(),
 		SidecarStartup:       time.Duration(d.StartupTimeoutSeconds) * time.Second,
 		Version:              d.InjectorVersion,
 	}
@@ -147,6 +149,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.SidecarCPURequest, "sidecar-cpu-request", o.SidecarCPURequest, "the sidecar's CPU request (it gets no CPU limit)")
 	fs.StringVar(&o.SidecarMemoryRequest, "sidecar-memory-request", o.SidecarMemoryRequest, "the sidecar's memory request before its channels")
 	fs.StringVar(&o.SidecarMemoryLimit, "sidecar-memory-limit", o.SidecarMemoryLimit, "the sidecar's memory limit before its channels")
+	fs.StringVar(&o.MaxSidecarMemory, "max-sidecar-memory", o.MaxSidecarMemory, "largest memory limit the sidecar may get (its own, its tmpfs, its queues' bounds, its broker's connections and parked sends); a pod whose queues need more is refused (0: no limit)")
 	fs.DurationVar(&o.SidecarStartup, "sidecar-startup-timeout", o.SidecarStartup, "how long the sidecar's startup probe waits for its channels")
 }
 
@@ -174,13 +177,15 @@ func (o *Options) Settings(native bool) (webhook.Settings, error) {
 		}
 		*dst = q
 	}
-	var maxTmpfs, headroom, devShm resource.Quantity
+	var maxTmpfs, headroom, devShm, maxMemory resource.Quantity
 	quantity("max-tmpfs", o.MaxTmpfs, &maxTmpfs)
 	quantity("tmpfs-headroom", o.TmpfsHeadroom, &headroom)
 	quantity("dev-shm-headroom", o.DevShmHeadroom, &devShm)
 	quantity("sidecar-cpu-request", o.SidecarCPURequest, &s.SidecarCPURequest)
 	quantity("sidecar-memory-request", o.SidecarMemoryRequest, &s.SidecarMemoryRequest)
 	quantity("sidecar-memory-limit", o.SidecarMemoryLimit, &s.SidecarMemoryLimit)
+	quantity("max-sidecar-memory", o.MaxSidecarMemory, &maxMemory)
+	s.MaxSidecarMemoryBytes = maxMemory.Value()
 	s.MaxTmpfsBytes, s.TmpfsHeadroomBytes, s.DevShmHeadroomBytes = maxTmpfs.Value(), headroom.Value(), devShm.Value()
 	s.StartupTimeoutSeconds = int32(o.SidecarStartup.Round(time.Second) / time.Second)
 	switch p := s.SidecarImagePullPolicy; p {

@@ -19,7 +19,7 @@ func parseFlags(t *testing.T, args ...string) (injector.Options, error) {
 
 func TestOptionsSettings(t *testing.T) {
 	opts, err := parseFlags(t, "--sidecar-image=registry.example/podipc-sidecar:v1", "--max-tmpfs=1Gi", "--tmpfs-headroom=2Mi",
-		"--native-sidecar=never", "--sidecar-memory-limit=128Mi", "--sidecar-startup-timeout=30s", "--cert-mode=cert-manager",
+		"--native-sidecar=never", "--sidecar-memory-limit=128Mi", "--max-sidecar-memory=2Gi", "--sidecar-startup-timeout=30s", "--cert-mode=cert-manager",
 		"--cert-extra-dns-names=localhost,injector.local")
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +32,7 @@ func TestOptionsSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.NativeSidecar || s.SidecarImage != "registry.example/podipc-sidecar:v1" || s.MaxTmpfsBytes != 1<<30 ||
-		s.TmpfsHeadroomBytes != 2<<20 || s.SidecarMemoryLimit.Value() != 128<<20 || s.StartupTimeoutSeconds != 30 {
+		s.TmpfsHeadroomBytes != 2<<20 || s.SidecarMemoryLimit.Value() != 128<<20 || s.MaxSidecarMemoryBytes != 2<<30 || s.StartupTimeoutSeconds != 30 {
 		t.Fatalf("settings %+v", s)
 	}
 	// auto follows what the API server supports.
@@ -52,6 +52,7 @@ func TestOptionsRejectBadValues(t *testing.T) {
 	}
 	for flagArg, want := range map[string]string{
 		"--max-tmpfs=lots":                 "--max-tmpfs",
+		"--max-sidecar-memory=lots":        "--max-sidecar-memory",
 		"--sidecar-memory-request=-1Mi":    "--sidecar-memory-request",
 		"--sidecar-image-pull-policy=Some": "--sidecar-image-pull-policy",
 		"--sidecar-image=":                 "image",

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/podipc/podipc/internal/mqconn"
 	"github.com/podipc/podipc/internal/mqjournal"
 	"github.com/podipc/podipc/internal/mqwire"
+	"github.com/podipc/podipc/internal/regularfile"
 	"github.com/podipc/podipc/pkg/podcontract"
 )
 
@@ -25,7 +27,15 @@ import (
 type Options struct {
 	// JournalDir holds the journals of queues with Persistence Volume
 	// (normally a directory on the pod's tmpfs). Required for such queues.
+	// It must be a directory only the broker's user can write, else it is
+	// set aside and made anew (see Apply).
 	JournalDir string
+	// PrivateRoot, if set, is a directory above JournalDir (the pod's
+	// tmpfs root): every directory below it down to JournalDir must be only
+	// the broker's user's too, else it is set aside likewise. A container
+	// that can write the root can otherwise plant a directory of its own on
+	// the way, in which the broker could not set aside what it refuses.
+	PrivateRoot string
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// MaxConnections bounds concurrent connections, including those still
@@ -164,6 +174,71 @@ func (b *Broker) journalPath(queue string) string {
 	return filepath.Join(b.opts.JournalDir, queue+".journal")
 }
 
+// journalDir creates the journal directory if it is missing and checks that
+// only the broker's user can write it (and, under Options.PrivateRoot, each
+// directory between that root and it): on the pod's tmpfs, whose root every
+// container can write, another container may have renamed it away and put
+// its own in its place, with forged journals. Such a directory (or a
+// symbolic link, or a file) is not used: it is renamed aside and a new one
+// made, and refused says so, for the queues whose journals it held.
+func (b *Broker) journalDir() (refused string, err error) {
+	dir := filepath.Clean(b.opts.JournalDir)
+	chain := []string{dir}
+	if root := b.opts.PrivateRoot; root != "" {
+		root = filepath.Clean(root)
+		for d := filepath.Dir(dir); d != root && strings.HasPrefix(d, root+string(filepath.Separator)); d = filepath.Dir(d) {
+			chain = append([]string{d}, chain...)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(chain[0]), 0o700); err != nil {
+		return "", fmt.Errorf("create journal directory: %w", err)
+	}
+	for _, d := range chain {
+		why, err := b.privateDir(d)
+		if err != nil {
+			return "", err
+		}
+		if why != "" && refused == "" {
+			refused = why
+		}
+	}
+	return refused, nil
+}
+
+// privateDir makes sure that dir is a directory only the broker's user can
+// write, setting aside what is there otherwise (see journalDir).
+func (b *Broker) privateDir(dir string) (refused string, err error) {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("create journal directory: %w", err)
+	}
+	bad := regularfile.CheckPrivateDir(dir)
+	if bad == nil {
+		return "", nil
+	}
+	aside, err := quarantine(dir)
+	if err != nil {
+		return "", fmt.Errorf("journal directory refused (%w), setting it aside: %w", bad, err)
+	}
+	b.log.Error("refused the journal directory: it was set aside and the journaled queues start empty", "err", bad, "setAside", aside)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create journal directory: %w", err)
+	}
+	if err := regularfile.CheckPrivateDir(dir); err != nil {
+		return "", fmt.Errorf("journal directory: %w", err)
+	}
+	return fmt.Sprintf("the journal directory was refused and set aside as %s: %v", filepath.Base(aside), bad), nil
+}
+
+// quarantine renames path (a symbolic link itself, not its target) to a
+// new name beside it that says it was refused, and returns that name.
+func quarantine(path string) (string, error) {
+	aside := fmt.Sprintf("%s.refused-%d", path, time.Now().UnixNano())
+	if err := os.Rename(path, aside); err != nil {
+		return "", err
+	}
+	return aside, nil
+}
+
 func (b *Broker) journalOptions() mqjournal.Options {
 	return mqjournal.Options{
 		MaxRecord:       mqjournal.RecordOverhead + b.opts.MaxMessageSize,
@@ -189,6 +264,7 @@ func (b *Broker) Apply(ctx context.Context, cfgs []QueueConfig) error {
 		return err
 	}
 	needJournal := false
+	dirRefused := ""
 	for _, c := range cfgs {
 		if c.MaxMessageSize > b.opts.MaxMessageSize {
 			return fmt.Errorf("%w: queue %q: MaxMessageSize %d exceeds the broker's %d", ErrInvalidConfig, c.Name, c.MaxMessageSize, b.opts.MaxMessageSize)
@@ -199,8 +275,8 @@ func (b *Broker) Apply(ctx context.Context, cfgs []QueueConfig) error {
 		if b.opts.JournalDir == "" {
 			return fmt.Errorf("%w: Persistence Volume needs Options.JournalDir", ErrInvalidConfig)
 		}
-		if err := os.MkdirAll(b.opts.JournalDir, 0o700); err != nil {
-			return fmt.Errorf("create journal directory: %w", err)
+		if dirRefused, err = b.journalDir(); err != nil {
+			return err
 		}
 	}
 	b.applyMu.Lock()
@@ -228,7 +304,7 @@ func (b *Broker) Apply(ctx context.Context, cfgs []QueueConfig) error {
 		}
 		q := newQueue(b, cfg)
 		if cfg.Persistence == Volume {
-			if err := q.openJournal(); err != nil {
+			if err := q.openJournal(dirRefused); err != nil {
 				errs = append(errs, fmt.Errorf("queue %q: %w", cfg.Name, err))
 				continue
 			}

@@ -2,7 +2,9 @@ package mqbroker
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -137,6 +139,9 @@ type queue struct {
 	rr             int
 	nextID         uint64
 	journal        *mqjournal.Journal
+	// journalRefused is why the journal found at start was not replayed
+	// but set aside, if it was.
+	journalRefused string
 	timer          *time.Timer
 	timerAt        int64 // broker-monotonic; 0 means not armed
 	deleted        bool
@@ -160,8 +165,23 @@ func newQueue(b *Broker, cfg QueueConfig) *queue {
 
 // openJournal opens the queue's journal and restores its messages. It is
 // called before the queue is visible to connections.
-func (q *queue) openJournal() error {
-	j, live, rec, err := mqjournal.Open(q.b.journalPath(q.name), q.b.journalOptions())
+//
+// A journal another user could have written (mqjournal.ErrUntrusted) is not
+// replayed: it is renamed aside and the queue starts empty, and refused
+// (non-empty if the journal directory was set aside) says so in the
+// queue's stats.
+func (q *queue) openJournal(refused string) error {
+	path := q.b.journalPath(q.name)
+	j, live, rec, err := mqjournal.Open(path, q.b.journalOptions())
+	if errors.Is(err, mqjournal.ErrUntrusted) {
+		aside, qerr := quarantine(path)
+		if qerr != nil {
+			return fmt.Errorf("%w; setting it aside: %w", err, qerr)
+		}
+		q.log.Error("refused the journal: it was set aside and the queue starts empty", "err", err, "setAside", aside)
+		refused = fmt.Sprintf("the journal was refused and set aside as %s: %v", filepath.Base(aside), err)
+		j, live, rec, err = mqjournal.Open(path, q.b.journalOptions())
+	}
 	if err != nil {
 		return err
 	}
@@ -171,6 +191,7 @@ func (q *queue) openJournal() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.journal = j
+	q.journalRefused = refused
 	now := q.b.now()
 	for _, jm := range live {
 		m := &message{id: jm.ID, body: jm.Body, priority: min(jm.Priority, mqwire.MaxPriority), enqueuedAt: jm.EnqueuedAt, expiresAt: jm.ExpiresAt, deliveries: jm.Deliveries}
@@ -873,6 +894,7 @@ func (q *queue) stats() QueueStats {
 	}
 	if q.journal != nil {
 		s.JournalBytes = q.journal.Size()
+		s.JournalRefused = q.journalRefused
 	}
 	return s
 }

@@ -27,6 +27,10 @@ type QueueStats struct {
 	BlockedSends int
 	// JournalBytes is the journal's size (Persistence Volume only).
 	JournalBytes int64
+	// JournalRefused, if not empty, is why the journal found when the queue
+	// was created was not replayed: another user could have written it (or
+	// its directory), so it was set aside and the queue started empty.
+	JournalRefused string
 
 	Enqueued     uint64 // messages accepted from producers
 	Delivered    uint64 // deliveries, including redeliveries

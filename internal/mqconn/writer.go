@@ -51,6 +51,13 @@ type Writer struct {
 	done    chan struct{} // closed when Run returns
 }
 
+// MaxKeptBuffer is the largest output buffer a Writer keeps once written (it
+// has two: the one being written and the one frames are appended to). A
+// burst's larger buffer is dropped, so that an idle connection pins at most
+// twice this much: the sidecar budgets every connection's buffers in its
+// memory limit (pkg/channelconfig BrokerConnectionBytes).
+const MaxKeptBuffer = 64 << 10
+
 // NewWriter returns the writer of nc. A blocked write fails after timeout
 // (0: never). The caller starts Run in a goroutine of its own.
 func NewWriter(nc net.Conn, timeout time.Duration) *Writer {
@@ -140,7 +147,7 @@ func (w *Writer) take() bool {
 	}
 	w.mu.Lock()
 	w.pending, w.out = w.out, w.pending[:0]
-	if cap(w.out) > 4<<20 {
+	if cap(w.out) > MaxKeptBuffer {
 		w.out = nil // do not keep a burst's buffer
 	}
 	w.mark = -1

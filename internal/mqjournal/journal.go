@@ -53,6 +53,12 @@ type Journal struct {
 // ErrClosed is returned by operations on a closed journal.
 var ErrClosed = errors.New("journal closed")
 
+// ErrUntrusted is returned by Open for a journal that another user than the
+// process's could have written, which it does not replay: a symbolic link
+// (to /dev/zero, say), a FIFO or anything but a regular file, a file owned by
+// another user, or one its group or others can write.
+var ErrUntrusted = errors.New("untrusted journal")
+
 // Open opens or creates the journal at path and replays it, returning the
 // messages still live in the order they were enqueued. A torn or corrupt tail
 // is cut off and reported in Recovery.
@@ -64,9 +70,13 @@ func Open(path string, opts Options) (*Journal, []Message, Recovery, error) {
 		opts.CompactMinBytes = 1 << 20
 	}
 	// The journal lies on the pod's tmpfs, which every container can write:
-	// a symbolic link or a FIFO planted there is refused, not followed.
-	data, err := regularfile.ReadFile(path)
+	// a symbolic link or a FIFO planted there is refused, not followed, and
+	// so is a file that another user could have forged.
+	data, err := regularfile.ReadPrivateFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, regularfile.ErrNotRegular) || errors.Is(err, regularfile.ErrNotPrivate) {
+			return nil, nil, Recovery{}, fmt.Errorf("%w: %w", ErrUntrusted, err)
+		}
 		return nil, nil, Recovery{}, fmt.Errorf("read journal: %w", err)
 	}
 	live, good, version, rec, err := replay(data, opts.MaxRecord)
@@ -82,7 +92,7 @@ func Open(path string, opts Options) (*Journal, []Message, Recovery, error) {
 		}
 		return j, live, rec, nil
 	}
-	f, err := regularfile.Open(path, os.O_WRONLY, 0)
+	f, err := regularfile.OpenPrivate(path, os.O_WRONLY, 0)
 	if err != nil {
 		return nil, nil, Recovery{}, fmt.Errorf("open journal: %w", err)
 	}
@@ -285,7 +295,7 @@ func (j *Journal) Rewrite(live []Message) error {
 
 func (j *Journal) rewriteLocked(live []Message) error {
 	tmp := j.path + ".tmp"
-	f, err := regularfile.Open(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	f, err := regularfile.OpenPrivate(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("create journal: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/podipc/podipc/internal/regularfile"
@@ -240,9 +241,43 @@ func TestOpenRefusesWhatIsNotARegularFile(t *testing.T) {
 		if err := plant(path); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, _, err := Open(path, Options{MaxRecord: testMaxRecord}); !errors.Is(err, regularfile.ErrNotRegular) {
-			t.Errorf("%s: Open = %v, want ErrNotRegular", name, err)
+		if _, _, _, err := Open(path, Options{MaxRecord: testMaxRecord}); !errors.Is(err, regularfile.ErrNotRegular) || !errors.Is(err, ErrUntrusted) {
+			t.Errorf("%s: Open = %v, want ErrUntrusted and ErrNotRegular", name, err)
 		}
+	}
+}
+
+// A valid journal that another user could have written is not replayed: one
+// owned by another user (planted by another container), or one its group or
+// others can write.
+func TestOpenRefusesJournalsOthersCouldWrite(t *testing.T) {
+	for name, c := range map[string]struct {
+		root   bool
+		forge  func(path string) error
+		reason string
+	}{
+		"group-writable": {forge: func(path string) error { return os.Chmod(path, 0o620) }, reason: "writable by group or others"},
+		"world-writable": {forge: func(path string) error { return os.Chmod(path, 0o606) }, reason: "writable by group or others"},
+		"another user's": {root: true, forge: func(path string) error { return os.Chown(path, 65534, 65534) }, reason: "owned by uid 65534"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if c.root && os.Geteuid() != 0 {
+				t.Skip("needs root to give the file to another user")
+			}
+			path := filepath.Join(t.TempDir(), "q.journal")
+			j, _, _ := openT(t, path, Options{})
+			j.AppendEnqueue(msg(1, "forged"))
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.forge(path); err != nil {
+				t.Fatal(err)
+			}
+			_, live, _, err := Open(path, Options{MaxRecord: testMaxRecord})
+			if !errors.Is(err, ErrUntrusted) || !errors.Is(err, regularfile.ErrNotPrivate) || !strings.Contains(err.Error(), c.reason) {
+				t.Fatalf("Open = %v (%d messages), want ErrUntrusted saying %q", err, len(live), c.reason)
+			}
+		})
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/podipc/podipc/internal/mqbroker"
+	"github.com/podipc/podipc/internal/mqconn"
+	"github.com/podipc/podipc/internal/mqwire"
 	"github.com/podipc/podipc/pkg/channelconfig"
 	"github.com/podipc/podipc/pkg/mq"
 	"github.com/podipc/podipc/pkg/shm"
@@ -40,6 +42,20 @@ func TestDefaultsAreTheDataPlanes(t *testing.T) {
 	if int64(q.MaxDepth) != int64(s.MaxDepth) || q.MaxBytes != s.MaxBytes || int64(q.MaxMessageSize) != int64(s.MaxMessageSize) ||
 		q.AckTimeout != s.AckTimeout.Duration || string(q.Overflow) != string(s.Overflow) {
 		t.Errorf("defaulted queue: pkg/mq %+v, API %+v", q, s)
+	}
+}
+
+// The memory the injector budgets for each broker connection is what a
+// connection keeps: its read buffer, its reader's kept scratch buffer and its
+// writer's two kept output buffers.
+func TestBrokerConnectionBytesAreTheDataPlanes(t *testing.T) {
+	kept := int64(mqconn.ReadBufferSize + mqwire.MaxKeptScratch + 2*mqconn.MaxKeptBuffer)
+	if channelconfig.BrokerConnectionBytes != kept {
+		t.Errorf("BrokerConnectionBytes = %d, a connection keeps up to %d", channelconfig.BrokerConnectionBytes, kept)
+	}
+	// A frame of the default largest message is read into the kept scratch.
+	if need := channelconfig.DefaultMaxMessageSize + mqwire.SendOverhead + mqwire.MaxQueueName; need > mqwire.MaxKeptScratch {
+		t.Errorf("a %d-byte message needs a %d-byte frame, more than the kept scratch of %d", channelconfig.DefaultMaxMessageSize, need, mqwire.MaxKeptScratch)
 	}
 }
 

@@ -99,6 +99,35 @@ func TestReconfigure(t *testing.T) {
 	}
 }
 
+// A queue added to a running pod must fit the memory limit its sidecar got
+// at admission, like a channel must fit its tmpfs.
+func TestReconfigureKeepsQueuesInTheSidecarsMemory(t *testing.T) {
+	jobs := injectortest.MQChannel("jobs", false, "")
+	pod := injectortest.InjectPod(map[string]string{podcontract.AnnotationTmpfsSize: "16Mi"}, "app")
+	injected := injectortest.MustMutate(t, pod, []v1alpha1.IPCChannel{jobs}, injectortest.Settings())
+	st := injectortest.MustStatus(t, injected)
+	settings := jobs.Spec.ChannelSettings.Model()
+	if want := settings.Footprint().SidecarMemoryBytes; st.QueueMemoryBudgetBytes != want || want == 0 {
+		t.Fatalf("queue memory budget %d, want the queue's bound %d", st.QueueMemoryBudgetBytes, want)
+	}
+
+	// A second queue (no tmpfs: not persistent) does not fit the memory left.
+	more := injectortest.MQChannel("more", false, "")
+	r, err := injection.Reconfigure(injected, []v1alpha1.IPCChannel{jobs, more})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.Status.Channels, []string{"jobs"}) || len(r.Status.Rejected) != 1 || r.Status.Rejected[0].Name != "more" ||
+		!strings.Contains(r.Status.Rejected[0].Reason, "sidecar memory") || !strings.Contains(r.Status.Rejected[0].Reason, "recreate the pod") {
+		t.Fatalf("status %+v, want more rejected for the sidecar's memory", r.Status)
+	}
+	// In place of the first, it fits.
+	r, err = injection.Reconfigure(injected, []v1alpha1.IPCChannel{more})
+	if err != nil || !slices.Equal(r.Status.Channels, []string{"more"}) || len(r.Status.Rejected) != 0 {
+		t.Fatalf("status %+v err %v, want more in place of jobs", r.Status, err)
+	}
+}
+
 func TestChannelAppliesAgreesWithSelectChannels(t *testing.T) {
 	channels := []v1alpha1.IPCChannel{injectortest.ShmChannel("all", 0, 0, nil), injectortest.ShmChannel("demo", 0, 0, injectortest.SelectApp("demo")), injectortest.ShmChannel("other", 0, 0, injectortest.SelectApp("other"))}
 	for _, pod := range []*corev1.Pod{

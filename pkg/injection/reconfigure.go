@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podipc/podipc/api/v1alpha1"
+	"github.com/podipc/podipc/pkg/channelconfig"
 )
 
 // ErrNotInjected is returned by Reconfigure for a pod the injector did not
@@ -31,9 +32,10 @@ type Reconfiguration struct {
 // IPCChannels change: the pod's channel selection (its podipc.io/channels
 // annotation or the channels' selectors) is evaluated again and the result
 // written into podipc.io/config, which the kubelet projects into the
-// sidecar. A running pod's tmpfs cannot grow, so a channel the pod does not
-// have yet is added only if it fits the pod's channel budget
-// (Status.ChannelBudgetBytes); one that does not is listed in
+// sidecar. A running pod's tmpfs and sidecar memory limit cannot grow, so a
+// channel the pod does not have yet is added only if it fits the pod's
+// channel budget (Status.ChannelBudgetBytes) and, for a message queue, its
+// queues' memory budget (Status.QueueMemoryBudgetBytes); one that does not is listed in
 // Status.Rejected. The result of a pod that was just injected is unchanged.
 func Reconfigure(pod *corev1.Pod, available []v1alpha1.IPCChannel) (Reconfiguration, error) {
 	st, ok, err := ReadStatus(pod)
@@ -52,7 +54,7 @@ func Reconfigure(pod *corev1.Pod, available []v1alpha1.IPCChannel) (Reconfigurat
 	// Keep what the pod has (its files exist), then admit new channels in
 	// name order while they fit.
 	current := st.Channels
-	var used int64
+	var used channelconfig.Footprint
 	var keep []v1alpha1.IPCChannel
 	var tooBig []RejectedChannel
 	for pass := range 2 {
@@ -63,14 +65,14 @@ func Reconfigure(pod *corev1.Pod, available []v1alpha1.IPCChannel) (Reconfigurat
 				continue
 			}
 			settings := ch.Spec.ChannelSettings.Model()
-			need := settings.Footprint().TmpfsBytes
-			if !had && used+need > st.ChannelBudgetBytes {
-				tooBig = append(tooBig, RejectedChannel{Name: ch.Name, Reason: fmt.Sprintf(
-					"needs %s of tmpfs, more than is free of the pod's channel budget of %s: recreate the pod to get it",
-					FormatBytes(need), FormatBytes(st.ChannelBudgetBytes))})
-				continue
+			need := settings.Footprint()
+			if !had {
+				if why := budgetRefusal(need, used, st); why != "" {
+					tooBig = append(tooBig, RejectedChannel{Name: ch.Name, Reason: why})
+					continue
+				}
 			}
-			used += need
+			used = used.Add(need)
 			keep = append(keep, *ch)
 		}
 	}
@@ -86,6 +88,22 @@ func Reconfigure(pod *corev1.Pod, available []v1alpha1.IPCChannel) (Reconfigurat
 	r := Reconfiguration{Config: string(cfg.JSON), Status: next}
 	r.Changed = pod.Annotations[podcontract.AnnotationConfig] != r.Config || pod.Annotations[podcontract.AnnotationStatus] != next.Encode()
 	return r, nil
+}
+
+// budgetRefusal says why a channel that needs need cannot be added to a
+// running pod whose channels use used, or "" if it fits: the pod's tmpfs and
+// the sidecar's memory limit are fixed once it runs.
+func budgetRefusal(need, used channelconfig.Footprint, st Status) string {
+	const recreate = ": recreate the pod to get it"
+	if used.TmpfsBytes+need.TmpfsBytes > st.ChannelBudgetBytes {
+		return fmt.Sprintf("needs %s of tmpfs, more than is free of the pod's channel budget of %s%s",
+			FormatBytes(need.TmpfsBytes), FormatBytes(st.ChannelBudgetBytes), recreate)
+	}
+	if need.SidecarMemoryBytes > 0 && used.SidecarMemoryBytes+need.SidecarMemoryBytes > st.QueueMemoryBudgetBytes {
+		return fmt.Sprintf("may hold %s of sidecar memory, more than is free of the queues' memory budget of %s (the sidecar's memory limit)%s",
+			FormatBytes(need.SidecarMemoryBytes), FormatBytes(st.QueueMemoryBudgetBytes), recreate)
+	}
+	return ""
 }
 
 // Annotations are the pod annotations of the reconfiguration.

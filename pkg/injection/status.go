@@ -26,6 +26,10 @@ type Status struct {
 	// ChannelBudgetBytes is how much of the tmpfs channels may use: the
 	// sizeLimit less the headroom. The controller pushes no channel past it.
 	ChannelBudgetBytes int64 `json:"channelBudgetBytes"`
+	// QueueMemoryBudgetBytes is how much sidecar memory the message queues
+	// may hold: their in-memory bound at admission, which the sidecar's memory
+	// limit includes. The controller pushes no queue past it.
+	QueueMemoryBudgetBytes int64 `json:"queueMemoryBudgetBytes"`
 	// ConfigHash is Config.Hash of podipc.io/config.
 	ConfigHash string `json:"configHash"`
 }

@@ -38,6 +38,7 @@ var roles = map[string]func(context.Context) error{
 	"ordered-consumer":   roleOrderedConsumer,
 	"impostor":           roleImpostor,
 	"hog":                roleHog,
+	"journal-forger":     roleJournalForger,
 }
 
 func envInt(name string) int {

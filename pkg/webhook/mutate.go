@@ -31,7 +31,9 @@ var ErrConflict = errors.New("the pod conflicts with what podipc injects")
 // A pod without podipc.io/inject: "true", or one already injected, comes
 // back unchanged (a deep copy), so Mutate(Mutate(p)) equals Mutate(p). An
 // invalid annotation is an *injection.AnnotationError, a pod whose channels
-// exceed Settings.MaxTmpfsBytes a *TmpfsTooLargeError, a pod that already has
+// exceed Settings.MaxTmpfsBytes a *TmpfsTooLargeError, one whose sidecar
+// would need more memory than Settings.MaxSidecarMemoryBytes a
+// *SidecarMemoryTooLargeError, a pod that already has
 // what the injector adds an error matching ErrConflict.
 func Mutate(pod *corev1.Pod, channels []v1alpha1.IPCChannel, s Settings) (*corev1.Pod, error) {
 	inject, err := injection.WantsInjection(pod)
@@ -92,13 +94,14 @@ func Mutate(pod *corev1.Pod, channels []v1alpha1.IPCChannel, s Settings) (*corev
 	}
 	out.Annotations[podcontract.AnnotationConfig] = string(cfg.JSON)
 	st := injection.Status{
-		Version:            s.InjectorVersion,
-		Channels:           cfg.Names(),
-		Missing:            opts.Missing(channels),
-		Rejected:           cfg.Rejected,
-		TmpfsBytes:         size.tmpfsBytes,
-		ChannelBudgetBytes: size.budgetBytes,
-		ConfigHash:         cfg.Hash(),
+		Version:                s.InjectorVersion,
+		Channels:               cfg.Names(),
+		Missing:                opts.Missing(channels),
+		Rejected:               cfg.Rejected,
+		TmpfsBytes:             size.tmpfsBytes,
+		ChannelBudgetBytes:     size.budgetBytes,
+		QueueMemoryBudgetBytes: size.footprint.SidecarMemoryBytes,
+		ConfigHash:             cfg.Hash(),
 	}
 	out.Annotations[podcontract.AnnotationStatus] = st.Encode()
 	return out, nil
@@ -238,12 +241,11 @@ func appEnv(mountPath string, channels []string) []corev1.EnvVar {
 // sidecarContainer is the hardened podipc-sidecar. Its memory request
 // includes the tmpfs bytes it allocates (fallocate; tmpfs pages are charged to the
 // cgroup that first touches them), its limit also the message queues'
-// in-memory bound.
+// in-memory bound and the broker's fixed bounds (see planSizing).
 func sidecarContainer(opts injection.Options, size sizing, s *Settings) corev1.Container {
 	memRequest := s.SidecarMemoryRequest.DeepCopy()
 	memRequest.Add(*resource.NewQuantity(size.footprint.TmpfsBytes, resource.BinarySI))
-	memLimit := s.SidecarMemoryLimit.DeepCopy()
-	memLimit.Add(*resource.NewQuantity(size.footprint.TmpfsBytes+size.footprint.SidecarMemoryBytes, resource.BinarySI))
+	memLimit := *resource.NewQuantity(size.memoryLimitBytes, resource.BinarySI)
 	probe := func(path string, period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{

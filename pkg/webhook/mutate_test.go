@@ -147,7 +147,8 @@ func TestMutateHardensSidecar(t *testing.T) {
 	// one more message, 10000 × 256 B of bookkeeping for each) in its limit.
 	s := injectortest.Settings()
 	wantReq := s.SidecarMemoryRequest.Value() + ringBytes
-	wantLim := s.SidecarMemoryLimit.Value() + ringBytes + 2*channelconfig.DefaultMaxBytes + channelconfig.DefaultMaxMessageSize + 2*channelconfig.DefaultMaxDepth*channelconfig.BrokerMessageOverheadBytes
+	wantLim := s.SidecarMemoryLimit.Value() + ringBytes + 2*channelconfig.DefaultMaxBytes + channelconfig.DefaultMaxMessageSize + 2*channelconfig.DefaultMaxDepth*channelconfig.BrokerMessageOverheadBytes +
+		channelconfig.BrokerMaxBlockedSendBytes + channelconfig.BrokerMaxConnections*channelconfig.BrokerConnectionBytes
 	if got := side.Resources.Requests.Memory().Value(); got != wantReq {
 		t.Errorf("memory request = %d, want %d", got, wantReq)
 	}
@@ -341,6 +342,37 @@ func TestMutateSizing(t *testing.T) {
 	// Exactly at the maximum is allowed.
 	s.MaxTmpfsBytes = ringBytes + s.TmpfsHeadroomBytes
 	injectortest.MustMutate(t, injectortest.InjectPod(nil, "app"), []v1alpha1.IPCChannel{small}, s)
+}
+
+// A pod whose queues, with the broker's fixed bounds, need a sidecar memory
+// limit above the injector's maximum is refused, saying what takes it.
+func TestMutateRefusesQueuesBeyondTheSidecarsMemory(t *testing.T) {
+	jobs := injectortest.MQChannel("jobs", false, "")
+	big := injectortest.MQChannel("big", false, "")
+	big.Spec.MessageQueue.MaxBytes = 1 << 30
+	s := injectortest.Settings()
+	s.MaxSidecarMemoryBytes = 1 << 30
+
+	_, err := webhook.Mutate(injectortest.InjectPod(nil, "app"), []v1alpha1.IPCChannel{jobs, big}, s)
+	var tooLarge *webhook.SidecarMemoryTooLargeError
+	if !errors.As(err, &tooLarge) {
+		t.Fatalf("err = %v, want *SidecarMemoryTooLargeError", err)
+	}
+	if tooLarge.BrokerBytes != channelconfig.BrokerFixedBytes() || tooLarge.NeedBytes <= s.MaxSidecarMemoryBytes || tooLarge.Queues[0].Name != "big" {
+		t.Fatalf("%+v, want the broker's bytes, more than the maximum and big first", tooLarge)
+	}
+	for _, want := range []string{"big", "jobs", "1Gi", injection.FormatBytes(channelconfig.BrokerFixedBytes()), "maxBytes"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q does not mention %q", err, want)
+		}
+	}
+
+	// What fits is injected with the limit the sidecar's bounds need.
+	pod := injectortest.MustMutate(t, injectortest.InjectPod(nil, "app"), []v1alpha1.IPCChannel{jobs}, s)
+	side := sidecarOf(t, pod)
+	if got, min := side.Resources.Limits.Memory().Value(), s.SidecarMemoryLimit.Value()+channelconfig.BrokerFixedBytes(); got < min || got > s.MaxSidecarMemoryBytes {
+		t.Fatalf("memory limit %d, want at least %d and at most %d", got, min, s.MaxSidecarMemoryBytes)
+	}
 }
 
 func TestMutateRefusesConflicts(t *testing.T) {

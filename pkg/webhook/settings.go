@@ -40,6 +40,11 @@ type Settings struct {
 	// allocates to both, and the message queues' in-memory bound to the limit.
 	SidecarMemoryRequest resource.Quantity
 	SidecarMemoryLimit   resource.Quantity
+	// MaxSidecarMemoryBytes is the largest memory limit the sidecar may get:
+	// SidecarMemoryLimit plus the tmpfs bytes, the message queues' in-memory
+	// bound and the broker's fixed bounds (channelconfig.BrokerFixedBytes). A
+	// pod whose queues need more is refused; 0 means no limit.
+	MaxSidecarMemoryBytes int64
 	// StartupTimeoutSeconds bounds how long the sidecar's startup probe waits
 	// for every channel to exist.
 	StartupTimeoutSeconds int32
@@ -57,6 +62,7 @@ func DefaultSettings() Settings {
 		SidecarCPURequest:     resource.MustParse("10m"),
 		SidecarMemoryRequest:  resource.MustParse("16Mi"),
 		SidecarMemoryLimit:    resource.MustParse("64Mi"),
+		MaxSidecarMemoryBytes: 8 << 30,
 		StartupTimeoutSeconds: 120,
 	}
 }
@@ -69,6 +75,9 @@ func (s *Settings) Validate() error {
 	}
 	if s.MaxTmpfsBytes < 0 || s.TmpfsHeadroomBytes < 0 || s.DevShmHeadroomBytes < 0 {
 		errs = append(errs, errors.New("tmpfs sizes must not be negative"))
+	}
+	if s.MaxSidecarMemoryBytes < 0 {
+		errs = append(errs, errors.New("the sidecar's maximum memory must not be negative"))
 	}
 	if s.SidecarMemoryLimit.Cmp(s.SidecarMemoryRequest) < 0 {
 		errs = append(errs, fmt.Errorf("the sidecar memory limit %s is below its request %s", &s.SidecarMemoryLimit, &s.SidecarMemoryRequest))

@@ -57,6 +57,22 @@ type Config struct {
 	OnListening func(addr net.Addr)
 }
 
+// BrokerOptions are the options of the sidecar's broker: its bounds are the
+// ones the injector budgets the sidecar's memory limit for (pkg/channelconfig
+// BrokerFixedBytes).
+// dir is the pod's podipc directory.
+func BrokerOptions(dir string, log *slog.Logger) mqbroker.Options {
+	return mqbroker.Options{
+		JournalDir:           podcontract.JournalDir(dir),
+		PrivateRoot:          dir,
+		Logger:               log,
+		MaxConnections:       channelconfig.BrokerMaxConnections,
+		MaxConnectionsPerUID: channelconfig.BrokerMaxConnectionsPerUID,
+		MaxBlockedSendBytes:  channelconfig.BrokerMaxBlockedSendBytes,
+		MaxMessageSize:       channelconfig.MaxMaxMessageSize,
+	}
+}
+
 // Run runs the sidecar until ctx ends, then shuts down gracefully: readiness
 // fails at once, the broker stops accepting, finishes the frames it has
 // received and flushes its journals, the channel handles are released (the
@@ -68,10 +84,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.Dir, 0o770); err != nil {
 		return fmt.Errorf("create %s: %w", cfg.Dir, err)
 	}
-	broker, err := mqbroker.New(mqbroker.Options{
-		JournalDir: podcontract.JournalDir(cfg.Dir),
-		Logger:     log.With("component", "broker"),
-	})
+	broker, err := mqbroker.New(BrokerOptions(cfg.Dir, log.With("component", "broker")))
 	if err != nil {
 		return fmt.Errorf("start broker: %w", err)
 	}

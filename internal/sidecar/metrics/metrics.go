@@ -106,6 +106,8 @@ var (
 		"Sends waiting for room in a full queue.", "queue")
 	mqJournal = desc("mq_journal_bytes",
 		"Size of the queue's journal (persistence Volume).", "queue")
+	mqJournalRefused = desc("mq_journal_refused",
+		"1 if the journal found when the queue was created was refused (another user could have written it) and set aside, so the queue started empty.", "queue")
 	mqEnqueued = desc("mq_enqueued_messages_total",
 		"Messages accepted from producers (sent).", "queue")
 	mqDelivered = desc("mq_delivered_messages_total",
@@ -144,7 +146,7 @@ var (
 var allDescs = []*prometheus.Desc{
 	configApplied, configGeneration, configAppliedTime, configErrors, reconciles, reapedPeers, channelState, channelDeclared,
 	shmDepth, shmCapacity, shmSlotSize, shmFileSize, shmSent, shmReceived, shmLost, shmRedelivered, shmAbandoned, shmReaped, shmPeers, shmDeadPeers,
-	mqDepth, mqBytes, mqInFlight, mqInFlightBytes, mqCapacity, mqCapacityBytes, mqConsumers, mqBlockedSends, mqJournal,
+	mqDepth, mqBytes, mqInFlight, mqInFlightBytes, mqCapacity, mqCapacityBytes, mqConsumers, mqBlockedSends, mqJournal, mqJournalRefused,
 	mqEnqueued, mqDelivered, mqAcked, mqRedelivered, mqDeadLettered, mqDropped, mqExpired, mqRejected, mqRecovered, mqAckLatency,
 	mqConnections, mqConnectionsLimit, mqPeerConnections, mqPeerConnectionsLimit, mqBlockedSendBytes, mqBlockedSendBytesLimit,
 }
@@ -238,6 +240,11 @@ func collectQueue(ch chan<- prometheus.Metric, gauge gaugeFunc, counter counterF
 	gauge(mqConsumers, float64(q.Consumers), name)
 	gauge(mqBlockedSends, float64(q.BlockedSends), name)
 	gauge(mqJournal, float64(q.JournalBytes), name)
+	refused := 0.0
+	if q.JournalRefused != "" {
+		refused = 1
+	}
+	gauge(mqJournalRefused, refused, name)
 	counter(mqEnqueued, q.Enqueued, name)
 	counter(mqDelivered, q.Delivered, name)
 	counter(mqAcked, q.Acked, name)

@@ -76,7 +76,11 @@ func NewHandler(opts Options) http.Handler {
 				declared++
 			}
 		}
-		writeText(w, http.StatusOK, fmt.Sprintf("ok: config generation %d, %d channels ready\n", snap.Config.Generation, declared))
+		text := fmt.Sprintf("ok: config generation %d, %d channels ready\n", snap.Config.Generation, declared)
+		for _, warning := range snap.Warnings() {
+			text += "warning: " + warning + "\n"
+		}
+		writeText(w, http.StatusOK, text)
 	})
 	mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 		ErrorLog:      slogErrorLog{opts.Logger},

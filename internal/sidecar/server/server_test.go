@@ -83,3 +83,22 @@ func TestHealthzFailsWhenNotLive(t *testing.T) {
 		t.Errorf("stuck: %d %q", code, body)
 	}
 }
+
+// A queue whose journal was refused at start is served (empty): /readyz
+// passes and says which queue's journal was refused and why.
+func TestReadyzNamesRefusedJournals(t *testing.T) {
+	snap := status.Snapshot{
+		Config: status.Config{Applied: true, Generation: 1},
+		Channels: []status.Channel{{Name: "jobs", Type: "MessageQueue", Declared: true, State: status.StateReady,
+			MessageQueue: &status.MessageQueue{JournalRefused: "the journal was refused and set aside as jobs.journal.refused-1: owned by uid 65534"}}},
+	}
+	h := server.NewHandler(server.Options{
+		Snapshot:     func() status.Snapshot { return snap },
+		Gatherer:     prometheus.NewRegistry(),
+		ShuttingDown: func() bool { return false },
+	})
+	code, body := get(t, h, server.ReadyzPath)
+	if code != http.StatusOK || !strings.Contains(body, "warning: MessageQueue jobs: the journal was refused") || !strings.Contains(body, "65534") {
+		t.Errorf("readyz: %d %q, want ok with a warning naming the queue and why", code, body)
+	}
+}

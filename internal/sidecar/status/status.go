@@ -164,6 +164,10 @@ type MessageQueue struct {
 	Consumers     int   `json:"consumers"`
 	BlockedSends  int   `json:"blockedSends"`
 	JournalBytes  int64 `json:"journalBytes"`
+	// JournalRefused, if not empty, is why the journal found at start was
+	// not replayed but set aside (another user could have written it): the
+	// queue started empty. /readyz lists it without failing.
+	JournalRefused string `json:"journalRefused,omitempty"`
 
 	Enqueued     uint64 `json:"enqueued"`
 	Delivered    uint64 `json:"delivered"`
@@ -217,6 +221,22 @@ func (h *Histogram) Quantile(q float64) float64 {
 		lower, below = b.UpperBound, b.Count
 	}
 	return h.Buckets[len(h.Buckets)-1].UpperBound
+}
+
+// Warnings lists, one line each, what the sidecar serves despite: the
+// message queues whose journal was refused at start (another user could
+// have written it) and which started empty. They do not make it unready:
+// the queues work, and the application containers a native sidecar gates
+// must still start.
+func (s Snapshot) Warnings() []string {
+	var out []string
+	for i := range s.Channels {
+		c := &s.Channels[i]
+		if c.Declared && c.MessageQueue != nil && c.MessageQueue.JournalRefused != "" {
+			out = append(out, string(c.Type)+" "+c.Name+": "+c.MessageQueue.JournalRefused)
+		}
+	}
+	return out
 }
 
 // NotReady lists, one line each, why the sidecar is not ready: a
