@@ -107,8 +107,8 @@ func TestReconfigureKeepsQueuesInTheSidecarsMemory(t *testing.T) {
 	injected := injectortest.MustMutate(t, pod, []v1alpha1.IPCChannel{jobs}, injectortest.Settings())
 	st := injectortest.MustStatus(t, injected)
 	settings := jobs.Spec.ChannelSettings.Model()
-	if want := settings.Footprint().SidecarMemoryBytes; st.QueueMemoryBudgetBytes != want || want == 0 {
-		t.Fatalf("queue memory budget %d, want the queue's bound %d", st.QueueMemoryBudgetBytes, want)
+	if want := settings.Footprint().SidecarMemoryBytes; st.QueueMemoryBudgetBytes == nil || *st.QueueMemoryBudgetBytes != want || want == 0 {
+		t.Fatalf("queue memory budget %v, want the queue's bound %d", st.QueueMemoryBudgetBytes, want)
 	}
 
 	// A second queue (no tmpfs: not persistent) does not fit the memory left.
@@ -125,6 +125,19 @@ func TestReconfigureKeepsQueuesInTheSidecarsMemory(t *testing.T) {
 	r, err = injection.Reconfigure(injected, []v1alpha1.IPCChannel{more})
 	if err != nil || !slices.Equal(r.Status.Channels, []string{"more"}) || len(r.Status.Rejected) != 0 {
 		t.Fatalf("status %+v err %v, want more in place of jobs", r.Status, err)
+	}
+
+	// A pod injected by an older injector has no queue memory budget in its
+	// status: its queues are held to its tmpfs only, as that injector did.
+	legacy := st
+	legacy.QueueMemoryBudgetBytes = nil
+	injected.Annotations[podcontract.AnnotationStatus] = legacy.Encode()
+	if strings.Contains(injected.Annotations[podcontract.AnnotationStatus], "queueMemoryBudgetBytes") {
+		t.Fatalf("a status without a budget still names it: %s", injected.Annotations[podcontract.AnnotationStatus])
+	}
+	r, err = injection.Reconfigure(injected, []v1alpha1.IPCChannel{jobs, more})
+	if err != nil || !slices.Equal(r.Status.Channels, []string{"jobs", "more"}) || len(r.Status.Rejected) != 0 {
+		t.Fatalf("older pod: status %+v err %v, want both queues (no memory budget to hold them to)", r.Status, err)
 	}
 }
 

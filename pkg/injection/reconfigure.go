@@ -99,9 +99,9 @@ func budgetRefusal(need, used channelconfig.Footprint, st Status) string {
 		return fmt.Sprintf("needs %s of tmpfs, more than is free of the pod's channel budget of %s%s",
 			FormatBytes(need.TmpfsBytes), FormatBytes(st.ChannelBudgetBytes), recreate)
 	}
-	if need.SidecarMemoryBytes > 0 && used.SidecarMemoryBytes+need.SidecarMemoryBytes > st.QueueMemoryBudgetBytes {
+	if b := st.QueueMemoryBudgetBytes; b != nil && need.SidecarMemoryBytes > 0 && used.SidecarMemoryBytes+need.SidecarMemoryBytes > *b {
 		return fmt.Sprintf("may hold %s of sidecar memory, more than is free of the queues' memory budget of %s (the sidecar's memory limit)%s",
-			FormatBytes(need.SidecarMemoryBytes), FormatBytes(st.QueueMemoryBudgetBytes), recreate)
+			FormatBytes(need.SidecarMemoryBytes), FormatBytes(*b), recreate)
 	}
 	return ""
 }

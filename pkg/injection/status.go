@@ -28,8 +28,10 @@ type Status struct {
 	ChannelBudgetBytes int64 `json:"channelBudgetBytes"`
 	// QueueMemoryBudgetBytes is how much sidecar memory the message queues
 	// may hold: their in-memory bound at admission, which the sidecar's memory
-	// limit includes. The controller pushes no queue past it.
-	QueueMemoryBudgetBytes int64 `json:"queueMemoryBudgetBytes"`
+	// limit includes. The controller pushes no queue past it. Nil in the
+	// status of a pod injected by an older injector, which did not budget
+	// queue memory: its queues are then held to the tmpfs only, as before.
+	QueueMemoryBudgetBytes *int64 `json:"queueMemoryBudgetBytes,omitempty"`
 	// ConfigHash is Config.Hash of podipc.io/config.
 	ConfigHash string `json:"configHash"`
 }

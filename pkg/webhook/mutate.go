@@ -100,7 +100,7 @@ func Mutate(pod *corev1.Pod, channels []v1alpha1.IPCChannel, s Settings) (*corev
 		Rejected:               cfg.Rejected,
 		TmpfsBytes:             size.tmpfsBytes,
 		ChannelBudgetBytes:     size.budgetBytes,
-		QueueMemoryBudgetBytes: size.footprint.SidecarMemoryBytes,
+		QueueMemoryBudgetBytes: new(size.footprint.SidecarMemoryBytes),
 		ConfigHash:             cfg.Hash(),
 	}
 	out.Annotations[podcontract.AnnotationStatus] = st.Encode()
