@@ -65,8 +65,12 @@ async def connect(
 async def _finish_in_executor(
     loop: asyncio.AbstractEventLoop, fn: Callable[[], _T], undo: Callable[[_T], None]
 ) -> _T:
-    """Runs fn in the default executor; if the caller is cancelled meanwhile,
-    undo(result) runs once fn has returned, so that nothing opened leaks."""
+    """Runs fn in the default executor. If the caller is cancelled meanwhile,
+    the cancellation waits for fn to return and for undo(result) to run before
+    it propagates, so that once the cancelled await has returned nothing it
+    opened remains (a consumer attached late would otherwise take messages
+    that are then redelivered). Cancelled again while it waits, the undo is
+    left to run in the background."""
     fut = loop.run_in_executor(None, fn)
     try:
         return await asyncio.shield(fut)
@@ -76,7 +80,12 @@ async def _finish_in_executor(
             if not f.cancelled() and f.exception() is None:
                 loop.run_in_executor(None, undo, f.result())  # closing may wait for a thread
 
-        fut.add_done_callback(cleanup)
+        try:
+            await asyncio.wait({fut})
+            if not fut.cancelled() and fut.exception() is None:
+                await loop.run_in_executor(None, undo, fut.result())
+        except asyncio.CancelledError:
+            fut.add_done_callback(cleanup)
         raise
 
 

@@ -415,4 +415,4 @@ def test_numpy_example_runs() -> None:
         env=dict(os.environ, PYTHONPATH=PKG_DIR), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("consumed 300 frames of 76800 bytes in place")
+    assert out.stdout.startswith("consumed 300 frames of 76816 bytes in place")  # a 16-byte stamp + the frame
