@@ -188,6 +188,19 @@ func create(t *testing.T, path string, o shm.Options) *shm.Channel {
 	return ch
 }
 
+// smallQueue creates a Queue channel of 8 slots of 64 bytes at path and
+// opens a Go producer on it, closed when the test ends.
+func smallQueue(t *testing.T, path string) (*shm.Channel, *shm.Producer) {
+	t.Helper()
+	ch := create(t, path, shm.Options{Mode: shm.ModeQueue, SlotSize: 64, SlotCount: 8})
+	p, err := ch.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return ch, p
+}
+
 // TestQueueMixed: a Go, a C and a Python producer, a Go, a C and a Python
 // consumer on one queue; every message is taken exactly once with its
 // content intact.
@@ -421,12 +434,7 @@ func TestDeadNativePeers(t *testing.T) {
 }
 
 func testDeadPeers(t *testing.T, c client, path string) {
-	ch := create(t, path, shm.Options{Mode: shm.ModeQueue, SlotSize: 64, SlotCount: 8})
-	p, err := ch.NewProducer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	ch, p := smallQueue(t, path)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	msg := make([]byte, 48)

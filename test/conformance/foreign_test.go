@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podipc/podipc/internal/testkit"
-	"github.com/podipc/podipc/pkg/shm"
 )
 
 // forger is a second mapping of a channel file through which a test writes
@@ -78,12 +77,7 @@ func TestForeignSlotWords(t *testing.T) {
 }
 
 func testForeignSlotWords(t *testing.T, c client, path string) {
-	ch := create(t, path, shm.Options{Mode: shm.ModeQueue, SlotSize: 64, SlotCount: 8})
-	p, err := ch.NewProducer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	ch, p := smallQueue(t, path)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	msg := make([]byte, 48)
