@@ -14,7 +14,8 @@ const (
 	LayoutVersion = 1
 
 	lineSize  = 128 // hot words get a 128-byte line to defeat adjacent-line prefetch
-	slotAlign = 64
+	cacheLine = 64  // one CPU cache line
+	slotAlign = cacheLine
 	pageSize  = 4096
 
 	// Header lines.

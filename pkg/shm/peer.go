@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/podipc/podipc/internal/cpuhint"
 	"github.com/podipc/podipc/internal/futex"
 	"github.com/podipc/podipc/internal/ofdlock"
 )
@@ -389,6 +390,7 @@ func (p *peer) await(ctx context.Context, ws waitSet, try attemptFunc) error {
 			if done || err != nil {
 				return err
 			}
+			cpuhint.Relax()
 			if i%64 != 0 {
 				continue
 			}
