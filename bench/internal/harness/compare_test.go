@@ -27,7 +27,7 @@ func TestCompare(t *testing.T) {
 	)
 	after := noiseReport(
 		repeatedRTT(nameCRing, 64, 1.0, 101, 101, 103),
-		repeatedRTT(nameShmSpin, 64, 1.0, 140, 150, 160),
+		repeatedRTT(nameShmSpin, 64, 1.0, 120, 125, 135),
 		repeatedRTT("pipe", 64, 1.0, 800, 1200, 1500),
 		rtt("mqueue", 64, 4000),
 		tput(nameShmSpin, 64, 1e6),
@@ -35,7 +35,7 @@ func TestCompare(t *testing.T) {
 	c := Compare(before, after)
 
 	spin := findRow(t, c, nameShmSpin, "p50_ns")
-	if spin.Before.Median != 310 || spin.After.Median != 150 || math.Abs(spin.Change-100*(150-310)/310.0) > 1e-9 || spin.Assessment != "better" {
+	if spin.Before.Median != 310 || spin.After.Median != 125 || math.Abs(spin.Change-100*(125-310)/310.0) > 1e-9 || spin.Assessment != "better" {
 		t.Errorf("shm-spin p50 row %+v", spin)
 	}
 	if ring := findRow(t, c, nameCRing, "p50_ns"); ring.Assessment != "within spread" {
@@ -69,11 +69,11 @@ func TestCompare(t *testing.T) {
 	out := strings.Join(strings.Fields(buf.String()), " ")
 	for _, want := range []string{
 		"transport size metric before after change spread before spread after",
-		"shm-spin 64 B p50_ns 310ns 150ns -51.6% better 6.5% of 3 13.3% of 3",
+		"shm-spin 64 B p50_ns 310ns 125ns -59.7% better 6.5% of 3 12.0% of 3",
 		"pipe 64 B p50_ns 1µs 1.2µs +20.0% within spread",
 		"mqueue 64 B p50_ns 5µs 4µs -20.0% - -",
 		"shm-spin 64 B msgs_per_s - 1.00M - - -",
-		"shm spinning rtt p50 within 1.5× of the C ring @64 B MISS 3.10× → PASS 1.49×",
+		"shm spinning rtt p50 within 1.3× of the C ring @64 B MISS 3.10× → PASS 1.24×",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("comparison lacks %q:\n%s", want, out)
