@@ -188,7 +188,8 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, options, error
 	fs.StringVar(&opts.save, "save", "", "also write the JSON report to this file")
 	compare := fs.String("compare", "", "OLD.json: after the run, print a before/after table of OLD and this run; OLD.json,NEW.json: compare two saved reports without running")
 	repeat := fs.Int("repeat", def.Repeat, "run every job this many times; the report gives medians and spreads")
-	loadSlack := fs.Float64("load-slack", def.Noise.LoadSlack, "a verdict is NOISY when the 1-minute load average around a compared job exceeded max(CPU count, the job's processes) plus this")
+	maxForeign := fs.Float64("max-foreign-cpu", def.Noise.MaxForeignCPU, "a verdict is NOISY when work other than the benchmark's processes used more than this fraction of one CPU during a repeat of a compared job (/proc/stat's busy time less the benchmark's own)")
+	loadSlack := fs.Float64("load-slack", def.Noise.LoadSlack, "where a repeat has no foreign CPU reading (old reports, no /proc), a verdict is NOISY when the 1-minute load average around it exceeded max(CPU count, the job's processes) plus this")
 	maxSpread := fs.Float64("max-spread", def.Noise.MaxSpread, "a verdict is NOISY when a compared figure's repeats spread over more than this percent of their median")
 	cpuProfile := fs.String("cpuprofile", "", "write CPU profiles of each Go job's timed loop to DIR/<transport>-<kind>-<size>-r<repeat>-<a|b>.pprof")
 	transports := fs.String("transports", strings.Join(def.Transports, ","), "comma-separated transports to measure (see -list)")
@@ -237,7 +238,7 @@ func parseFlags(args []string, stderr io.Writer) (harness.Config, options, error
 	case len(opts.compare) == 2 && (opts.save != "" || opts.json):
 		errs = append(errs, errors.New("-compare OLD,NEW does not run: -save and -json do not apply"))
 	}
-	cfg.Noise = harness.NoiseRule{LoadSlack: *loadSlack, MaxSpread: *maxSpread}
+	cfg.Noise = harness.NoiseRule{MaxForeignCPU: *maxForeign, LoadSlack: *loadSlack, MaxSpread: *maxSpread}
 	cfg.ProfileDir = *cpuProfile
 	if cfg.ProfileDir != "" && os.Getenv(harness.MQProfileEnv) != "" {
 		// Both would start the CPU profiler of the same processes.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,11 +111,11 @@ func TestFlags(t *testing.T) {
 }
 
 func TestFlagsRepeatAndCompare(t *testing.T) {
-	cfg, opts, err := parseFlags([]string{"-repeat", "5", "-load-slack", "1", "-max-spread", "30", "-compare", "old.json", "-cpuprofile", "prof"}, io.Discard)
+	cfg, opts, err := parseFlags([]string{"-repeat", "5", "-max-foreign-cpu", "0.2", "-load-slack", "1", "-max-spread", "30", "-compare", "old.json", "-cpuprofile", "prof"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Repeat != 5 || cfg.Noise != (harness.NoiseRule{LoadSlack: 1, MaxSpread: 30}) || cfg.ProfileDir != "prof" || len(opts.compare) != 1 {
+	if cfg.Repeat != 5 || cfg.Noise != (harness.NoiseRule{MaxForeignCPU: 0.2, LoadSlack: 1, MaxSpread: 30}) || cfg.ProfileDir != "prof" || len(opts.compare) != 1 {
 		t.Errorf("parsed %+v %+v", cfg, opts)
 	}
 	if cfg, _, _ := parseFlags(nil, io.Discard); cfg.Repeat != 3 || cfg.Noise != harness.DefaultNoiseRule() {
@@ -176,9 +177,13 @@ func TestRepeatProfileCompare(t *testing.T) {
 		if r.RTT == nil || r.RTT.Samples == 0 || r.Load.Before < 0 || r.Load.After < 0 {
 			t.Errorf("repeat %+v: no measurement or no load", r)
 		}
+		// The job's processes used CPU time; what else did is the rest.
+		if r.CPU == nil || r.CPU.Wall <= 0 || r.CPU.Own <= 0 || math.Abs(r.CPU.Busy-r.CPU.Own-r.CPU.Foreign) > 1e-9 {
+			t.Errorf("repeat %+v: CPU use %+v", r, r.CPU)
+		}
 	}
 	out := stdout.String()
-	for _, want := range []string{"Repeats: min..max", "Before/after: before", "pipe       64 B  p50_ns"} {
+	for _, want := range []string{"Repeats: min..max", "other CPU ", "Before/after: before", "pipe       64 B  p50_ns"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -98,6 +98,10 @@ type Repeat struct {
 	Throughput *ThroughputStats `json:"throughput,omitempty"`
 	// Load is the machine's load around the run.
 	Load Load `json:"load"`
+	// CPU is the CPU time the machine, the benchmark and other work used
+	// while the run went; nil in reports from before it was measured, or
+	// where /proc could not be read.
+	CPU *CPUUse `json:"cpu,omitempty"`
 }
 
 // Load is the 1-minute load average (/proc/loadavg) read just before and

@@ -78,6 +78,7 @@ type MemcpyRun struct {
 	GoGBPerS float64 `json:"go_copy_gb_per_s"`
 	CGBPerS  float64 `json:"c_memcpy_gb_per_s,omitempty"`
 	Load     Load    `json:"load"`
+	CPU      *CPUUse `json:"cpu,omitempty"`
 }
 
 // Best is the higher of the two measurements: the bar a copying transport
@@ -127,8 +128,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		r.Config.CPUs[0], r.Config.CPUs[1], r.Config.Samples, r.Config.LargeSamples, FormatSize(LargeSize),
 		r.Config.Budget, r.Config.Duration)
 	if c := r.Config; c.Repeat > 0 {
-		p.printf("each job %d× (figures are medians; spread: (max-min)/median); NOISY: load average above max(%d CPUs, the job's processes) + %.2g, or a spread above %.3g%%\n",
-			c.Repeat, m.loadCPUs(), c.Noise.LoadSlack, c.Noise.MaxSpread)
+		busy := fmt.Sprintf("load average above max(%d CPUs, the job's processes) + %.2g", m.loadCPUs(), c.Noise.LoadSlack)
+		if c.Noise.MaxForeignCPU > 0 {
+			busy = fmt.Sprintf("other work above %.2g CPU during a repeat (where not measured: %s)", c.Noise.MaxForeignCPU, busy)
+		}
+		p.printf("each job %d× (figures are medians; spread: (max-min)/median); NOISY: %s, or a spread above %.3g%%\n",
+			c.Repeat, busy, c.Noise.MaxSpread)
 	}
 	for _, warning := range r.Warnings {
 		p.printf("WARNING: %s\n", warning)
@@ -207,20 +212,41 @@ func (r *Report) writeRepeats(p *printer) {
 				figs = append(figs, fmt.Sprintf("%s %s..%s (%.1f%%)", m.name, format(s.Min), format(s.Max), s.Percent))
 			}
 		}
-		loads := make([]string, len(res.Repeats))
-		for i, rep := range res.Repeats {
-			loads[i] = fmt.Sprintf("%.2f→%.2f", rep.Load.Before, rep.Load.After)
-		}
-		figs = append(figs, "load "+strings.Join(loads, " "))
+		figs = append(figs, repeatLoads(res.Repeats)...)
 		lines = append(lines, fmt.Sprintf("%s %s %s: %s", res.Backend, FormatSize(res.Size), res.Kind, strings.Join(figs, ", ")))
 	}
 	if len(lines) == 0 {
 		return
 	}
-	p.printf("\nRepeats: min..max of each figure (spread), 1-minute load average before→after each repeat\n")
+	p.printf("\nRepeats: min..max of each figure (spread), 1-minute load average before→after each repeat, CPU other work used during each (in CPUs; steal, the hypervisor's, is part of it)\n")
 	for _, l := range lines {
 		p.printf("%s\n", l)
 	}
+}
+
+// repeatLoads are the load averages around each repeat and, where measured,
+// the CPU time other work used during each and its steal, if any.
+func repeatLoads(reps []Repeat) []string {
+	loads := make([]string, len(reps))
+	foreign := make([]string, len(reps))
+	steal := make([]string, len(reps))
+	var measured, stolen bool
+	for i, rep := range reps {
+		loads[i] = fmt.Sprintf("%.2f→%.2f", rep.Load.Before, rep.Load.After)
+		foreign[i], steal[i] = "-", "-"
+		if u := rep.CPU; u != nil {
+			measured, stolen = true, stolen || u.Steal >= 0.005
+			foreign[i], steal[i] = fmt.Sprintf("%.2f", u.Foreign), fmt.Sprintf("%.2f", u.Steal)
+		}
+	}
+	out := []string{"load " + strings.Join(loads, " ")}
+	if measured {
+		out = append(out, "other CPU "+strings.Join(foreign, " "))
+	}
+	if stolen {
+		out = append(out, "steal "+strings.Join(steal, " "))
+	}
+	return out
 }
 
 // spreadHead heads the spread columns of the results tables.

@@ -107,8 +107,8 @@ func (c Config) validate() error {
 	if c.Repeat < 1 {
 		errs = append(errs, fmt.Errorf("repeat %d: each job must run at least once", c.Repeat))
 	}
-	if c.Noise.LoadSlack < 0 || c.Noise.MaxSpread <= 0 {
-		errs = append(errs, fmt.Errorf("noise rule %+v: the load slack must not be negative, the spread limit must be positive", c.Noise))
+	if c.Noise.LoadSlack < 0 || c.Noise.MaxSpread <= 0 || c.Noise.MaxForeignCPU <= 0 {
+		errs = append(errs, fmt.Errorf("noise rule %+v: the load slack must not be negative, the spread and foreign CPU limits must be positive", c.Noise))
 	}
 	if c.Samples < 1 || c.LargeSamples < 1 || c.Duration <= 0 {
 		errs = append(errs, errors.New("samples and duration must be positive"))
@@ -225,7 +225,9 @@ rounds:
 				job.Profile = filepath.Join(c.ProfileDir, profileName(job, round))
 			}
 			before := readLoad()
+			watch := watchCPU(hostMeter())
 			one := runJob(ctx, c, job, round)
+			cpu := watch.stop()
 			after := readLoad()
 			switch {
 			case one.Unavailable != "":
@@ -236,7 +238,7 @@ rounds:
 					res.Error = fmt.Sprintf("repeat %d of %d: %s", round, c.Repeat, one.Error)
 				}
 			default:
-				res.Repeats = append(res.Repeats, Repeat{RTT: one.RTT, Throughput: one.Throughput, Load: Load{before, after}})
+				res.Repeats = append(res.Repeats, Repeat{RTT: one.RTT, Throughput: one.Throughput, Load: Load{before, after}, CPU: cpu})
 			}
 		}
 	}
@@ -318,11 +320,13 @@ func measureMemcpy(ctx context.Context, c Config) *MemcpyReference {
 		}
 		var run MemcpyRun
 		run.Load.Before = readLoad()
+		watch := watchCPU(hostMeter())
 		_ = runPinned(c.CPUs[0], func() error {
 			run.GoGBPerS = goMemcpy(memcpySize, d)
 			return nil
 		})
 		gbps, err := cMemcpy(ctx, c.Env, memcpySize, c.CPUs[0], d)
+		run.CPU = watch.stop()
 		run.Load.After = readLoad()
 		run.CGBPerS = gbps
 		ref.Repeats = append(ref.Repeats, run)

@@ -68,16 +68,32 @@ func (v Verdict) String() string {
 }
 
 // NoiseRule decides when a figure is too disturbed to judge a target by.
-// A job runs two processes (its sides), three for the transports with a
-// server process (see ownProcesses). On a machine of n CPUs a 1-minute
-// load average above max(n, own processes) means other work was waiting
-// for CPUs, and on a machine of two CPUs that is time taken from the
-// sides. The load average trails by a minute and misses short bursts: the
-// spread of the repeats catches those.
+//
+// A repeat measured the CPU time other work took while it ran (CPUUse): the
+// machine's busy time less the benchmark's own process tree's. On a machine
+// of two CPUs, where the sides are pinned one to each, that is time taken
+// from the sides or from the helpers they wait for. Repeats without that
+// reading (reports saved before it existed, or no /proc) fall back to the
+// load average: a job runs two processes (its sides), three for the
+// transports with a server process (see ownProcesses), and on a machine of
+// n CPUs a 1-minute load average above max(n, own processes) means other
+// work was waiting for CPUs. The load average trails by a minute and
+// carries the benchmark's own earlier jobs into the next, which is why it
+// is only the fallback. Either reading misses what the spread of the
+// repeats catches: a figure disturbed by something inside the run itself.
 type NoiseRule struct {
-	// LoadSlack: a repeat ran on a busy machine when the load average
-	// before or after it exceeded max(online CPUs, the job's processes)
-	// plus LoadSlack.
+	// MaxForeignCPU: a repeat ran on a busy machine when other work used
+	// more than this much CPU time during it, as a fraction of one CPU over
+	// the repeat's wall time (CPUUse.Foreign), beyond the counters'
+	// resolution (CPUUse.Resolution). On an idle 2-CPU machine kernel
+	// threads and daemons take about 0.01, and the kernel's own work for
+	// the benchmark that is charged to no process (idle entries and exits,
+	// page freeing) up to 0.03 for the mq transports, about 0.1 for pipe
+	// at 1 MiB.
+	MaxForeignCPU float64 `json:"max_foreign_cpu,omitempty"`
+	// LoadSlack: a repeat without a foreign CPU reading ran on a busy
+	// machine when the load average before or after it exceeded max(online
+	// CPUs, the job's processes) plus LoadSlack.
 	LoadSlack float64 `json:"load_slack"`
 	// MaxSpread: a figure whose repeats spread over more than MaxSpread
 	// percent of their median is noisy.
@@ -86,16 +102,19 @@ type NoiseRule struct {
 
 // DefaultNoiseRule is the rule of `make bench`.
 func DefaultNoiseRule() NoiseRule {
-	return NoiseRule{LoadSlack: 0.5, MaxSpread: 15}
+	return NoiseRule{MaxForeignCPU: 0.1, LoadSlack: 0.5, MaxSpread: 15}
 }
 
-// figure is one compared figure of a verdict: its repeats' loads and its
-// spread.
+// figure is one compared figure of a verdict: its repeats' loads and CPU
+// use, and its spread.
 type figure struct {
 	name string
 	// own is how many processes the figure's job runs.
-	own    int
-	loads  []Load
+	own   int
+	loads []Load
+	// cpus are the repeats' CPU use, in the order of loads; a repeat
+	// without a reading is nil or missing.
+	cpus   []*CPUUse
 	spread Spread
 	runs   int
 }
@@ -105,18 +124,50 @@ type figure struct {
 func (n NoiseRule) why(cpus int, figures ...figure) string {
 	var reasons []string
 	for _, f := range figures {
-		peak := -1.0
-		for _, l := range f.loads {
-			peak = max(peak, l.Peak())
-		}
-		if allowed := max(cpus, f.own); cpus > 0 && peak > float64(allowed)+n.LoadSlack {
-			reasons = append(reasons, fmt.Sprintf("load average %.2f during %s, above %d + %.2g", peak, f.name, allowed, n.LoadSlack))
+		if r := n.busy(cpus, f); r != "" {
+			reasons = append(reasons, r)
 		}
 	}
 	for _, f := range figures {
 		if f.runs > 1 && f.spread.Percent > n.MaxSpread {
 			reasons = append(reasons, fmt.Sprintf("%s spread %.1f%% over %d repeats, above %.3g%%", f.name, f.spread.Percent, f.runs, n.MaxSpread))
 		}
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// busy says why f ran on a busy machine, or "": the repeat where other
+// work took the most CPU time, if above the limit, and the load average
+// around the repeats without a CPU reading.
+func (n NoiseRule) busy(cpus int, f figure) string {
+	var reasons []string
+	// worst is the repeat whose foreign CPU exceeds the limit most, beyond
+	// the counters' resolution.
+	worst, excess := -1, 0.0
+	peak := -1.0
+	for i, l := range f.loads {
+		var u *CPUUse
+		if i < len(f.cpus) {
+			u = f.cpus[i]
+		}
+		switch {
+		case u == nil:
+			peak = max(peak, l.Peak())
+		case u.Foreign-u.Resolution-n.MaxForeignCPU > excess:
+			worst, excess = i, u.Foreign-u.Resolution-n.MaxForeignCPU
+		}
+	}
+	if worst >= 0 {
+		u := f.cpus[worst]
+		steal := ""
+		if u.Steal >= 0.005 {
+			steal = fmt.Sprintf(", %.2f of it steal", u.Steal)
+		}
+		reasons = append(reasons, fmt.Sprintf("other work used %.2f±%.2f CPU during %s repeat %d of %d%s, above %.2g",
+			u.Foreign, u.Resolution, f.name, worst+1, len(f.loads), steal, n.MaxForeignCPU))
+	}
+	if allowed := max(cpus, f.own); cpus > 0 && peak > float64(allowed)+n.LoadSlack {
+		reasons = append(reasons, fmt.Sprintf("load average %.2f during %s, above %d + %.2g", peak, f.name, allowed, n.LoadSlack))
 	}
 	return strings.Join(reasons, "; ")
 }
@@ -136,7 +187,7 @@ func resultFigure(res Result, m func(Result) float64) figure {
 	f := figure{name: res.Backend, own: ownProcesses(res.Backend)}
 	var vs []float64
 	for _, rep := range res.repeats() {
-		f.loads = append(f.loads, rep.Load)
+		f.loads, f.cpus = append(f.loads, rep.Load), append(f.cpus, rep.CPU)
 		vs = append(vs, m(Result{Kind: res.Kind, RTT: rep.RTT, Throughput: rep.Throughput}))
 	}
 	f.spread, f.runs = spreadOf(vs), len(vs)
@@ -147,7 +198,7 @@ func resultFigure(res Result, m func(Result) float64) figure {
 func memcpyFigure(m *MemcpyReference) figure {
 	f := figure{name: memcpyBaseline, own: 1, spread: m.Spread["best"], runs: len(m.Repeats)}
 	for _, rep := range m.Repeats {
-		f.loads = append(f.loads, rep.Load)
+		f.loads, f.cpus = append(f.loads, rep.Load), append(f.cpus, rep.CPU)
 	}
 	return f
 }
