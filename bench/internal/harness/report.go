@@ -218,10 +218,26 @@ func (r *Report) writeRepeats(p *printer) {
 	if len(lines) == 0 {
 		return
 	}
-	p.printf("\nRepeats: min..max of each figure (spread), 1-minute load average before→after each repeat, CPU other work used during each (in CPUs; steal, the hypervisor's, is part of it)\n")
+	head := "Repeats: min..max of each figure (spread), 1-minute load average before→after each repeat"
+	if r.foreignMeasured() {
+		head += ", CPU time other work used during each repeat (other CPU, in CPUs: 0.03 is 3% of one; the hypervisor's steal is part of it)"
+	}
+	p.printf("\n%s\n", head)
 	for _, l := range lines {
 		p.printf("%s\n", l)
 	}
+}
+
+// foreignMeasured reports whether any repeat has a CPU use.
+func (r *Report) foreignMeasured() bool {
+	for _, res := range r.Results {
+		for _, rep := range res.Repeats {
+			if rep.CPU != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // repeatLoads are the load averages around each repeat and, where measured,
