@@ -112,7 +112,9 @@ func (r cpuReading) use(end cpuReading) (CPUUse, bool) {
 type cpuMeter struct {
 	// proc is the mount point, /proc.
 	proc string
-	// pid is the process whose tree is the benchmark's own.
+	// pid is the process whose descendants are the benchmark's own. The
+	// rusage figures are always the calling process's, so anything but
+	// os.Getpid() is for tests of the /proc side.
 	pid int
 }
 
