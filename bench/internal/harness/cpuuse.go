@@ -42,7 +42,7 @@ type CPUUse struct {
 // processes' times are each cut to the unit at both readings. Measured:
 // on an idle 2-CPU machine, intervals of 20 ms to 2 s with and without
 // both CPUs busy with the benchmark's own processes were off by at most
-// 21 ms beyond the machine's steady 0.01 CPU of kernel threads and
+// about 22 ms beyond the machine's steady 0.01 CPU of kernel threads and
 // daemons.
 const cpuResolution = 20 * time.Millisecond
 
@@ -112,7 +112,9 @@ func (r cpuReading) use(end cpuReading) (CPUUse, bool) {
 type cpuMeter struct {
 	// proc is the mount point, /proc.
 	proc string
-	// pid is the process whose tree is the benchmark's own.
+	// pid is the process whose descendants are the benchmark's own. The
+	// rusage figures are always the calling process's, so anything but
+	// os.Getpid() is for tests of the /proc side.
 	pid int
 }
 

@@ -86,10 +86,10 @@ type NoiseRule struct {
 	// more than this much CPU time during it, as a fraction of one CPU over
 	// the repeat's wall time (CPUUse.Foreign), beyond the counters'
 	// resolution (CPUUse.Resolution). On an idle 2-CPU machine kernel
-	// threads and daemons take about 0.01, and the kernel's own work for
+	// threads and daemons take about 0.01; with the kernel's own work for
 	// the benchmark that is charged to no process (idle entries and exits,
-	// page freeing) up to 0.03 for the mq transports, about 0.1 for pipe
-	// at 1 MiB.
+	// page freeing) quick runs read at most 0.06 for the mq transports and
+	// 0.12 for pipe at 1 MiB, rounding included (docs/benchmarks.md).
 	MaxForeignCPU float64 `json:"max_foreign_cpu,omitempty"`
 	// LoadSlack: a repeat without a foreign CPU reading ran on a busy
 	// machine when the load average before or after it exceeded max(online
