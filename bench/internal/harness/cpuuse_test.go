@@ -249,8 +249,8 @@ func burn(t *testing.T, detached bool) int {
 	return pid
 }
 
-// procTime is pid's utime + stime from /proc.
-func procTime(t *testing.T, pid int) time.Duration {
+// readProc is pid's /proc/<pid>/stat, parsed.
+func readProc(t *testing.T, pid int) procTimes {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -260,8 +260,11 @@ func procTime(t *testing.T, pid int) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p.time
+	return p
 }
+
+// procTime is pid's CPU time from /proc (see procTimes.time).
+func procTime(t *testing.T, pid int) time.Duration { return readProc(t, pid).time }
 
 // burnFor waits until pid has used d of CPU time since it was at from.
 func burnFor(t *testing.T, pid int, from, d time.Duration) {
@@ -377,15 +380,4 @@ func TestForeignCPUReal(t *testing.T) {
 }
 
 // parentOf is pid's parent.
-func parentOf(t *testing.T, pid int) int {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := parsePIDStat(string(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p.ppid
-}
+func parentOf(t *testing.T, pid int) int { return readProc(t, pid).ppid }
