@@ -16,6 +16,10 @@ import (
 )
 
 const (
+	// The room the small responses take in the outbox: a SEND_OK, an ERROR
+	// without its text.
+	sendOKRoom     = 32
+	errorFrameRoom = 32
 	// outboxLimit is the size of unsent responses at which a connection's
 	// reader stops reading until its writer catches up.
 	outboxLimit = 1 << 20
@@ -303,7 +307,7 @@ func (c *bconn) append(enc func([]byte) []byte) {
 }
 
 func (c *bconn) appendError(req uint32, code mqwire.Code, text string) {
-	out, mark, ok := c.w.Lock()
+	out, mark, ok := c.w.Lock(errorFrameRoom + len(text))
 	if ok {
 		out = mqwire.AppendError(out, mqwire.TypeError, req, code, text)
 	}
@@ -316,7 +320,7 @@ func (c *bconn) releasePending(bodyLen int) {
 }
 
 func (c *bconn) sendOK(req uint32, id uint64, bodyLen int) {
-	out, mark, ok := c.w.Lock()
+	out, mark, ok := c.w.Lock(sendOKRoom)
 	if ok {
 		out = mqwire.AppendSendOK(out, req, id)
 	}
@@ -330,12 +334,23 @@ func (c *bconn) sendError(req uint32, code mqwire.Code, text string, bodyLen int
 }
 
 func (c *bconn) deliver(consumerID uint32, tag uint64, m *message) {
-	out, mark, ok := c.w.Lock()
+	d := mqwire.Deliver{
+		Consumer: consumerID, Tag: tag, ID: m.id, EnqueuedAt: m.enqueuedAt,
+		Deliveries: m.deliveries, Priority: m.priority, Body: m.body,
+	}
+	if len(m.body) > maxFreeBody {
+		// A body this large is never recycled (queue.recycle), so it stays
+		// as it is until written: send it from where it lies.
+		out, _, ok := c.w.Lock(mqwire.DeliverOverhead)
+		if ok {
+			out = mqwire.AppendDeliverHeader(out, d)
+		}
+		c.w.UnlockRef(out, m.body)
+		return
+	}
+	out, mark, ok := c.w.Lock(mqwire.DeliverOverhead + len(m.body))
 	if ok {
-		out = mqwire.AppendDeliver(out, mqwire.Deliver{
-			Consumer: consumerID, Tag: tag, ID: m.id, EnqueuedAt: m.enqueuedAt,
-			Deliveries: m.deliveries, Priority: m.priority, Body: m.body,
-		})
+		out = mqwire.AppendDeliver(out, d)
 	}
 	c.w.Unlock(out, mark)
 }

@@ -45,8 +45,12 @@ func Begin(b []byte, t FrameType) ([]byte, int) {
 }
 
 // End patches the length of the frame begun at start.
-func End(b []byte, start int) []byte {
-	le.PutUint32(b[start:], uint32(len(b)-start-lengthFieldLen))
+func End(b []byte, start int) []byte { return endBefore(b, start, 0) }
+
+// endBefore patches the length of the frame begun at start, whose last
+// rest bytes the caller writes after b.
+func endBefore(b []byte, start, rest int) []byte {
+	le.PutUint32(b[start:], uint32(len(b)-start-lengthFieldLen+rest))
 	return b
 }
 
@@ -64,14 +68,26 @@ type Send struct {
 
 // AppendSend encodes a SEND frame.
 func AppendSend(b []byte, req uint32, priority uint8, ttlMillis, timeoutMillis uint32, queue string, body []byte) []byte {
+	b, s := beginSend(b, req, priority, ttlMillis, timeoutMillis, queue)
+	b = append(b, body...)
+	return End(b, s)
+}
+
+// AppendSendHeader encodes a SEND frame but for its body of bodyLen bytes,
+// which the caller writes right after it.
+func AppendSendHeader(b []byte, req uint32, priority uint8, ttlMillis, timeoutMillis uint32, queue string, bodyLen int) []byte {
+	b, s := beginSend(b, req, priority, ttlMillis, timeoutMillis, queue)
+	return endBefore(b, s, bodyLen)
+}
+
+func beginSend(b []byte, req uint32, priority uint8, ttlMillis, timeoutMillis uint32, queue string) ([]byte, int) {
 	b, s := Begin(b, TypeSend)
 	b = le.AppendUint32(b, req)
 	b = append(b, priority, uint8(len(queue)))
 	b = le.AppendUint32(b, ttlMillis)
 	b = le.AppendUint32(b, timeoutMillis)
 	b = append(b, queue...)
-	b = append(b, body...)
-	return End(b, s)
+	return b, s
 }
 
 // ParseSend decodes a SEND payload.
@@ -331,6 +347,19 @@ type Deliver struct {
 
 // AppendDeliver encodes a DELIVER frame.
 func AppendDeliver(b []byte, d Deliver) []byte {
+	b, s := beginDeliver(b, d)
+	b = append(b, d.Body...)
+	return End(b, s)
+}
+
+// AppendDeliverHeader encodes a DELIVER frame but for its body, d.Body,
+// which the caller writes right after it.
+func AppendDeliverHeader(b []byte, d Deliver) []byte {
+	b, s := beginDeliver(b, d)
+	return endBefore(b, s, len(d.Body))
+}
+
+func beginDeliver(b []byte, d Deliver) ([]byte, int) {
 	b, s := Begin(b, TypeDeliver)
 	b = le.AppendUint32(b, d.Consumer)
 	b = le.AppendUint64(b, d.Tag)
@@ -338,8 +367,7 @@ func AppendDeliver(b []byte, d Deliver) []byte {
 	b = le.AppendUint64(b, uint64(d.EnqueuedAt))
 	b = le.AppendUint32(b, d.Deliveries)
 	b = append(b, d.Priority)
-	b = append(b, d.Body...)
-	return End(b, s)
+	return b, s
 }
 
 // ParseDeliver decodes a DELIVER payload.

@@ -238,3 +238,25 @@ func TestReaderReusesLargeFrameBuffer(t *testing.T) {
 		})
 	}
 }
+
+// A frame encoded up to its body and followed by the body is the frame
+// encoded whole: the writers send large bodies from where they lie.
+func TestHeaderEncodersLeaveRoomForTheBody(t *testing.T) {
+	body := bytes.Repeat([]byte{0xa5}, 5000)
+	d := Deliver{Consumer: 3, Tag: 99, ID: 1001, EnqueuedAt: 17, Deliveries: 1, Priority: 2, Body: body}
+	cases := map[string]struct{ whole, head []byte }{
+		"send": {
+			AppendSend(nil, 7, 9, 1500, 250, "orders", body),
+			AppendSendHeader(nil, 7, 9, 1500, 250, "orders", len(body)),
+		},
+		"deliver": {AppendDeliver(nil, d), AppendDeliverHeader(nil, d)},
+	}
+	for name, c := range cases {
+		if got := append(c.head, body...); !bytes.Equal(got, c.whole) {
+			t.Errorf("%s: header+body differs from the whole frame", name)
+		}
+		if len(c.head) != len(c.whole)-len(body) {
+			t.Errorf("%s: header is %d bytes, want %d", name, len(c.head), len(c.whole)-len(body))
+		}
+	}
+}

@@ -2,6 +2,7 @@ package mq
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -126,49 +127,60 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 }
 
-// BenchmarkThroughput measures 64-byte messages per second with pipelined
-// confirmed sends from one connection and acknowledged receives on another.
+// BenchmarkThroughput measures messages per second with pipelined confirmed
+// sends from one connection and acknowledged receives on another.
 func BenchmarkThroughput(b *testing.B) {
 	for _, p := range []mqbroker.Persistence{mqbroker.None, mqbroker.Volume} {
-		b.Run(string(p), func(b *testing.B) {
-			tb := startBroker(b, mqbroker.Options{}, mqbroker.QueueConfig{Name: "q", Persistence: p, MaxDepth: 1 << 20})
-			prod, cons := dial(b, tb.socket), dial(b, tb.socket)
-			ctx := context.Background()
-			k, err := cons.Consume(ctx, "q", WithPrefetch(1024))
-			if err != nil {
-				b.Fatal(err)
-			}
-			body := make([]byte, 64)
-			var wg sync.WaitGroup
-			wg.Add(1)
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			go func() {
-				defer wg.Done()
-				for range b.N {
-					d, err := k.Receive(ctx)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					d.Ack(ctx)
-				}
-			}()
-			var last *Confirmation
-			for range b.N {
-				cf, err := prod.SendAsync(ctx, "q", body)
-				if err != nil {
-					b.Fatal(err)
-				}
-				last = cf
-			}
-			if err := last.Wait(ctx); err != nil {
-				b.Fatal(err)
-			}
-			wg.Wait()
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
-		})
+		for _, size := range []int{64, 4 << 10, 1 << 20} {
+			b.Run(fmt.Sprintf("%s/%dB", p, size), func(b *testing.B) {
+				benchThroughput(b, p, size)
+			})
+		}
 	}
+}
+
+func benchThroughput(b *testing.B, p mqbroker.Persistence, size int) {
+	tb := startBroker(b, mqbroker.Options{}, mqbroker.QueueConfig{
+		Name: "q", Persistence: p, MaxDepth: 1 << 20,
+		MaxMessageSize: max(size, mqbroker.DefaultMaxMessageSize),
+		MaxBytes:       max(mqbroker.DefaultMaxBytes, 4*int64(size)),
+	})
+	prod, cons := dial(b, tb.socket), dial(b, tb.socket)
+	ctx := context.Background()
+	k, err := cons.Consume(ctx, "q", WithPrefetch(1024))
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := make([]byte, size)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		defer wg.Done()
+		for range b.N {
+			d, err := k.Receive(ctx)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			d.Ack(ctx)
+		}
+	}()
+	var last *Confirmation
+	for range b.N {
+		cf, err := prod.SendAsync(ctx, "q", body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		last = cf
+	}
+	if err := last.Wait(ctx); err != nil {
+		b.Fatal(err)
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }

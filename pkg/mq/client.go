@@ -163,6 +163,19 @@ func (c *Client) start(s *session) {
 // reading may block before the connection is given up.
 const clientWriteTimeout = 30 * time.Second
 
+// The room frames take in the outbox (mqconn.Writer.Lock): a settlement or
+// the tag that extends one; a request other than a send (a longer one costs
+// a reallocation, not an error).
+const (
+	settleRoom  = 32
+	requestRoom = 512
+)
+
+// sendByReference is the body size from which a send's kept copy (see
+// newSendConfirmation) is written from where it lies instead of being copied
+// into the outbox.
+const sendByReference = 4 << 10
+
 func handshake(ctx context.Context, nc net.Conn) (mqwire.Welcome, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
@@ -424,11 +437,21 @@ func (c *Client) SendAsync(ctx context.Context, queue string, body []byte, opts 
 	if err != nil {
 		return nil, err
 	}
-	out, mark, ok := s.w.Lock()
-	if ok {
-		out, mark = mqwire.AppendSend(out, req, so.priority, ttl, timeout, queue, body), -1
+	if kept := cf.resend.body; len(kept) >= sendByReference {
+		// The copy kept for a resend is never modified: send it from
+		// where it lies rather than copy it again.
+		out, _, ok := s.w.Lock(mqwire.SendOverhead + len(queue))
+		if ok {
+			out = mqwire.AppendSendHeader(out, req, so.priority, ttl, timeout, queue, len(kept))
+		}
+		s.w.UnlockRef(out, kept)
+	} else {
+		out, mark, ok := s.w.Lock(mqwire.SendOverhead + len(queue) + len(body))
+		if ok {
+			out, mark = mqwire.AppendSend(out, req, so.priority, ttl, timeout, queue, body), -1
+		}
+		s.w.Unlock(out, mark)
 	}
-	s.w.Unlock(out, mark)
 	if pipelined {
 		// Other sends are on their way: leave the write to the writer
 		// goroutine, which batches this frame with those that follow,
@@ -517,7 +540,7 @@ func (c *Client) call(ctx context.Context, cf *Confirmation, enc func(b []byte, 
 	req := c.calls.add(cf)
 	s := c.sess.Load()
 	c.mu.Unlock()
-	out, mark, ok := s.w.Lock()
+	out, mark, ok := s.w.Lock(requestRoom)
 	if ok {
 		out, mark = enc(out, req), -1
 	}
@@ -848,7 +871,7 @@ func newDelivery(n int) *Delivery {
 // appendSettle queues an ACK, NACK or CREDIT on s, merging it into the
 // previous frame when that is a settlement of the same kind and consumer.
 func appendSettle(s *session, kind mqwire.FrameType, consumer uint32, requeue bool, tag uint64) error {
-	out, mark, ok := s.w.Lock()
+	out, mark, ok := s.w.Lock(settleRoom)
 	if !ok {
 		s.w.Unlock(out, mark)
 		return ErrClosed

@@ -201,7 +201,7 @@ func (c *Client) resume(s *session) bool {
 	var expired []*Confirmation
 	// The connection is new: frames appended to it are sent or it fails
 	// (and the next connection sends them), so ok needs no check here.
-	out, _, _ := s.w.Lock()
+	out, _, _ := s.w.Lock(0)
 	for _, cf := range pending {
 		req := c.calls.add(cf)
 		var ok bool
@@ -307,7 +307,7 @@ func (c *Client) retry(cf *Confirmation) {
 		c.mu.Unlock()
 		return // the next connection sends it
 	}
-	outbox, mark, appendable := s.w.Lock()
+	outbox, mark, appendable := s.w.Lock(requestRoom + cf.bodyLen)
 	out, ok := cf.appendTo(outbox, req)
 	if ok && appendable {
 		outbox, mark = out, -1
