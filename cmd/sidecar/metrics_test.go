@@ -142,6 +142,7 @@ func TestMetricsReflectTraffic(t *testing.T) {
 		{"podipc_shm_capacity_slots", frames, 32},
 		{"podipc_shm_slot_size_bytes", frames, 1024},
 		{"podipc_shm_lost_messages_total", frames, 0},
+		{"podipc_shm_repaired_slots_total", frames, 0},
 		{"podipc_shm_peers", map[string]string{"channel": "frames", "role": "producer"}, 1},
 		{"podipc_shm_peers", map[string]string{"channel": "frames", "role": "consumer"}, 1},
 		{"podipc_mq_enqueued_messages_total", jobs, 4},

@@ -81,6 +81,8 @@ var (
 		"Messages delivered again after their consumer died holding them.", "channel")
 	shmAbandoned = desc("shm_abandoned_slots_total",
 		"Reservations aborted, or left uncommitted by a producer that died.", "channel")
+	shmRepaired = desc("shm_repaired_slots_total",
+		"Queue slots whose state word no healthy ring can hold, reset and their position skipped: a participant wrote garbage.", "channel")
 	shmReaped = desc("shm_reaped_peers_total",
 		"Dead peers recovered on the channel, by anyone.", "channel")
 	shmPeers = desc("shm_peers",
@@ -145,7 +147,7 @@ var (
 
 var allDescs = []*prometheus.Desc{
 	configApplied, configGeneration, configAppliedTime, configErrors, reconciles, reapedPeers, channelState, channelDeclared,
-	shmDepth, shmCapacity, shmSlotSize, shmFileSize, shmSent, shmReceived, shmLost, shmRedelivered, shmAbandoned, shmReaped, shmPeers, shmDeadPeers,
+	shmDepth, shmCapacity, shmSlotSize, shmFileSize, shmSent, shmReceived, shmLost, shmRedelivered, shmAbandoned, shmRepaired, shmReaped, shmPeers, shmDeadPeers,
 	mqDepth, mqBytes, mqInFlight, mqInFlightBytes, mqCapacity, mqCapacityBytes, mqConsumers, mqBlockedSends, mqJournal, mqJournalRefused,
 	mqEnqueued, mqDelivered, mqAcked, mqRedelivered, mqDeadLettered, mqDropped, mqExpired, mqRejected, mqRecovered, mqAckLatency,
 	mqConnections, mqConnectionsLimit, mqPeerConnections, mqPeerConnectionsLimit, mqBlockedSendBytes, mqBlockedSendBytesLimit,
@@ -223,6 +225,7 @@ func collectShm(gauge gaugeFunc, counter counterFunc, name string, s *status.Sha
 	counter(shmLost, s.Lost, name)
 	counter(shmRedelivered, s.Redelivered, name)
 	counter(shmAbandoned, s.Abandoned, name)
+	counter(shmRepaired, s.Repaired, name)
 	counter(shmReaped, s.ReapedPeers, name)
 	gauge(shmDeadPeers, float64(s.DeadPeers), name)
 	for role, n := range s.Peers {

@@ -370,6 +370,7 @@ func SharedMemoryStatus(st shm.Stats, maxPeers int, fileBytes int64) *status.Sha
 		Lost:        st.Lost,
 		Redelivered: st.Redelivered,
 		Abandoned:   st.Abandoned,
+		Repaired:    st.Repaired,
 		ReapedPeers: st.Reaped,
 		DeadPeers:   st.DeadPeers,
 		Peers: map[string]int{

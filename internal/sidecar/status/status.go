@@ -133,6 +133,10 @@ type SharedMemory struct {
 	Lost        uint64 `json:"lost"`
 	Redelivered uint64 `json:"redelivered"`
 	Abandoned   uint64 `json:"abandoned"`
+	// Repaired counts Queue slots whose state word no healthy ring can hold
+	// (written by a misbehaving participant), reset and their position
+	// skipped (docs/shm-layout.md §2.5).
+	Repaired    uint64 `json:"repaired"`
 	ReapedPeers uint64 `json:"reapedPeers"`
 	// Peers counts the live registered peers by role (producer, consumer,
 	// subscriber).
