@@ -201,7 +201,11 @@ func (c *Client) resume(s *session) bool {
 	var expired []*Confirmation
 	// The connection is new: frames appended to it are sent or it fails
 	// (and the next connection sends them), so ok needs no check here.
-	out, _, _ := s.w.Lock(0)
+	room := requestRoom * (len(pending) + len(consumers))
+	for _, cf := range pending {
+		room += cf.bodyLen
+	}
+	out, _, _ := s.w.Lock(room)
 	for _, cf := range pending {
 		req := c.calls.add(cf)
 		var ok bool
