@@ -21,10 +21,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podipc/podipc/pkg/podcontract"
+	"golang.org/x/sys/unix"
 
+	"github.com/podipc/podipc/internal/memlimit"
 	"github.com/podipc/podipc/internal/sidecar/daemon"
 	"github.com/podipc/podipc/internal/sidecar/inspect"
+	"github.com/podipc/podipc/pkg/podcontract"
 )
 
 // Defaults of the flags.
@@ -101,6 +103,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Logger = logger
+	applyMemoryLimit(logger, cfg.Dir)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -114,6 +117,28 @@ func runDaemon(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// applyMemoryLimit gives the Go runtime a soft memory limit below what the
+// container's leaves after the tmpfs at dir (whose pages the sidecar's
+// cgroup is charged for), so that the garbage collector works harder near
+// it rather than the kernel OOM-killing the sidecar and with it every queue
+// without a journal.
+func applyMemoryLimit(logger *slog.Logger, dir string) {
+	var reserved int64
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil && st.Type == unix.TMPFS_MAGIC {
+		reserved = int64(st.Blocks) * st.Bsize
+	}
+	d, err := memlimit.Apply("/sys/fs/cgroup", reserved, memlimit.DefaultFraction, os.Getenv)
+	switch {
+	case err != nil:
+		logger.Warn("Go memory limit not set", "err", err)
+	case d.Limit > 0:
+		logger.Info("Go memory limit set below the container's", "containerLimitBytes", d.Cgroup, "tmpfsBytes", d.Reserved, "goMemoryLimitBytes", d.Limit)
+	default:
+		logger.Info("Go memory limit not set", "reason", d.Reason)
+	}
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
