@@ -90,4 +90,3 @@ func TestBodiesOfEverySizeArriveIntact(t *testing.T) {
 		})
 	}
 }
-
