@@ -151,7 +151,7 @@ func (w *Writer) newChunk(room int) {
 	if cap(w.out) == MaxKeptBuffer {
 		if len(w.out) > 0 {
 			w.sealed = append(w.sealed, w.out[:0])
-		} else {
+		} else if len(w.free) < busyChunks {
 			w.free = append(w.free, w.out)
 		}
 	}
@@ -253,7 +253,9 @@ func (w *Writer) take() bool {
 	}
 	w.pending, w.segs, w.next = w.segs, w.pending[:0], 0
 	w.written, w.sealed = w.sealed, w.written[:0]
-	if len(w.out) > 0 {
+	if w.out != nil {
+		// Keep a chunk for reuse; drop a frame's own larger buffer, even
+		// an empty one (Lock(room) on a path that then appended nothing).
 		if cap(w.out) == MaxKeptBuffer {
 			w.written = append(w.written, w.out[:0])
 		}
@@ -347,10 +349,8 @@ func (w *Writer) Run(onError func(error)) {
 		for w.take() {
 			err := w.write()
 			if err != nil {
+				w.fail()
 				w.writeMu.Unlock()
-				w.mu.Lock()
-				w.dead, w.out, w.segs, w.queued, w.start = true, nil, nil, 0, 0
-				w.mu.Unlock()
 				onError(err)
 				return
 			}
@@ -365,12 +365,32 @@ func (w *Writer) Run(onError func(error)) {
 		}
 		w.mu.Unlock()
 		if closing {
-			if !more {
+			if !more && w.finished() {
 				return
 			}
 			w.Wake()
 		}
 	}
+}
+
+// fail gives up the outbox after a write failed: appends are dropped from
+// now on, and nothing queued (chunks, bodies by reference) stays pinned.
+// writeMu must be held.
+func (w *Writer) fail() {
+	w.pending, w.next, w.written = nil, 0, nil
+	w.mu.Lock()
+	w.dead, w.out, w.segs, w.queued, w.start = true, nil, nil, 0, 0
+	w.sealed, w.free = nil, nil
+	w.mu.Unlock()
+}
+
+// finished reports, once the writer is closing and its outbox empty,
+// whether everything taken is written too: a Flush on another goroutine may
+// still be writing frames it took, and the connection must outlive that.
+func (w *Writer) finished() bool {
+	w.writeMu.Lock()
+	defer w.writeMu.Unlock()
+	return !w.unwritten()
 }
 
 // write writes pending, without blocking if the socket takes it all (no
@@ -393,6 +413,11 @@ func (w *Writer) write() error {
 	_, err := bufs.WriteTo(w.nc)
 	for w.next < len(w.pending) && len(w.pending[w.next]) == 0 {
 		w.next++
+	}
+	if err == nil && w.timeout > 0 {
+		// The deadline bounds this write only: left armed, it would fail
+		// the next write made after it passes, however fast that one is.
+		err = w.nc.SetWriteDeadline(time.Time{})
 	}
 	w.lastWrite.Store(monoNow())
 	return err

@@ -170,3 +170,78 @@ func TestWriterDeliversEveryFrameInOrder(t *testing.T) {
 	w.Close()
 	<-w.Done()
 }
+
+// A write that blocked once (the peer was not reading) bounds only itself:
+// a frame written after its timeout has long passed still goes out.
+func TestWriterTimeoutBoundsOnlyTheBlockedWrite(t *testing.T) {
+	a, b := unixPair(t)
+	if err := a.SetWriteBuffer(8 << 10); err != nil {
+		t.Fatal(err)
+	}
+	const timeout = 200 * time.Millisecond
+	w := NewWriter(a, timeout)
+	runErr := make(chan error, 1)
+	go w.Run(func(err error) { runErr <- err })
+
+	big := body(1, 1, 1<<20) // far more than the socket buffers: Run blocks
+	out, _, _ := w.Lock(12)
+	w.UnlockRef(frame(out, 1, 1, len(big)), big)
+	w.Flush() // writes at most what the socket buffers: Run arms the deadline
+	got := make([]byte, 12+len(big))
+	if _, err := io.ReadFull(b, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[12:], big) {
+		t.Fatal("the blocked frame arrived damaged")
+	}
+
+	time.Sleep(2 * timeout) // not synchronization: the old deadline must pass
+	out, mark, ok := w.Lock(12)
+	if !ok {
+		t.Fatalf("writer closed after a write that succeeded: %v", <-runErr)
+	}
+	w.Unlock(frame(out, 2, 2, 0), mark)
+	w.Flush()
+	if err := b.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(b, got[:12]); err != nil {
+		select {
+		case werr := <-runErr:
+			t.Fatalf("the frame after the timeout was not written: %v", werr)
+		default:
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got[:12], frame(nil, 2, 2, 0)) {
+		t.Fatalf("received %x, want the second frame", got[:12])
+	}
+	w.Close()
+	<-w.Done()
+	select {
+	case err := <-runErr:
+		t.Fatalf("writer failed: %v", err)
+	default:
+	}
+}
+
+// Lock(room) for a frame larger than a chunk that then appends nothing
+// leaves no large buffer pinned once the outbox is taken.
+func TestWriterDropsAnUnusedLargeBuffer(t *testing.T) {
+	a, _ := unixPair(t)
+	w := NewWriter(a, 0)
+	out, mark, _ := w.Lock(4 * MaxKeptBuffer)
+	w.Unlock(out, mark) // nothing appended
+	w.writeMu.Lock()
+	if w.take() {
+		t.Error("take() found something to write in an empty outbox")
+	}
+	w.writeMu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range append(append([][]byte{w.out}, w.free...), w.sealed...) {
+		if cap(c) > MaxKeptBuffer {
+			t.Fatalf("the writer keeps a %d-byte buffer, more than a chunk", cap(c))
+		}
+	}
+}

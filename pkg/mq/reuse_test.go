@@ -132,11 +132,13 @@ func TestSteadyStateAllocations(t *testing.T) {
 	for range 1000 { // warm the pools and buffers
 		cycle()
 	}
-	// A Wait that comes before the answer makes its channel: at most one
-	// more allocation per message.
+	// A Wait that comes before the answer makes its channel, one more
+	// allocation. Whether it does depends on the scheduling (the broker's
+	// SEND_OK and DELIVER race), and runs come out at 3.00 or 4.00: the
+	// bound is the worst case, which fails on any further allocation.
 	allocs := testing.AllocsPerRun(2000, cycle)
 	t.Logf("%.2f allocations per message", allocs)
-	if allocs > 3.5 {
-		t.Fatalf("%.2f allocations per message, want at most 3", allocs)
+	if allocs > 4 {
+		t.Fatalf("%.2f allocations per message, want at most 4 (3, and the channel of a Wait that comes before the answer)", allocs)
 	}
 }
