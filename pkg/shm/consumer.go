@@ -24,6 +24,7 @@ func (c *Channel) NewConsumer(opts ...PeerOption) (*Consumer, error) {
 	}
 	q.rel = q
 	q.tryFn = q.tryTake
+	q.copyFn = q.tryTakeCopy
 	return q, nil
 }
 
@@ -154,6 +155,35 @@ func (q *Consumer) tryTake() (bool, uint32, error) {
 		}
 	}
 	return false, noOwner, corruptf("no progress taking a message after %d attempts", maxClaimAttempts)
+}
+
+// tryTakeCopy is Recv's attempt (docs/shm-layout.md §2.3, "Copying
+// consumers"): it copies the payload out of a FULL head slot while the slot
+// is FULL, then frees it with one compare-and-swap, (h,FULL) to (h+N,FREE).
+// A FULL slot's payload does not change, so a copy whose CAS succeeds is
+// whole; one whose CAS fails was of a slot another consumer took, and is
+// discarded. Anything else (a redelivery to scan, another state, a buffer
+// too small) takes the borrowing path, tryTake.
+func (q *Consumer) tryTakeCopy() (bool, uint32, error) {
+	c := q.ch
+	if atomic.LoadUint64(c.redeliverGen) == atomic.LoadUint64(c.redeliverScanned) {
+		h := atomic.LoadUint64(c.head)
+		s := c.slot(h)
+		w := atomic.LoadUint64(c.slotWord(s))
+		if seqDiff(w, h) == 0 && slotState(w) == stFull {
+			if n := *c.slotLen(s); n <= c.geo.slotSize && int(n) <= len(q.copyBuf) {
+				copy(q.copyBuf, c.payload(s)[:n])
+				if atomic.CompareAndSwapUint64(c.slotWord(s), w, packSlot(h+uint64(c.geo.slotCount), stFree, 0)) {
+					atomic.CompareAndSwapUint64(c.head, h, h+1)
+					atomic.AddUint64(q.received, 1)
+					q.copied, q.didCopy = int(n), true
+					c.signal(c.spaceSig, c.spaceWaiters)
+					return true, noOwner, nil
+				}
+			}
+		}
+	}
+	return q.tryTake()
 }
 
 // takeRedelivery scans the ring for a message a dead consumer left

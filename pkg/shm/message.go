@@ -69,11 +69,24 @@ type receiver struct {
 	rel    releaser // the Consumer or Subscriber embedding this receiver
 	tryFn  attemptFunc
 	closed bool
+
+	// copyFn, if set (a Consumer), is recv's attempt: it copies a message
+	// into copyBuf and frees its slot at once when it can (copied, didCopy),
+	// and otherwise borrows as tryFn does.
+	copyFn  attemptFunc
+	copyBuf []byte
+	copied  int
+	didCopy bool
 }
 
 func (r *receiver) handle() Message { return Message{r: r, gen: r.cur.gen} }
 
 func (r *receiver) borrow(ctx context.Context, block bool) (Message, error) {
+	return r.borrowWith(ctx, block, r.tryFn)
+}
+
+// borrowWith is borrow with the attempt try.
+func (r *receiver) borrowWith(ctx context.Context, block bool, try attemptFunc) (Message, error) {
 	switch {
 	case r.closed:
 		return Message{}, ErrClosed
@@ -84,7 +97,7 @@ func (r *receiver) borrow(ctx context.Context, block bool) (Message, error) {
 		return Message{}, ErrOutstanding
 	}
 	if !block {
-		done, _, err := r.tryFn()
+		done, _, err := try()
 		if err != nil {
 			return Message{}, err
 		}
@@ -93,7 +106,7 @@ func (r *receiver) borrow(ctx context.Context, block bool) (Message, error) {
 		}
 		return r.handle(), nil
 	}
-	if err := r.await(ctx, r.ch.dataWait(), r.tryFn); err != nil {
+	if err := r.await(ctx, r.ch.dataWait(), try); err != nil {
 		return Message{}, fmt.Errorf("shm: receive: %w", err)
 	}
 	return r.handle(), nil
@@ -102,7 +115,17 @@ func (r *receiver) borrow(ctx context.Context, block bool) (Message, error) {
 // recv copies the next message into buf. If buf is too small it keeps the
 // message for the next call and returns a *TooLargeError.
 func (r *receiver) recv(ctx context.Context, buf []byte, block bool) (int, error) {
-	if _, err := r.borrow(ctx, block); err != nil {
+	if r.copyFn != nil && !r.cur.held {
+		r.copyBuf, r.didCopy = buf, false
+		_, err := r.borrowWith(ctx, block, r.copyFn)
+		r.copyBuf = nil
+		if err != nil {
+			return 0, err
+		}
+		if r.didCopy {
+			return r.copied, nil
+		}
+	} else if _, err := r.borrow(ctx, block); err != nil {
 		return 0, err
 	}
 	b := &r.cur
