@@ -176,7 +176,7 @@ func (q *Consumer) tryTakeCopy() (bool, uint32, error) {
 				if atomic.CompareAndSwapUint64(c.slotWord(s), w, packSlot(h+uint64(c.geo.slotCount), stFree, 0)) {
 					atomic.CompareAndSwapUint64(c.head, h, h+1)
 					atomic.AddUint64(q.received, 1)
-					q.copied, q.didCopy = int(n), true
+					q.copied = int(n)
 					c.signal(c.spaceSig, c.spaceWaiters)
 					return true, noOwner, nil
 				}

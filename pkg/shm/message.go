@@ -71,12 +71,11 @@ type receiver struct {
 	closed bool
 
 	// copyFn, if set (a Consumer), is recv's attempt: it copies a message
-	// into copyBuf and frees its slot at once when it can (copied, didCopy),
-	// and otherwise borrows as tryFn does.
+	// into copyBuf and frees its slot at once when it can (setting copied;
+	// nothing is held then), and otherwise borrows as tryFn does.
 	copyFn  attemptFunc
 	copyBuf []byte
 	copied  int
-	didCopy bool
 }
 
 func (r *receiver) handle() Message { return Message{r: r, gen: r.cur.gen} }
@@ -116,13 +115,13 @@ func (r *receiver) borrowWith(ctx context.Context, block bool, try attemptFunc) 
 // message for the next call and returns a *TooLargeError.
 func (r *receiver) recv(ctx context.Context, buf []byte, block bool) (int, error) {
 	if r.copyFn != nil && !r.cur.held {
-		r.copyBuf, r.didCopy = buf, false
+		r.copyBuf = buf
 		_, err := r.borrowWith(ctx, block, r.copyFn)
 		r.copyBuf = nil
 		if err != nil {
 			return 0, err
 		}
-		if r.didCopy {
+		if !r.cur.held { // copyFn copied it
 			return r.copied, nil
 		}
 	} else if _, err := r.borrow(ctx, block); err != nil {

@@ -1292,8 +1292,7 @@ static int try_take(void *self, uint32_t *owner)
 typedef struct copy_attempt {
 	podipc_consumer *q;
 	void *buf;
-	size_t cap, len;
-	bool copied;
+	size_t cap, len; /* len: set when it copied (nothing is held then) */
 } copy_attempt;
 
 /* The speculative copy races, by design, with a producer that rewrites the
@@ -1330,7 +1329,6 @@ static int try_take_copy(void *self, uint32_t *owner)
 					atomic_compare_exchange_strong(c->head, &expect, h + 1);
 					count(q->p.received, 1);
 					a->len = n;
-					a->copied = true;
 					*owner = NO_OWNER;
 					signal_waiters(c->space_sig, c->space_waiters);
 					return 1;
@@ -1490,7 +1488,7 @@ int podipc_consumer_recv(podipc_consumer *c, void *buf, size_t cap, size_t *len,
 	size_t n = 0;
 	copy_attempt a = {.q = c, .buf = buf, .cap = cap};
 	int rc = borrow(&c->p, &c->m, try_take_copy, &a, timeout_ns, &data, &n);
-	if (rc == 0 && a.copied) {
+	if (rc == 0 && !c->m.held) { /* try_take_copy copied it */
 		*len = a.len;
 		return PODIPC_OK;
 	}
